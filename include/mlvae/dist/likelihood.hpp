@@ -1,0 +1,122 @@
+// mlvae/dist/likelihood.hpp — observation models p(x | decoder output), as policies the models
+// take as a template argument. Each gives the per-column log-likelihood, its gradient with respect
+// to the decoder output, and the mean image used for pictures. docs/elbo.md, "Likelihoods".
+//   Bernoulli (logits ℓ):        log p = Σ x ℓ − softplus(ℓ),       d/dℓ = x − sigmoid(ℓ)
+//   Gaussian, fixed variance σ²: log p = −½ Σ ((x−μ)²/σ² + log 2πσ²), d/dμ = (x − μ)/σ²
+//   Gaussian, learned variance:  output rows [μ; log σ²],  d/dlog σ² = ½((x−μ)²/σ² − 1)
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/types.hpp"
+
+#include <cmath>
+#include <string>
+
+namespace mlvae {
+
+namespace detail {
+template <typename T, typename X, typename O>
+void check_likelihood_shapes(const char* name, Index data_rows, const Eigen::MatrixBase<X>& x,
+                             const Eigen::MatrixBase<O>& out, Index out_rows_expected) {
+  require<ShapeError>(x.rows() == data_rows || data_rows < 0, name, ": x has ", x.rows(), " rows");
+  require<ShapeError>(out.rows() == out_rows_expected && out.cols() == x.cols(), name, ": expected decoder output ",
+                      out_rows_expected, "x", x.cols(), " for data ", x.rows(), "x", x.cols(), ", found ", out.rows(),
+                      "x", out.cols());
+}
+}  // namespace detail
+
+/// Bernoulli likelihood with logits: for data in [0, 1] (binary or grey levels).
+template <typename T>
+struct BernoulliLikelihood {
+  static constexpr const char* name = "Bernoulli";
+  /// Rows of decoder output needed for `data_rows` observed features.
+  static Index output_rows(Index data_rows) { return data_rows; }
+  std::string describe() const { return name; }
+
+  /// log p(x | logits) per column, in the stable form x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}).
+  template <typename X, typename O>
+  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, RowVector<T>& out) const {
+    detail::check_likelihood_shapes<T>(name, -1, x, logits, x.rows());
+    ensure_shape(out, 1, x.cols());
+    out = (x.array() * logits.array() - logits.array().max(T(0)) - (-logits.array().abs()).exp().log1p())
+              .colwise()
+              .sum();
+  }
+  /// Writes weight · d log p / d logits = weight (x − sigmoid(ℓ)).
+  template <typename X, typename O>
+  void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, T weight, Matrix<T>& grad) const {
+    ensure_shape(grad, logits.rows(), logits.cols());
+    grad.array() = weight * (x.array() - logits.array().logistic());
+  }
+  /// E[x] = sigmoid(ℓ).
+  template <typename O>
+  void mean(const Eigen::MatrixBase<O>& logits, Matrix<T>& out) const {
+    ensure_shape(out, logits.rows(), logits.cols());
+    out.array() = logits.array().logistic();
+  }
+};
+
+/// Gaussian likelihood with a fixed, shared variance σ².
+template <typename T>
+struct GaussianLikelihood {
+  static constexpr const char* name = "Gaussian";
+  T variance = T(1);
+
+  GaussianLikelihood() = default;
+  explicit GaussianLikelihood(T var) : variance(var) {
+    require<ArgumentError>(std::isfinite(static_cast<double>(var)) && var > T(0),
+                           "GaussianLikelihood: variance must be positive and finite, found ", var);
+  }
+  static Index output_rows(Index data_rows) { return data_rows; }
+  std::string describe() const { return detail::concat(name, "(variance=", variance, ")"); }
+
+  template <typename X, typename O>
+  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, RowVector<T>& out) const {
+    detail::check_likelihood_shapes<T>(name, -1, x, mu, x.rows());
+    constexpr T log_two_pi = T(1.8378770664093454835606594728112);
+    ensure_shape(out, 1, x.cols());
+    const T constant = T(x.rows()) * (log_two_pi + std::log(variance));
+    out = T(-0.5) * ((x - mu).array().square().colwise().sum() / variance + constant);
+  }
+  template <typename X, typename O>
+  void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, T weight, Matrix<T>& grad) const {
+    ensure_shape(grad, mu.rows(), mu.cols());
+    grad.array() = (weight / variance) * (x - mu).array();
+  }
+  template <typename O>
+  void mean(const Eigen::MatrixBase<O>& mu, Matrix<T>& out) const { out = mu; }
+};
+
+/// Gaussian likelihood whose per-pixel log-variance the decoder outputs: rows [μ; log σ²].
+template <typename T>
+struct GaussianLearnedVarianceLikelihood {
+  static constexpr const char* name = "GaussianLearnedVariance";
+  static Index output_rows(Index data_rows) { return 2 * data_rows; }
+  std::string describe() const { return name; }
+
+  template <typename X, typename O>
+  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, RowVector<T>& out) const {
+    detail::check_likelihood_shapes<T>(name, -1, x, out_rows, 2 * x.rows());
+    constexpr T log_two_pi = T(1.8378770664093454835606594728112);
+    const Index d = x.rows();
+    const auto mu = out_rows.topRows(d);
+    const auto logvar = out_rows.bottomRows(d);
+    ensure_shape(out, 1, x.cols());
+    out = (T(-0.5) * ((x - mu).array().square() * (-logvar.array()).exp() + logvar.array() + log_two_pi))
+              .colwise()
+              .sum();
+  }
+  template <typename X, typename O>
+  void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, T weight, Matrix<T>& grad) const {
+    const Index d = x.rows();
+    ensure_shape(grad, 2 * d, x.cols());
+    const auto mu = out_rows.topRows(d);
+    const auto logvar = out_rows.bottomRows(d);
+    grad.topRows(d).array() = weight * (x - mu).array() * (-logvar.array()).exp();
+    grad.bottomRows(d).array() = weight * T(0.5) * ((x - mu).array().square() * (-logvar.array()).exp() - T(1));
+  }
+  template <typename O>
+  void mean(const Eigen::MatrixBase<O>& out_rows, Matrix<T>& out) const { out = out_rows.topRows(out_rows.rows() / 2); }
+};
+
+}  // namespace mlvae

@@ -1,0 +1,38 @@
+// mlvae/model/loss_terms.hpp — the terms of an ELBO evaluation, reported separately.
+#pragma once
+
+#include "mlvae/core/types.hpp"
+
+namespace mlvae {
+
+/// One evaluation of a model's objective on a minibatch. Sums over the batch are divided by the
+/// number of groups (`*_per_group`, the ML-VAE training objective) or of images (`elbo_per_image`,
+/// comparable with a plain VAE). For a plain VAE every image is its own group.
+struct LossTerms {
+  double loss = 0;                ///< what the optimiser minimises: −(weighted ELBO) / groups
+  double elbo_per_group = 0;      ///< (Σ log p(x|z) − Σ KL_style − Σ KL_content) / groups, unweighted
+  double elbo_per_image = 0;      ///< the same sum / images
+  double reconstruction = 0;      ///< Σ_i E_q[log p(x_i | c, s_i)] / groups (one-sample estimate)
+  double style_kl = 0;            ///< Σ_i KL(q(s_i|x_i) ‖ p(s)) / groups
+  double content_kl = 0;          ///< Σ_G KL(q(c_G|X_G) ‖ p(c)) / groups
+  Index groups = 0;
+  Index images = 0;
+
+  /// Accumulates `other` (weighted by its group count) for averaging over several batches.
+  void accumulate(const LossTerms& other) {
+    const double g0 = static_cast<double>(groups), g1 = static_cast<double>(other.groups);
+    const double i0 = static_cast<double>(images), i1 = static_cast<double>(other.images);
+    const double g = g0 + g1, i = i0 + i1;
+    if (g <= 0) return;
+    loss = (loss * g0 + other.loss * g1) / g;
+    elbo_per_group = (elbo_per_group * g0 + other.elbo_per_group * g1) / g;
+    elbo_per_image = (elbo_per_image * i0 + other.elbo_per_image * i1) / i;
+    reconstruction = (reconstruction * g0 + other.reconstruction * g1) / g;
+    style_kl = (style_kl * g0 + other.style_kl * g1) / g;
+    content_kl = (content_kl * g0 + other.content_kl * g1) / g;
+    groups += other.groups;
+    images += other.images;
+  }
+};
+
+}  // namespace mlvae

@@ -1,0 +1,250 @@
+// mlvae/model/mlvae.hpp — the Multi-Level VAE (Bouchacourt, Tomioka & Nowozin, AAAI 2018).
+// Each observation has a style latent s_i; each group shares a content latent c_G whose posterior
+// is the product of the members' Gaussian content estimates (dist/group_posterior.hpp).
+// Objective (docs/elbo.md, "The group ELBO"), averaged over the G groups of a minibatch:
+//   L(G) = Σ_i E_q[log p(x_i | c_G, s_i)] − Σ_i KL(q(s_i|x_i) ‖ p(s)) − KL(q(c_G|X_G) ‖ p(c)),
+// the content KL counted ONCE per group. One content sample per group, shared by its members.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/random.hpp"
+#include "mlvae/core/types.hpp"
+#include "mlvae/dist/gaussian.hpp"
+#include "mlvae/dist/group_posterior.hpp"
+#include "mlvae/dist/likelihood.hpp"
+#include "mlvae/model/loss_terms.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mlvae {
+
+/// KL weights of the ML-VAE objective (1 and 1 give the ELBO of the paper).
+template <typename T>
+struct MLVAEOptions {
+  T style_kl_weight = T(1);
+  T content_kl_weight = T(1);
+};
+
+/// ML-VAE over layer stacks: `Trunk` maps an observation to features, `StyleHead` and `ContentHead`
+/// map features to [mean; log-variance] (2·style and 2·content rows), `Decoder` maps
+/// [style; content] to the `Likelihood`'s parameters. All four follow the layer contract
+/// (nn/layer.hpp). The model owns one ParameterStore: trunk, style head, content head, decoder.
+template <typename T, typename Trunk, typename StyleHead, typename ContentHead, typename Decoder,
+          typename Likelihood = BernoulliLikelihood<T>>
+class MLVAE {
+public:
+  using Scalar = T;
+
+  MLVAE(Trunk trunk, StyleHead style_head, ContentHead content_head, Decoder decoder, Likelihood likelihood = {},
+        MLVAEOptions<T> options = {})
+      : trunk_(std::move(trunk)),
+        style_head_(std::move(style_head)),
+        content_head_(std::move(content_head)),
+        decoder_(std::move(decoder)),
+        likelihood_(std::move(likelihood)),
+        options_(options) {
+    require<ShapeError>(style_head_.input_size() == trunk_.output_size() &&
+                            content_head_.input_size() == trunk_.output_size(),
+                        "MLVAE: the trunk outputs ", trunk_.output_size(), " features but the style head expects ",
+                        style_head_.input_size(), " and the content head ", content_head_.input_size());
+    require<ShapeError>(style_head_.output_size() % 2 == 0 && content_head_.output_size() % 2 == 0,
+                        "MLVAE: heads must output [mean; log-variance] (an even row count), found style ",
+                        style_head_.output_size(), " and content ", content_head_.output_size());
+    style_size_ = style_head_.output_size() / 2;
+    content_size_ = content_head_.output_size() / 2;
+    require<ShapeError>(content_size_ > 0, "MLVAE: the content latent needs at least one dimension");
+    require<ShapeError>(decoder_.input_size() == style_size_ + content_size_, "MLVAE: the decoder expects ",
+                        decoder_.input_size(), " inputs but style + content = ", style_size_, " + ", content_size_);
+    require<ShapeError>(decoder_.output_size() == Likelihood::output_rows(trunk_.input_size()), "MLVAE: the decoder outputs ",
+                        decoder_.output_size(), " rows but a ", likelihood_.describe(), " likelihood over ",
+                        trunk_.input_size(), " features needs ", Likelihood::output_rows(trunk_.input_size()));
+    bind_layers(params_, trunk_, style_head_, content_head_, decoder_);
+  }
+
+  MLVAE(const MLVAE&) = delete;
+  MLVAE& operator=(const MLVAE&) = delete;
+  MLVAE(MLVAE&&) = default;
+  MLVAE& operator=(MLVAE&&) = default;
+
+  Index data_size() const { return trunk_.input_size(); }
+  Index style_size() const { return style_size_; }
+  Index content_size() const { return content_size_; }
+  ParameterStore<T>& parameters() { return params_; }
+  const ParameterStore<T>& parameters() const { return params_; }
+  const Likelihood& likelihood() const { return likelihood_; }
+  MLVAEOptions<T>& options() { return options_; }
+  const MLVAEOptions<T>& options() const { return options_; }
+  Trunk& trunk() { return trunk_; }
+  StyleHead& style_head() { return style_head_; }
+  ContentHead& content_head() { return content_head_; }
+  Decoder& decoder() { return decoder_; }
+
+  /// Architecture string, e.g. for checkpoints and logs.
+  std::string describe() const {
+    return detail::concat("MLVAE{trunk=", trunk_.describe(), ", style_head=", style_head_.describe(),
+                          ", content_head=", content_head_.describe(), ", decoder=", decoder_.describe(),
+                          ", likelihood=", likelihood_.describe(), "}");
+  }
+
+  /// Draws initial parameters from `rng` (layer by layer, in store order).
+  void initialize(Rng& rng) {
+    trunk_.initialize(rng);
+    style_head_.initialize(rng);
+    content_head_.initialize(rng);
+    decoder_.initialize(rng);
+  }
+
+  /// Forward and backward pass on one minibatch of whole groups: `x` is data_size x N, group g
+  /// occupies columns [offsets[g], offsets[g+1]). Overwrites parameters().gradients with
+  /// d loss / d parameters. Noise is drawn from `rng` (N·style then G·content normals).
+  LossTerms forward_backward(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng) {
+    return run(x, offsets, rng, true);
+  }
+
+  /// Forward pass only: the loss terms on one minibatch (gradients untouched).
+  LossTerms evaluate(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng) {
+    return run(x, offsets, rng, false);
+  }
+
+  /// Per-observation encodings: style and content means and log-variances (each dims x N).
+  void encode(const Matrix<T>& x, Matrix<T>& style_mean, Matrix<T>& style_logvar, Matrix<T>& content_mean,
+              Matrix<T>& content_logvar) {
+    check_input(x);
+    const Matrix<T>& h = trunk_.forward(x);
+    const Matrix<T>& so = style_head_.forward(h);
+    style_mean = so.topRows(style_size_);
+    style_logvar = so.bottomRows(style_size_);
+    const Matrix<T>& co = content_head_.forward(h);
+    content_mean = co.topRows(content_size_);
+    content_logvar = co.bottomRows(content_size_);
+  }
+
+  /// The likelihood's mean (e.g. pixel probabilities) for latent codes: style (S x N), content (C x N).
+  void decode_mean(const Matrix<T>& style, const Matrix<T>& content, Matrix<T>& mean) {
+    require<ShapeError>(style.rows() == style_size_ && content.rows() == content_size_ && style.cols() == content.cols(),
+                        "MLVAE::decode_mean: expected style ", style_size_, "xN and content ", content_size_,
+                        "xN, found ", style.rows(), "x", style.cols(), " and ", content.rows(), "x", content.cols());
+    ensure_shape(z_, style_size_ + content_size_, style.cols());
+    z_.topRows(style_size_) = style;
+    z_.bottomRows(content_size_) = content;
+    likelihood_.mean(decoder_.forward(z_), mean);
+  }
+
+private:
+  void check_input(const Matrix<T>& x) const {
+    require<ShapeError>(x.rows() == data_size(), "MLVAE: expected observations with ", data_size(),
+                        " features (rows), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(), ")");
+    require<ShapeError>(x.cols() > 0, "MLVAE: the batch is empty");
+    require<ArgumentError>(x.allFinite(), "MLVAE: the input batch contains NaN or infinite values");
+  }
+
+  LossTerms run(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng, bool backward) {
+    check_input(x);
+    check_group_offsets(offsets, x.cols(), "MLVAE");
+    const Index n = x.cols();
+    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    const Index S = style_size_, C = content_size_;
+
+    // Encoder: trunk, then both heads on the same features.
+    const Matrix<T>& h = trunk_.forward(x);
+    const Matrix<T>& so = style_head_.forward(h);
+    const Matrix<T>& co = content_head_.forward(h);
+    const auto s_mean = so.topRows(S);
+    const auto s_logvar = so.bottomRows(S);
+    const auto c_mean = co.topRows(C);
+    const auto c_logvar = co.bottomRows(C);
+
+    // q(c_G | X_G) as the product of the members' Gaussians.
+    group_posterior(c_mean, c_logvar, offsets, group_mean_, group_logvar_);
+
+    // Reparameterised samples: one style per observation, one content per group.
+    ensure_shape(eps_style_, S, n);
+    ensure_shape(eps_content_, C, groups);
+    rng.fill_normal(eps_style_);
+    rng.fill_normal(eps_content_);
+    ensure_shape(z_, S + C, n);
+    auto z_style = z_.topRows(S);
+    reparameterize(s_mean, s_logvar, eps_style_, z_style);
+    ensure_shape(content_sample_, C, groups);
+    reparameterize(group_mean_, group_logvar_, eps_content_, content_sample_);
+    for (Index g = 0; g < groups; ++g)
+      for (Index i = offsets[g]; i < offsets[g + 1]; ++i) z_.bottomRows(C).col(i) = content_sample_.col(g);
+
+    // Decoder and the three terms.
+    const Matrix<T>& out = decoder_.forward(z_);
+    likelihood_.log_likelihood(x, out, log_likelihood_);
+    kl_to_standard_normal<T>(s_mean, s_logvar, kl_style_);
+    kl_to_standard_normal<T>(group_mean_, group_logvar_, kl_content_);
+
+    LossTerms terms;
+    terms.groups = groups;
+    terms.images = n;
+    const double G = static_cast<double>(groups);
+    const double rec = static_cast<double>(log_likelihood_.sum());
+    const double kls = static_cast<double>(kl_style_.sum());
+    const double klc = static_cast<double>(kl_content_.sum());
+    terms.reconstruction = rec / G;
+    terms.style_kl = kls / G;
+    terms.content_kl = klc / G;
+    terms.elbo_per_group = (rec - kls - klc) / G;
+    terms.elbo_per_image = (rec - kls - klc) / static_cast<double>(n);
+    terms.loss = -(rec - static_cast<double>(options_.style_kl_weight) * kls -
+                   static_cast<double>(options_.content_kl_weight) * klc) /
+                 G;
+    if (!backward) return terms;
+
+    // Backward. loss = −(1/G) [Σ_i log p − β_s Σ_i KL_s − β_c Σ_G KL_c].
+    params_.zero_gradients();
+    const T w = T(1) / T(groups);
+    likelihood_.gradient(x, out, -w, d_out_);
+    const Matrix<T>& dz = decoder_.backward(d_out_);
+
+    ensure_shape(d_style_out_, 2 * S, n);
+    d_style_out_.setZero();
+    auto ds_mean = d_style_out_.topRows(S);
+    auto ds_logvar = d_style_out_.bottomRows(S);
+    reparameterize_backward(s_logvar, eps_style_, dz.topRows(S), ds_mean, ds_logvar);
+    kl_to_standard_normal_backward(s_mean, s_logvar, T(w * options_.style_kl_weight), ds_mean, ds_logvar);
+
+    // The content sample is shared by the group: its gradient is the sum over members.
+    ensure_shape(d_content_sample_, C, groups);
+    for (Index g = 0; g < groups; ++g)
+      d_content_sample_.col(g) = dz.bottomRows(C).middleCols(offsets[g], offsets[g + 1] - offsets[g]).rowwise().sum();
+    d_group_mean_.setZero(C, groups);
+    d_group_logvar_.setZero(C, groups);
+    reparameterize_backward(group_logvar_, eps_content_, d_content_sample_, d_group_mean_, d_group_logvar_);
+    kl_to_standard_normal_backward(group_mean_, group_logvar_, T(w * options_.content_kl_weight), d_group_mean_,
+                                   d_group_logvar_);
+    ensure_shape(d_content_out_, 2 * C, n);
+    d_content_out_.setZero();
+    auto dc_mean = d_content_out_.topRows(C);
+    auto dc_logvar = d_content_out_.bottomRows(C);
+    group_posterior_backward(c_mean, c_logvar, offsets, group_mean_, group_logvar_, d_group_mean_, d_group_logvar_,
+                             dc_mean, dc_logvar);
+
+    ensure_shape(d_features_, trunk_.output_size(), n);
+    d_features_ = style_head_.backward(d_style_out_);
+    d_features_ += content_head_.backward(d_content_out_);
+    trunk_.backward(d_features_, false);
+    return terms;
+  }
+
+  Trunk trunk_;
+  StyleHead style_head_;
+  ContentHead content_head_;
+  Decoder decoder_;
+  Likelihood likelihood_;
+  MLVAEOptions<T> options_;
+  Index style_size_ = 0, content_size_ = 0;
+  ParameterStore<T> params_;
+
+  // Workspaces, resized only when the batch shape changes.
+  Matrix<T> group_mean_, group_logvar_, eps_style_, eps_content_, z_, content_sample_;
+  RowVector<T> log_likelihood_, kl_style_, kl_content_;
+  Matrix<T> d_out_, d_style_out_, d_content_sample_, d_group_mean_, d_group_logvar_, d_content_out_, d_features_;
+};
+
+}  // namespace mlvae

@@ -1,0 +1,143 @@
+// mlvae/model/vae.hpp — the plain VAE baseline (Kingma & Welling 2014) on the same parts as MLVAE:
+// an encoder stack to [mean; log-variance] of one latent z, a decoder, a likelihood policy.
+// Objective per image: E_q[log p(x | z)] − KL(q(z|x) ‖ N(0, I)), averaged over the minibatch.
+// In LossTerms every image is its own group; the KL is reported as `style_kl`.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/random.hpp"
+#include "mlvae/core/types.hpp"
+#include "mlvae/dist/gaussian.hpp"
+#include "mlvae/dist/likelihood.hpp"
+#include "mlvae/model/loss_terms.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <string>
+#include <utility>
+
+namespace mlvae {
+
+/// VAE over layer stacks: `Encoder` maps an observation to [mean; log-variance] (2·latent rows),
+/// `Decoder` maps the latent to the `Likelihood`'s parameters.
+template <typename T, typename Encoder, typename Decoder, typename Likelihood = BernoulliLikelihood<T>>
+class VAE {
+public:
+  using Scalar = T;
+
+  VAE(Encoder encoder, Decoder decoder, Likelihood likelihood = {}, T kl_weight = T(1))
+      : encoder_(std::move(encoder)), decoder_(std::move(decoder)), likelihood_(std::move(likelihood)),
+        kl_weight_(kl_weight) {
+    require<ShapeError>(encoder_.output_size() % 2 == 0, "VAE: the encoder must output [mean; log-variance] (an even ",
+                        "row count), found ", encoder_.output_size());
+    latent_size_ = encoder_.output_size() / 2;
+    require<ShapeError>(decoder_.input_size() == latent_size_, "VAE: the decoder expects ", decoder_.input_size(),
+                        " inputs but the latent has ", latent_size_);
+    require<ShapeError>(decoder_.output_size() == Likelihood::output_rows(encoder_.input_size()),
+                        "VAE: the decoder outputs ", decoder_.output_size(), " rows but a ", likelihood_.describe(),
+                        " likelihood over ", encoder_.input_size(), " features needs ",
+                        Likelihood::output_rows(encoder_.input_size()));
+    bind_layers(params_, encoder_, decoder_);
+  }
+
+  VAE(const VAE&) = delete;
+  VAE& operator=(const VAE&) = delete;
+  VAE(VAE&&) = default;
+  VAE& operator=(VAE&&) = default;
+
+  Index data_size() const { return encoder_.input_size(); }
+  Index latent_size() const { return latent_size_; }
+  ParameterStore<T>& parameters() { return params_; }
+  const ParameterStore<T>& parameters() const { return params_; }
+  const Likelihood& likelihood() const { return likelihood_; }
+  Encoder& encoder() { return encoder_; }
+  Decoder& decoder() { return decoder_; }
+
+  std::string describe() const {
+    return detail::concat("VAE{encoder=", encoder_.describe(), ", decoder=", decoder_.describe(),
+                          ", likelihood=", likelihood_.describe(), "}");
+  }
+
+  void initialize(Rng& rng) {
+    encoder_.initialize(rng);
+    decoder_.initialize(rng);
+  }
+
+  /// Forward and backward on a batch x (data_size x N); overwrites the gradients.
+  LossTerms forward_backward(const Matrix<T>& x, Rng& rng) { return run(x, rng, true); }
+  /// Forward only.
+  LossTerms evaluate(const Matrix<T>& x, Rng& rng) { return run(x, rng, false); }
+
+  /// Posterior mean and log-variance of each observation (latent x N).
+  void encode(const Matrix<T>& x, Matrix<T>& mean, Matrix<T>& logvar) {
+    check_input(x);
+    const Matrix<T>& e = encoder_.forward(x);
+    mean = e.topRows(latent_size_);
+    logvar = e.bottomRows(latent_size_);
+  }
+
+  /// The likelihood's mean for latent codes z (latent x N).
+  void decode_mean(const Matrix<T>& z, Matrix<T>& mean) {
+    require<ShapeError>(z.rows() == latent_size_, "VAE::decode_mean: expected ", latent_size_, " latent rows, found ",
+                        z.rows());
+    likelihood_.mean(decoder_.forward(z), mean);
+  }
+
+private:
+  void check_input(const Matrix<T>& x) const {
+    require<ShapeError>(x.rows() == data_size(), "VAE: expected observations with ", data_size(),
+                        " features (rows), found ", x.rows());
+    require<ShapeError>(x.cols() > 0, "VAE: the batch is empty");
+    require<ArgumentError>(x.allFinite(), "VAE: the input batch contains NaN or infinite values");
+  }
+
+  LossTerms run(const Matrix<T>& x, Rng& rng, bool backward) {
+    check_input(x);
+    const Index n = x.cols(), L = latent_size_;
+    const Matrix<T>& e = encoder_.forward(x);
+    const auto mean = e.topRows(L);
+    const auto logvar = e.bottomRows(L);
+    ensure_shape(eps_, L, n);
+    rng.fill_normal(eps_);
+    ensure_shape(z_, L, n);
+    reparameterize(mean, logvar, eps_, z_);
+    const Matrix<T>& out = decoder_.forward(z_);
+    likelihood_.log_likelihood(x, out, log_likelihood_);
+    kl_to_standard_normal<T>(mean, logvar, kl_);
+
+    LossTerms terms;
+    terms.groups = n;
+    terms.images = n;
+    const double N = static_cast<double>(n);
+    const double rec = static_cast<double>(log_likelihood_.sum());
+    const double kl = static_cast<double>(kl_.sum());
+    terms.reconstruction = rec / N;
+    terms.style_kl = kl / N;
+    terms.elbo_per_group = terms.elbo_per_image = (rec - kl) / N;
+    terms.loss = -(rec - static_cast<double>(kl_weight_) * kl) / N;
+    if (!backward) return terms;
+
+    params_.zero_gradients();
+    const T w = T(1) / T(n);
+    likelihood_.gradient(x, out, -w, d_out_);
+    const Matrix<T>& dz = decoder_.backward(d_out_);
+    ensure_shape(d_enc_, 2 * L, n);
+    d_enc_.setZero();
+    auto d_mean = d_enc_.topRows(L);
+    auto d_logvar = d_enc_.bottomRows(L);
+    reparameterize_backward(logvar, eps_, dz, d_mean, d_logvar);
+    kl_to_standard_normal_backward(mean, logvar, T(w * kl_weight_), d_mean, d_logvar);
+    encoder_.backward(d_enc_, false);
+    return terms;
+  }
+
+  Encoder encoder_;
+  Decoder decoder_;
+  Likelihood likelihood_;
+  T kl_weight_;
+  Index latent_size_ = 0;
+  ParameterStore<T> params_;
+  Matrix<T> eps_, z_, d_out_, d_enc_;
+  RowVector<T> log_likelihood_, kl_;
+};
+
+}  // namespace mlvae

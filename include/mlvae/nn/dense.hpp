@@ -1,0 +1,81 @@
+// mlvae/nn/dense.hpp — fully connected layer y = W x + b over a batch of columns (one GEMM).
+// Backward (docs/elbo.md, "Dense layer"): dW += dy x^T, db += sum over columns of dy, dx = W^T dy.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <string>
+
+namespace mlvae {
+
+/// Fully connected layer with `in` inputs and `out` outputs; parameters laid out as W (out x in,
+/// column-major) followed by b (out).
+template <typename T>
+class Dense {
+public:
+  using Scalar = T;
+
+  Dense(Index in, Index out, Init init = Init::GlorotUniform) : in_(in), out_(out), init_(init) {
+    require<ShapeError>(in > 0 && out > 0, "Dense: sizes must be positive, found in=", in, " out=", out);
+  }
+
+  Index input_size() const { return in_; }
+  Index output_size() const { return out_; }
+  Index parameter_count() const { return out_ * in_ + out_; }
+  std::string describe() const { return detail::concat("Dense(", in_, "->", out_, ")"); }
+
+  void bind(T* values, T* gradients) {
+    new (&weight_) MatrixMap<T>(values, out_, in_);
+    new (&bias_) VectorMap<T>(values + out_ * in_, out_);
+    new (&weight_grad_) MatrixMap<T>(gradients, out_, in_);
+    new (&bias_grad_) VectorMap<T>(gradients + out_ * in_, out_);
+  }
+
+  void initialize(Rng& rng) {
+    initialize_weights(weight_, init_, in_, out_, rng);
+    bias_.setZero();
+  }
+
+  const Matrix<T>& forward(const Matrix<T>& x) {
+    require<ShapeError>(x.rows() == in_, describe(), ": expected input with ", in_, " rows, found ", x.rows(),
+                        " (x is ", x.rows(), "x", x.cols(), ")");
+    input_ = &x;
+    ensure_shape(output_, out_, x.cols());
+    output_.noalias() = weight_ * x;
+    output_.colwise() += bias_;
+    return output_;
+  }
+
+  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
+    require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), describe(), ": expected gradient ", out_,
+                        "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
+    weight_grad_.noalias() += dy * input_->transpose();
+    bias_grad_ += dy.rowwise().sum();
+    if (need_input_gradient) {
+      ensure_shape(input_grad_, in_, dy.cols());
+      input_grad_.noalias() = weight_.transpose() * dy;
+    }
+    return input_grad_;
+  }
+
+  const Matrix<T>& output() const { return output_; }
+  MatrixMap<T>& weight() { return weight_; }
+  VectorMap<T>& bias() { return bias_; }
+  const MatrixMap<T>& weight() const { return weight_; }
+  const VectorMap<T>& bias() const { return bias_; }
+
+private:
+  Index in_, out_;
+  Init init_;
+  MatrixMap<T> weight_{nullptr, 0, 0};
+  VectorMap<T> bias_{nullptr, 0};
+  MatrixMap<T> weight_grad_{nullptr, 0, 0};
+  VectorMap<T> bias_grad_{nullptr, 0};
+  const Matrix<T>* input_ = nullptr;
+  Matrix<T> output_;
+  Matrix<T> input_grad_;
+};
+
+}  // namespace mlvae

@@ -1,0 +1,95 @@
+// mlvae/nn/layer.hpp — the contract every layer follows, and the flat parameter store layers bind to.
+// docs/architecture.md explains the contract; tests/test_layers.cpp checks every layer against it.
+#pragma once
+
+#include "mlvae/core/random.hpp"
+#include "mlvae/core/types.hpp"
+
+#include <cmath>
+#include <string>
+#include <type_traits>
+
+namespace mlvae {
+
+/// # The layer contract
+///
+/// A layer `L` over scalar `T` (float or double) has, with observations as columns:
+///
+///     using Scalar = T;
+///     Index input_size() const;      // features per observation going in
+///     Index output_size() const;     // features per observation coming out
+///     Index parameter_count() const; // scalars it learns (0 for activations)
+///     void bind(T* values, T* gradients);  // views into the model's ParameterStore
+///     void initialize(Rng& rng);           // writes initial values into the bound parameters
+///     const Matrix<T>& forward(const Matrix<T>& x);   // x: input_size x batch
+///     const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true);
+///     std::string describe() const;        // e.g. "Dense(784->500)", recorded in checkpoints
+///
+/// `forward` returns a reference to the layer's own output buffer and may keep a pointer to `x`:
+/// the input must stay alive and unchanged until `backward`. `backward` takes dLoss/dOutput,
+/// ADDS dLoss/dParameters into the bound gradient buffer (so parameters shared by several
+/// paths accumulate), and returns dLoss/dInput (an empty matrix when `need_input_gradient` is
+/// false, which lets the first layer skip a GEMM). Buffers are resized only when the batch size
+/// changes, so a steady-state step does not allocate.
+
+/// Weight initialisation schemes.
+enum class Init {
+  GlorotUniform,  ///< U(-a, a), a = sqrt(6 / (fan_in + fan_out)); for tanh / sigmoid / linear
+  HeNormal,       ///< N(0, 2 / fan_in); for ReLU-family activations
+  Zeros           ///< all zero (tests, special heads)
+};
+
+/// Fills `w` according to `init` with the given fan-in and fan-out, drawing from `rng`.
+template <typename Derived>
+void initialize_weights(Eigen::DenseBase<Derived>& w, Init init, Index fan_in, Index fan_out, Rng& rng) {
+  using T = typename Derived::Scalar;
+  switch (init) {
+    case Init::GlorotUniform: {
+      const double a = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
+      for (Index j = 0; j < w.cols(); ++j)
+        for (Index i = 0; i < w.rows(); ++i) w(i, j) = static_cast<T>((2.0 * rng.uniform() - 1.0) * a);
+      break;
+    }
+    case Init::HeNormal: {
+      const double s = std::sqrt(2.0 / static_cast<double>(fan_in));
+      for (Index j = 0; j < w.cols(); ++j)
+        for (Index i = 0; i < w.rows(); ++i) w(i, j) = static_cast<T>(rng.normal() * s);
+      break;
+    }
+    case Init::Zeros:
+      w.setZero();
+      break;
+  }
+}
+
+/// One flat vector of every learnable scalar of a model, and one of their gradients.
+/// Layers hold `Eigen::Map` views into it (see `bind`), so the optimiser, the gradient checker
+/// and checkpoints all see the whole model as one vector.
+template <typename T>
+struct ParameterStore {
+  Vector<T> values;
+  Vector<T> gradients;
+
+  Index size() const { return values.size(); }
+  void resize(Index n) {
+    values.setZero(n);
+    gradients.setZero(n);
+  }
+  void zero_gradients() { gradients.setZero(); }
+};
+
+/// Binds each layer in turn to consecutive slices of `store`; returns the count bound.
+template <typename T, typename... Layers>
+Index bind_layers(ParameterStore<T>& store, Layers&... layers) {
+  const Index total = (Index{0} + ... + layers.parameter_count());
+  store.resize(total);
+  Index offset = 0;
+  auto bind_one = [&](auto& layer) {
+    layer.bind(store.values.data() + offset, store.gradients.data() + offset);
+    offset += layer.parameter_count();
+  };
+  (bind_one(layers), ...);
+  return total;
+}
+
+}  // namespace mlvae

@@ -1,0 +1,99 @@
+// mlvae/nn/sequential.hpp — a compile-time stack of layers: Sequential<Dense<T>, Tanh<T>, ...>.
+// The whole stack is one type (no virtual dispatch); it follows the layer contract itself, so
+// stacks nest. Backward runs the layers in reverse, chaining dLoss/dInput.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+
+namespace mlvae {
+
+template <typename... Layers>
+class Sequential {
+  static_assert(sizeof...(Layers) > 0, "Sequential needs at least one layer");
+  using First = std::tuple_element_t<0, std::tuple<Layers...>>;
+  static constexpr std::size_t count = sizeof...(Layers);
+
+public:
+  using Scalar = typename First::Scalar;
+  using T = Scalar;
+
+  /// Takes the layers in order; throws ShapeError when one's output size differs from the next
+  /// one's input size.
+  explicit Sequential(Layers... layers) : layers_(std::move(layers)...) { check_sizes<0>(); }
+
+  Index input_size() const { return std::get<0>(layers_).input_size(); }
+  Index output_size() const { return std::get<count - 1>(layers_).output_size(); }
+  Index parameter_count() const {
+    return std::apply([](const auto&... l) { return (Index{0} + ... + l.parameter_count()); }, layers_);
+  }
+  std::string describe() const {
+    std::string out = "Sequential[";
+    std::apply(
+        [&](const auto&... l) {
+          std::size_t i = 0;
+          ((out += (i++ ? ", " : "") + l.describe()), ...);
+        },
+        layers_);
+    return out + "]";
+  }
+
+  void bind(T* values, T* gradients) {
+    std::apply(
+        [&](auto&... l) {
+          ((l.bind(values, gradients), values += l.parameter_count(), gradients += l.parameter_count()), ...);
+        },
+        layers_);
+  }
+  void initialize(Rng& rng) {
+    std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);
+  }
+
+  const Matrix<T>& forward(const Matrix<T>& x) { return forward_from<0>(x); }
+  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+    return backward_from<count - 1>(dy, need_input_gradient);
+  }
+  const Matrix<T>& output() const { return std::get<count - 1>(layers_).output(); }
+
+  /// The I-th layer.
+  template <std::size_t I> auto& layer() { return std::get<I>(layers_); }
+  template <std::size_t I> const auto& layer() const { return std::get<I>(layers_); }
+  static constexpr std::size_t size() { return count; }
+
+private:
+  template <std::size_t I>
+  void check_sizes() const {
+    if constexpr (I + 1 < count) {
+      const auto& a = std::get<I>(layers_);
+      const auto& b = std::get<I + 1>(layers_);
+      require<ShapeError>(a.output_size() == b.input_size(), "Sequential: layer ", I, " ", a.describe(), " outputs ",
+                          a.output_size(), " features but layer ", I + 1, " ", b.describe(), " expects ",
+                          b.input_size());
+      check_sizes<I + 1>();
+    }
+  }
+  template <std::size_t I>
+  const Matrix<T>& forward_from(const Matrix<T>& x) {
+    const Matrix<T>& y = std::get<I>(layers_).forward(x);
+    if constexpr (I + 1 < count) return forward_from<I + 1>(y);
+    else return y;
+  }
+  template <std::size_t I>
+  const Matrix<T>& backward_from(const Matrix<T>& dy, bool need_input_gradient) {
+    if constexpr (I == 0) {
+      return std::get<0>(layers_).backward(dy, need_input_gradient);
+    } else {
+      const Matrix<T>& dx = std::get<I>(layers_).backward(dy, true);
+      return backward_from<I - 1>(dx, need_input_gradient);
+    }
+  }
+
+  std::tuple<Layers...> layers_;
+};
+
+}  // namespace mlvae

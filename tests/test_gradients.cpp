@@ -1,0 +1,287 @@
+// Finite-difference gradient checks (double precision) of every layer, distribution term, and the
+// complete ML-VAE and VAE losses, all through the one checker in mlvae/nn/gradient_check.hpp.
+#include <doctest/doctest.h>
+
+#include "mlvae/dist/gaussian.hpp"
+#include "mlvae/dist/group_posterior.hpp"
+#include "mlvae/dist/likelihood.hpp"
+#include "mlvae/model/architectures.hpp"
+#include "mlvae/nn/activations.hpp"
+#include "mlvae/nn/dense.hpp"
+#include "mlvae/nn/gradient_check.hpp"
+#include "mlvae/nn/sequential.hpp"
+
+using namespace mlvae;
+using Mat = Matrix<double>;
+using Vec = Vector<double>;
+
+namespace {
+
+Vec flatten(const Mat& m) { return Eigen::Map<const Vec>(m.data(), m.size()); }
+
+template <typename Layer>
+void check_layer(Layer layer, const Mat* input = nullptr) {
+  Rng rng(42);
+  const auto result = check_layer_gradients(layer, 5, rng, {}, input);
+  INFO(layer.describe(), " parameters: ", result.parameters.report());
+  INFO(layer.describe(), " input: ", result.input.report());
+  CHECK(result.passed());
+}
+
+// Checks gradients of a scalar function of one matrix argument.
+template <typename F>
+GradientCheckResult check_matrix_function(F&& f, Mat& x, const Mat& analytic) {
+  Eigen::Map<Vec> flat(x.data(), x.size());
+  return check_gradient([&] { return f(); }, flat, flatten(analytic));
+}
+
+}  // namespace
+
+TEST_CASE("gradient check: dense layer") {
+  check_layer(Dense<double>(7, 4));
+  check_layer(Dense<double>(3, 9, Init::HeNormal));
+}
+
+TEST_CASE("gradient check: activations") {
+  check_layer(Identity<double>(6));
+  check_layer(Tanh<double>(6));
+  check_layer(Sigmoid<double>(6));
+  check_layer(Softplus<double>(6));
+  // Keep ReLU inputs away from the kink at 0, where the derivative does not exist.
+  Rng rng(3);
+  Mat x(6, 5);
+  rng.fill_normal(x);
+  x.array() += x.array().sign() * 0.05;
+  check_layer(Relu<double>(6), &x);
+  check_layer(LeakyRelu<double>(6, 0.2), &x);
+}
+
+TEST_CASE("gradient check: sequential stack") {
+  check_layer(Sequential<Dense<double>, Tanh<double>, Dense<double>, Softplus<double>>(
+      Dense<double>(5, 8), Tanh<double>(8), Dense<double>(8, 3), Softplus<double>(3)));
+}
+
+TEST_CASE("the gradient checker catches a wrong factor and a wrong sign") {
+  Vec x(3);
+  x << 0.3, -1.2, 2.0;
+  auto f = [&] { return x.squaredNorm(); };
+  CHECK(check_gradient(f, x, Vec(2 * x)).passed);
+  CHECK_FALSE(check_gradient(f, x, Vec(x)).passed);       // missing factor 2
+  CHECK_FALSE(check_gradient(f, x, Vec(-2 * x)).passed);  // wrong sign
+  CHECK_FALSE(check_gradient(f, x, Vec(2.0001 * x)).passed);  // 5e-5 relative error
+}
+
+TEST_CASE("gradient check: KL to the standard normal") {
+  Rng rng(7);
+  Mat mean(4, 3), logvar(4, 3);
+  rng.fill_normal(mean);
+  rng.fill_normal(logvar);
+  const double weight = 0.7;
+  RowVector<double> kl;
+  auto loss = [&] {
+    kl_to_standard_normal<double>(mean, logvar, kl);
+    return weight * kl.sum();
+  };
+  Mat dmean = Mat::Zero(4, 3), dlogvar = Mat::Zero(4, 3);
+  kl_to_standard_normal_backward(mean, logvar, weight, dmean, dlogvar);
+  CHECK(check_matrix_function(loss, mean, dmean).passed);
+  CHECK(check_matrix_function(loss, logvar, dlogvar).passed);
+
+  // Closed form: KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²), and zero at the prior.
+  Mat m(1, 2), lv(1, 2);
+  m << 0.0, 1.5;
+  lv << 0.0, std::log(0.25);
+  kl_to_standard_normal<double>(m, lv, kl);
+  CHECK(kl(0) == doctest::Approx(0.0));
+  CHECK(kl(1) == doctest::Approx(0.5 * (2.25 + 0.25 - 1 - std::log(0.25))));
+}
+
+TEST_CASE("gradient check: reparameterisation") {
+  Rng rng(8);
+  Mat mean(3, 4), logvar(3, 4), eps(3, 4), weights(3, 4), z(3, 4);
+  rng.fill_normal(mean);
+  rng.fill_normal(logvar);
+  rng.fill_normal(eps);
+  rng.fill_normal(weights);
+  auto loss = [&] {
+    reparameterize(mean, logvar, eps, z);
+    return (z.array() * weights.array()).sum();
+  };
+  Mat dmean = Mat::Zero(3, 4), dlogvar = Mat::Zero(3, 4);
+  reparameterize_backward(logvar, eps, weights, dmean, dlogvar);
+  CHECK(check_matrix_function(loss, mean, dmean).passed);
+  CHECK(check_matrix_function(loss, logvar, dlogvar).passed);
+}
+
+TEST_CASE("gradient check: likelihoods") {
+  Rng rng(9);
+  Mat x(5, 4), out(5, 4);
+  for (Index j = 0; j < x.cols(); ++j)
+    for (Index i = 0; i < x.rows(); ++i) x(i, j) = rng.uniform();
+  rng.fill_normal(out);
+  out *= 3.0;  // logits of both signs and some size
+  RowVector<double> ll;
+  const double w = -0.4;
+  Mat grad;
+
+  SUBCASE("Bernoulli with logits") {
+    BernoulliLikelihood<double> lik;
+    auto loss = [&] {
+      lik.log_likelihood(x, out, ll);
+      return w * ll.sum();
+    };
+    lik.gradient(x, out, w, grad);
+    CHECK(check_matrix_function(loss, out, grad).passed);
+    // Stable at extreme logits and equal to the naive form where that is finite.
+    Mat big(1, 2), xb(1, 2);
+    big << 800.0, -800.0;
+    xb << 1.0, 0.0;
+    lik.log_likelihood(xb, big, ll);
+    CHECK(std::isfinite(ll(0)));
+    CHECK(ll.sum() == doctest::Approx(0.0));
+    Mat l1(1, 1), x1(1, 1);
+    l1 << 0.3;
+    x1 << 0.25;
+    lik.log_likelihood(x1, l1, ll);
+    const double p = 1 / (1 + std::exp(-0.3));
+    CHECK(ll(0) == doctest::Approx(0.25 * std::log(p) + 0.75 * std::log(1 - p)));
+  }
+  SUBCASE("Gaussian, fixed variance") {
+    GaussianLikelihood<double> lik(0.3);
+    auto loss = [&] {
+      lik.log_likelihood(x, out, ll);
+      return w * ll.sum();
+    };
+    lik.gradient(x, out, w, grad);
+    CHECK(check_matrix_function(loss, out, grad).passed);
+  }
+  SUBCASE("Gaussian, learned variance") {
+    GaussianLearnedVarianceLikelihood<double> lik;
+    Mat out2(10, 4);
+    rng.fill_normal(out2);
+    auto loss = [&] {
+      lik.log_likelihood(x, out2, ll);
+      return w * ll.sum();
+    };
+    lik.gradient(x, out2, w, grad);
+    CHECK(check_matrix_function(loss, out2, grad).passed);
+    // Matches the normal density when the variance rows say log σ² = log 0.3.
+    GaussianLikelihood<double> fixed(0.3);
+    Mat out3(10, 4);
+    out3.topRows(5) = out;
+    out3.bottomRows(5).setConstant(std::log(0.3));
+    RowVector<double> a, b;
+    lik.log_likelihood(x, out3, a);
+    fixed.log_likelihood(x, out, b);
+    CHECK((a - b).cwiseAbs().maxCoeff() < 1e-12);
+  }
+}
+
+TEST_CASE("gradient check: product-of-Gaussians group posterior") {
+  Rng rng(10);
+  const std::vector<Index> offsets{0, 3, 4, 6};  // groups of 3, 1 and 2
+  Mat mean(2, 6), logvar(2, 6), wm(2, 3), wl(2, 3);
+  rng.fill_normal(mean);
+  rng.fill_normal(logvar);
+  rng.fill_normal(wm);
+  rng.fill_normal(wl);
+  Mat gm, gl;
+  auto loss = [&] {
+    group_posterior(mean, logvar, offsets, gm, gl);
+    return (gm.array() * wm.array()).sum() + (gl.array() * wl.array()).sum();
+  };
+  loss();
+  Mat dmean = Mat::Zero(2, 6), dlogvar = Mat::Zero(2, 6);
+  group_posterior_backward(mean, logvar, offsets, gm, gl, wm, wl, dmean, dlogvar);
+  const auto r1 = check_matrix_function(loss, mean, dmean);
+  const auto r2 = check_matrix_function(loss, logvar, dlogvar);
+  INFO(r1.report(), " / ", r2.report());
+  CHECK(r1.passed);
+  CHECK(r2.passed);
+
+  // Precision weighting by hand for the first group, first dimension.
+  group_posterior(mean, logvar, offsets, gm, gl);
+  double lambda = 0, weighted = 0;
+  for (Index i = 0; i < 3; ++i) {
+    lambda += std::exp(-logvar(0, i));
+    weighted += std::exp(-logvar(0, i)) * mean(0, i);
+  }
+  CHECK(gl(0, 0) == doctest::Approx(-std::log(lambda)));
+  CHECK(gm(0, 0) == doctest::Approx(weighted / lambda));
+  // A group of one is that member's own Gaussian.
+  CHECK(gm(1, 1) == doctest::Approx(mean(1, 3)));
+  CHECK(gl(1, 1) == doctest::Approx(logvar(1, 3)));
+}
+
+TEST_CASE("gradient check: complete ML-VAE loss with respect to every parameter") {
+  const Index input = 12, hidden = 7, style = 3, content = 2;
+  const std::vector<Index> offsets{0, 3, 4, 6};  // variable group sizes
+  Rng data_rng(11);
+  Mat x(input, 6);
+  for (Index j = 0; j < x.cols(); ++j)
+    for (Index i = 0; i < x.rows(); ++i) x(i, j) = data_rng.uniform();
+
+  SUBCASE("MLP, Bernoulli likelihood, unit KL weights") {
+    auto model = make_mlp_mlvae<double>(input, hidden, style, content);
+    Rng init(1);
+    model.initialize(init);
+    const Rng noise(99);
+    auto loss = [&] {
+      Rng r = noise;
+      return model.evaluate(x, offsets, r).loss;
+    };
+    Rng r = noise;
+    model.forward_backward(x, offsets, r);
+    const Vec analytic = model.parameters().gradients;
+    const auto result = check_gradient(loss, model.parameters().values, analytic);
+    INFO(result.report());
+    CHECK(result.passed);
+    CHECK(result.checked == model.parameters().size());
+    // Every parameter group (incl. the content head) receives gradient.
+    CHECK(analytic.cwiseAbs().maxCoeff() > 0);
+    const Index content_head_begin = model.trunk().parameter_count() + model.style_head().parameter_count();
+    CHECK(analytic.segment(content_head_begin, model.content_head().parameter_count()).cwiseAbs().maxCoeff() > 1e-6);
+  }
+  SUBCASE("learned-variance Gaussian likelihood and KL weights") {
+    using Model = MLVAE<double, MlpTrunk<double>, MlpHead<double>, MlpHead<double>, MlpDecoder<double>,
+                        GaussianLearnedVarianceLikelihood<double>>;
+    Model model(MlpTrunk<double>(Dense<double>(input, hidden), Tanh<double>(hidden)),
+                MlpHead<double>(Dense<double>(hidden, 2 * style)), MlpHead<double>(Dense<double>(hidden, 2 * content)),
+                MlpDecoder<double>(Dense<double>(style + content, hidden), Tanh<double>(hidden),
+                                   Dense<double>(hidden, 2 * input)),
+                {}, MLVAEOptions<double>{0.5, 2.0});
+    Rng init(2);
+    model.initialize(init);
+    const Rng noise(5);
+    auto loss = [&] {
+      Rng r = noise;
+      return model.evaluate(x, offsets, r).loss;
+    };
+    Rng r = noise;
+    model.forward_backward(x, offsets, r);
+    const Vec analytic = model.parameters().gradients;
+    const auto result = check_gradient(loss, model.parameters().values, analytic);
+    INFO(result.report());
+    CHECK(result.passed);
+  }
+}
+
+TEST_CASE("gradient check: complete VAE loss") {
+  auto model = make_mlp_vae<double>(10, 6, 3);
+  Rng init(4);
+  model.initialize(init);
+  Mat x(10, 5);
+  for (Index j = 0; j < x.cols(); ++j)
+    for (Index i = 0; i < x.rows(); ++i) x(i, j) = init.uniform();
+  const Rng noise(6);
+  auto loss = [&] {
+    Rng r = noise;
+    return model.evaluate(x, r).loss;
+  };
+  Rng r = noise;
+  model.forward_backward(x, r);
+  const Vec analytic = model.parameters().gradients;
+  const auto result = check_gradient(loss, model.parameters().values, analytic);
+  INFO(result.report());
+  CHECK(result.passed);
+}
