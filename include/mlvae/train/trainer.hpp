@@ -1,0 +1,154 @@
+// mlvae/train/trainer.hpp — the training loop: minibatches of whole groups from a GroupedSampler,
+// the model's forward/backward, an Adam step, per-step loss terms, and evaluation over a dataset.
+// Works for MLVAE (grouped objective) and VAE (the grouping only forms the batches).
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/random.hpp"
+#include "mlvae/core/types.hpp"
+#include "mlvae/data/grouped_sampler.hpp"
+#include "mlvae/model/loss_terms.hpp"
+#include "mlvae/optim/adam.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace mlvae {
+
+namespace detail {
+template <typename Model, typename = void>
+struct is_grouped_model : std::false_type {};
+template <typename Model>
+struct is_grouped_model<Model, std::void_t<decltype(std::declval<Model&>().forward_backward(
+                                   std::declval<const Matrix<typename Model::Scalar>&>(),
+                                   std::declval<const std::vector<Index>&>(), std::declval<Rng&>()))>>
+    : std::true_type {};
+
+template <typename Model>
+LossTerms model_step(Model& model, const Matrix<typename Model::Scalar>& x, const std::vector<Index>& offsets,
+                     Rng& rng, bool backward) {
+  if constexpr (is_grouped_model<Model>::value)
+    return backward ? model.forward_backward(x, offsets, rng) : model.evaluate(x, offsets, rng);
+  else
+    return backward ? model.forward_backward(x, rng) : model.evaluate(x, rng);
+}
+}  // namespace detail
+
+/// Everything that determines a training run besides the model and the data.
+struct TrainerOptions {
+  AdamOptions adam;
+  GroupedSamplerOptions sampler;
+  std::uint64_t noise_seed = 7;  ///< seed of the reparameterisation noise
+};
+
+/// Progress of one training step, handed to the step callback.
+struct StepReport {
+  Index epoch = 0;        ///< 1-based
+  Index step_in_epoch = 0;  ///< 1-based
+  Index steps_per_epoch = 0;
+  long long global_step = 0;
+  LossTerms terms;
+  double gradient_norm = 0;
+};
+
+/// Trains `Model` (MLVAE or VAE) with Adam on `data` (features x N) grouped by `keys`.
+/// The trainer keeps references to the model and the data: both must outlive it.
+template <typename Model>
+class Trainer {
+public:
+  using T = typename Model::Scalar;
+
+  Trainer(Model& model, const Matrix<T>& data, std::vector<int> keys, TrainerOptions options = {})
+      : model_(model), data_(data), options_(options),
+        sampler_((check_data(model, data, keys), std::move(keys)), options.sampler),
+        optimizer_(model.parameters().size(), options.adam), noise_(options.noise_seed) {}
+
+  /// One optimisation step on the next batch; returns false (and does nothing) at the end of an
+  /// epoch. Throws DivergenceError when the loss or gradient is not finite: the parameters are
+  /// then left as they were before the step.
+  bool step(StepReport& report) {
+    if (!sampler_.next(batch_)) return false;
+    gather_columns(data_, batch_.indices, x_);
+    const LossTerms terms = detail::model_step(model_, x_, batch_.group_offsets, noise_, true);
+    require<DivergenceError>(std::isfinite(terms.loss), "Trainer: the loss is not finite (", terms.loss,
+                             ") at epoch ", sampler_.epoch(), " step ", step_in_epoch_ + 1,
+                             "; parameters left unchanged");
+    report.gradient_norm = optimizer_.step(model_.parameters().values, model_.parameters().gradients);
+    ++step_in_epoch_;
+    report.epoch = sampler_.epoch();
+    report.step_in_epoch = step_in_epoch_;
+    report.steps_per_epoch = sampler_.batches_per_epoch();
+    report.global_step = optimizer_.step_count();
+    report.terms = terms;
+    return true;
+  }
+
+  /// Runs one whole epoch (starting a new one), calling `on_step` after every step; returns the
+  /// loss terms averaged over the epoch's groups.
+  LossTerms run_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
+    sampler_.start_epoch();
+    step_in_epoch_ = 0;
+    LossTerms total;
+    StepReport report;
+    while (step(report)) {
+      total.accumulate(report.terms);
+      if (on_step) on_step(report);
+    }
+    return total;
+  }
+
+  Model& model() { return model_; }
+  GroupedSampler& sampler() { return sampler_; }
+  Adam<T>& optimizer() { return optimizer_; }
+  Rng& noise() { return noise_; }
+  const TrainerOptions& options() const { return options_; }
+  Index step_in_epoch() const { return step_in_epoch_; }
+  void set_step_in_epoch(Index s) { step_in_epoch_ = s; }
+
+private:
+  static int check_data(const Model& model, const Matrix<T>& data, const std::vector<int>& keys) {
+    require<ShapeError>(data.rows() == model.data_size(), "Trainer: the model expects ", model.data_size(),
+                        " features per observation, the data has ", data.rows(), " rows");
+    require<ShapeError>(static_cast<Index>(keys.size()) == data.cols(), "Trainer: expected one key per observation (",
+                        data.cols(), "), found ", keys.size());
+    require<ArgumentError>(data.allFinite(), "Trainer: the training data contain NaN or infinite values");
+    return 0;
+  }
+
+  Model& model_;
+  const Matrix<T>& data_;
+  TrainerOptions options_;
+  GroupedSampler sampler_;
+  Adam<T> optimizer_;
+  Rng noise_;
+  GroupedBatch batch_;
+  Matrix<T> x_;
+  Index step_in_epoch_ = 0;
+};
+
+/// Evaluates the model's objective over a whole dataset, cut into groups of `group_size` members
+/// of one key (leftovers form smaller groups) with a fixed seed, `groups_per_batch` groups at a
+/// time. Returns the terms averaged over all groups (and images).
+template <typename Model>
+LossTerms evaluate_dataset(Model& model, const Matrix<typename Model::Scalar>& data, const std::vector<int>& keys,
+                           Index group_size = 16, Index groups_per_batch = 16, std::uint64_t seed = 12345) {
+  require<ShapeError>(static_cast<Index>(keys.size()) == data.cols(), "evaluate_dataset: expected one key per ",
+                      "observation (", data.cols(), "), found ", keys.size());
+  GroupedSampler sampler(keys, {groups_per_batch, group_size, group_size, seed});
+  Rng noise(seed ^ 0x9e3779b97f4a7c15ULL);
+  GroupedBatch batch;
+  Matrix<typename Model::Scalar> x;
+  LossTerms total;
+  sampler.start_epoch();
+  while (sampler.next(batch)) {
+    gather_columns(data, batch.indices, x);
+    total.accumulate(detail::model_step(model, x, batch.group_offsets, noise, false));
+  }
+  return total;
+}
+
+}  // namespace mlvae
