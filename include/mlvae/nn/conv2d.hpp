@@ -1,0 +1,169 @@
+// mlvae/nn/conv2d.hpp — batched 2-D convolution (cross-correlation, as in PyTorch) by im2col + GEMM:
+//   y(o, oh, ow) = b(o) + Σ_{c,i,j} W(o, (c·k+i)·k+j) · x(c, oh·s − p + i, ow·s − p + j),
+// OH = ⌊(H + 2p − k)/s⌋ + 1. Backward: dW += dYᵀ·cols, db += Σ dY, dx = col2im(dY·W).
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/nn/im2col.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <new>
+#include <string>
+
+namespace mlvae {
+
+/// 2-D convolution over a batch of images, one image per column in CHW order (see ImageShape).
+///
+/// Parameters (bound into the flat store like Dense): the weight W, out_channels × (C·k·k)
+/// column-major with W(o, (c·k + i)·k + j) = PyTorch's weight[o][c][i][j], then the bias (out_channels).
+/// The output column is out_channels × OH × OW, again CHW.
+///
+/// Work is done on chunks of observations: the im2col matrices of a chunk sit side by side
+/// ((chunk·OH·OW) × (C·k·k)), so each chunk is one large GEMM. The chunk is the largest that keeps
+/// the layer's workspaces within `workspace_limit()` bytes (16 MiB by default); workspaces are
+/// resized only when the batch size changes. When the whole batch fits in one chunk, the patch
+/// matrix built by `forward` is reused by `backward`.
+template <typename T>
+class Conv2d {
+public:
+  using Scalar = T;
+
+  /// A convolution of `in` images to `out_channels` channels with a kernel × kernel kernel.
+  /// Throws ShapeError when a size is not positive or the output would be empty.
+  Conv2d(ImageShape in, Index out_channels, Index kernel, Index stride = 1, Index padding = 0,
+         Init init = Init::HeNormal)
+      : geom_(make_conv_geometry(in, kernel, stride, padding, "Conv2d")), out_channels_(out_channels), init_(init) {
+    require<ShapeError>(out_channels > 0, "Conv2d: out_channels must be positive, found ", out_channels);
+  }
+
+  Index input_size() const { return geom_.input.size(); }
+  Index output_size() const { return out_channels_ * geom_.positions(); }
+  Index parameter_count() const { return out_channels_ * geom_.patch_size() + out_channels_; }
+  /// e.g. "Conv2d(1x28x28->32x14x14,k4,s2,p1)".
+  std::string describe() const {
+    return detail::concat("Conv2d(", input_shape().describe(), "->", output_shape().describe(), ",k", geom_.kernel,
+                          ",s", geom_.stride, ",p", geom_.padding, ")");
+  }
+  ImageShape input_shape() const { return geom_.input; }
+  ImageShape output_shape() const { return {out_channels_, geom_.out_height, geom_.out_width}; }
+  Index kernel() const { return geom_.kernel; }
+  Index stride() const { return geom_.stride; }
+  Index padding() const { return geom_.padding; }
+  const ConvGeometry& geometry() const { return geom_; }
+
+  /// Bound on the workspace bytes (at least one observation's worth is always used).
+  std::size_t workspace_limit() const { return workspace_limit_; }
+  void set_workspace_limit(std::size_t bytes) {
+    workspace_limit_ = bytes;
+    batch_ = -1;  // re-plan on the next call
+  }
+  /// Observations per chunk chosen for the current batch size (0 before the first forward).
+  Index chunk_size() const { return chunk_; }
+
+  void bind(T* values, T* gradients) {
+    const Index rows = out_channels_, cols = geom_.patch_size();
+    new (&weight_) MatrixMap<T>(values, rows, cols);
+    new (&bias_) VectorMap<T>(values + rows * cols, rows);
+    new (&weight_grad_) MatrixMap<T>(gradients, rows, cols);
+    new (&bias_grad_) VectorMap<T>(gradients + rows * cols, rows);
+  }
+
+  /// Fan-in C·k·k, fan-out out_channels·k·k; the bias starts at zero.
+  void initialize(Rng& rng) {
+    const Index kk = geom_.kernel * geom_.kernel;
+    initialize_weights(weight_, init_, geom_.patch_size(), out_channels_ * kk, rng);
+    bias_.setZero();
+  }
+
+  const Matrix<T>& forward(const Matrix<T>& x) {
+    require<ShapeError>(x.rows() == input_size(), describe(), ": expected input with ", input_size(),
+                        " rows (", input_shape().describe(), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(),
+                        ")");
+    input_ = &x;
+    const Index n = x.cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
+    plan(n);
+    ensure_shape(output_, output_size(), n);
+    for (Index start = 0; start < n; start += chunk_) {
+      const Index count = std::min(chunk_, n - start);
+      im2col(geom_, x.data() + start * input_size(), count, cols_.data());
+      const MatrixMap<T> cols(cols_.data(), count * P, PK);
+      MatrixMap<T> y(rows_.data(), count * P, OC);
+      y.noalias() = cols * weight_.transpose();
+      for (Index j = 0; j < count; ++j) {
+        MatrixMap<T> out(output_.data() + (start + j) * output_size(), P, OC);
+        out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
+      }
+    }
+    cols_hold_batch_ = chunk_ >= n;
+    return output_;
+  }
+
+  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
+    const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
+    require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, describe(), ": expected gradient ",
+                        output_size(), "x", n, ", found ", dy.rows(), "x", dy.cols());
+    plan(n);
+    if (need_input_gradient) {
+      ensure_shape(input_grad_, input_size(), n);
+      input_grad_.setZero();
+    }
+    for (Index start = 0; start < n; start += chunk_) {
+      const Index count = std::min(chunk_, n - start);
+      if (!cols_hold_batch_) im2col(geom_, input_->data() + start * input_size(), count, cols_.data());
+      const MatrixMap<T> cols(cols_.data(), count * P, PK);
+      MatrixMap<T> dy_chunk(rows_.data(), count * P, OC);
+      for (Index j = 0; j < count; ++j)
+        dy_chunk.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(dy.data() + (start + j) * output_size(), P, OC);
+      weight_grad_.noalias() += dy_chunk.transpose() * cols;
+      bias_grad_ += dy_chunk.colwise().sum().transpose();
+      if (need_input_gradient) {
+        MatrixMap<T> dcols(dcols_.data(), count * P, PK);
+        dcols.noalias() = dy_chunk * weight_;
+        col2im(geom_, dcols.data(), count, input_grad_.data() + start * input_size());
+      }
+    }
+    return input_grad_;
+  }
+
+  const Matrix<T>& output() const { return output_; }
+  MatrixMap<T>& weight() { return weight_; }
+  VectorMap<T>& bias() { return bias_; }
+  const MatrixMap<T>& weight() const { return weight_; }
+  const VectorMap<T>& bias() const { return bias_; }
+
+private:
+  /// Chooses the chunk for batch size `n` and sizes the workspaces (only when `n` changes).
+  void plan(Index n) {
+    if (n == batch_) return;
+    const Index P = geom_.positions(), PK = geom_.patch_size();
+    const std::size_t per_observation = static_cast<std::size_t>(P * (2 * PK + out_channels_)) * sizeof(T);
+    chunk_ = workspace_chunk(n, per_observation, workspace_limit_);
+    cols_.resize(chunk_ * P * PK);
+    dcols_.resize(chunk_ * P * PK);
+    rows_.resize(chunk_ * P * out_channels_);
+    batch_ = n;
+    cols_hold_batch_ = false;
+  }
+
+  ConvGeometry geom_;
+  Index out_channels_;
+  Init init_;
+  MatrixMap<T> weight_{nullptr, 0, 0};
+  VectorMap<T> bias_{nullptr, 0};
+  MatrixMap<T> weight_grad_{nullptr, 0, 0};
+  VectorMap<T> bias_grad_{nullptr, 0};
+  const Matrix<T>* input_ = nullptr;
+  Matrix<T> output_;
+  Matrix<T> input_grad_;
+
+  // Workspaces: patch matrix and its gradient ((chunk·P) × C·k·k), per-position rows (chunk·P × OC).
+  std::size_t workspace_limit_ = default_conv_workspace_bytes;
+  Index batch_ = -1, chunk_ = 0;
+  bool cols_hold_batch_ = false;
+  Vector<T> cols_, dcols_, rows_;
+};
+
+}  // namespace mlvae

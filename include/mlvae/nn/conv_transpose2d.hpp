@@ -1,0 +1,203 @@
+// mlvae/nn/conv_transpose2d.hpp — batched 2-D transposed convolution ("deconvolution"), the adjoint
+// of Conv2d: y = col2im(x·W) + b, i.e. y(o, ih·s − p + i, iw·s − p + j) += Σ_c W(c, (o·k+i)·k+j) x(c, ih, iw),
+// OH = (H − 1)·s − 2p + k + output_padding (PyTorch's convention). Backward: cols = im2col(dY),
+// dW += Xᵀ·cols, db += Σ dY, dx = cols·Wᵀ.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/nn/im2col.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <new>
+#include <string>
+
+namespace mlvae {
+
+/// Transposed 2-D convolution over a batch of images, one image per column in CHW order.
+///
+/// With input C_in × H × W it produces C_out × OH × OW with
+///     OH = (H − 1)·stride − 2·padding + kernel + output_padding   (same for OW),
+/// exactly PyTorch's `ConvTranspose2d` (dilation 1, groups 1). `output_padding` (< stride) adds
+/// rows/columns at the bottom/right to pick among the output sizes a stride-s convolution maps to H.
+///
+/// Parameters: the weight W, C_in × (C_out·k·k) column-major with W(c, (o·k + i)·k + j) = PyTorch's
+/// weight[c][o][i][j], then the bias (C_out). With the same weight matrix this layer is the adjoint of
+/// `Conv2d(ImageShape{C_out, OH, OW}, C_in, kernel, stride, padding)`: ⟨conv(u), v⟩ = ⟨u, convT(v)⟩
+/// when both biases are zero. Work is chunked over observations as in Conv2d.
+template <typename T>
+class ConvTranspose2d {
+public:
+  using Scalar = T;
+
+  /// Throws ShapeError when a size is not positive, output_padding is not in [0, stride), or the
+  /// output would be empty.
+  ConvTranspose2d(ImageShape in, Index out_channels, Index kernel, Index stride = 1, Index padding = 0,
+                  Index output_padding = 0, Init init = Init::HeNormal)
+      : in_(in), out_channels_(out_channels), output_padding_(output_padding), init_(init) {
+    require<ShapeError>(in.channels > 0 && in.height > 0 && in.width > 0,
+                        "ConvTranspose2d: the input image shape must be positive, found ", in.channels, "x",
+                        in.height, "x", in.width);
+    require<ShapeError>(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
+                        "ConvTranspose2d: expected out_channels > 0, kernel > 0, stride > 0, padding >= 0, found "
+                        "out_channels=",
+                        out_channels, " kernel=", kernel, " stride=", stride, " padding=", padding);
+    require<ShapeError>(output_padding >= 0 && output_padding < stride,
+                        "ConvTranspose2d: output_padding must be in [0, stride) = [0, ", stride, "), found ",
+                        output_padding);
+    const Index oh = (in.height - 1) * stride - 2 * padding + kernel + output_padding;
+    const Index ow = (in.width - 1) * stride - 2 * padding + kernel + output_padding;
+    require<ShapeError>(oh > 0 && ow > 0, "ConvTranspose2d: the output of ", in.channels, "x", in.height, "x",
+                        in.width, " with kernel ", kernel, ", stride ", stride, ", padding ", padding,
+                        ", output_padding ", output_padding, " would be ", oh, "x", ow, " (must be positive)");
+    // The convolution this layer is the adjoint of: from the output image back to the input grid.
+    geom_ = make_conv_geometry(ImageShape{out_channels, oh, ow}, kernel, stride, padding, "ConvTranspose2d");
+    require<ShapeError>(geom_.out_height == in.height && geom_.out_width == in.width,
+                        "ConvTranspose2d: internal geometry mismatch");  // holds whenever output_padding < stride
+  }
+
+  Index input_size() const { return in_.size(); }
+  Index output_size() const { return geom_.input.size(); }
+  Index parameter_count() const { return in_.channels * geom_.patch_size() + out_channels_; }
+  /// e.g. "ConvTranspose2d(64x7x7->32x14x14,k4,s2,p1)" (",op1" appended for output_padding 1).
+  std::string describe() const {
+    std::string s = detail::concat("ConvTranspose2d(", input_shape().describe(), "->", output_shape().describe(),
+                                   ",k", geom_.kernel, ",s", geom_.stride, ",p", geom_.padding);
+    if (output_padding_ > 0) s += detail::concat(",op", output_padding_);
+    return s + ")";
+  }
+  ImageShape input_shape() const { return in_; }
+  ImageShape output_shape() const { return geom_.input; }
+  Index kernel() const { return geom_.kernel; }
+  Index stride() const { return geom_.stride; }
+  Index padding() const { return geom_.padding; }
+  Index output_padding() const { return output_padding_; }
+  /// The geometry of the adjoint convolution (output image → input grid).
+  const ConvGeometry& geometry() const { return geom_; }
+
+  std::size_t workspace_limit() const { return workspace_limit_; }
+  void set_workspace_limit(std::size_t bytes) {
+    workspace_limit_ = bytes;
+    batch_ = -1;
+  }
+  Index chunk_size() const { return chunk_; }
+
+  void bind(T* values, T* gradients) {
+    const Index rows = in_.channels, cols = geom_.patch_size();
+    new (&weight_) MatrixMap<T>(values, rows, cols);
+    new (&bias_) VectorMap<T>(values + rows * cols, out_channels_);
+    new (&weight_grad_) MatrixMap<T>(gradients, rows, cols);
+    new (&bias_grad_) VectorMap<T>(gradients + rows * cols, out_channels_);
+  }
+
+  /// Fan-in = contributions per output pixel, C_in·k²/s² (at least 1); fan-out C_out·k²/s². Bias zero.
+  void initialize(Rng& rng) {
+    const Index kk = geom_.kernel * geom_.kernel, ss = geom_.stride * geom_.stride;
+    initialize_weights(weight_, init_, std::max<Index>(1, in_.channels * kk / ss),
+                       std::max<Index>(1, out_channels_ * kk / ss), rng);
+    bias_.setZero();
+  }
+
+  const Matrix<T>& forward(const Matrix<T>& x) {
+    require<ShapeError>(x.rows() == input_size(), describe(), ": expected input with ", input_size(), " rows (",
+                        input_shape().describe(), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(), ")");
+    input_ = &x;
+    const Index n = x.cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
+    const Index OP = geom_.input.plane();
+    plan(n);
+    ensure_shape(output_, output_size(), n);
+    for (Index j = 0; j < n; ++j) {  // start from the bias, col2im adds the rest
+      MatrixMap<T> out(output_.data() + j * output_size(), OP, out_channels_);
+      for (Index o = 0; o < out_channels_; ++o) out.col(o).setConstant(bias_(o));
+    }
+    for (Index start = 0; start < n; start += chunk_) {
+      const Index count = std::min(chunk_, n - start);
+      gather(x, start, count);
+      const MatrixMap<T> xs(rows_.data(), count * P, C);
+      MatrixMap<T> cols(cols_.data(), count * P, PK);
+      cols.noalias() = xs * weight_;
+      col2im(geom_, cols.data(), count, output_.data() + start * output_size());
+    }
+    rows_hold_batch_ = chunk_ >= n;
+    return output_;
+  }
+
+  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
+    const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
+    const Index OP = geom_.input.plane();
+    require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, describe(), ": expected gradient ",
+                        output_size(), "x", n, ", found ", dy.rows(), "x", dy.cols());
+    plan(n);
+    if (need_input_gradient) ensure_shape(input_grad_, input_size(), n);
+    for (Index j = 0; j < n; ++j)
+      bias_grad_ += Eigen::Map<const Matrix<T>>(dy.data() + j * output_size(), OP, out_channels_)
+                        .colwise()
+                        .sum()
+                        .transpose();
+    for (Index start = 0; start < n; start += chunk_) {
+      const Index count = std::min(chunk_, n - start);
+      if (!rows_hold_batch_) gather(*input_, start, count);
+      const MatrixMap<T> xs(rows_.data(), count * P, C);
+      MatrixMap<T> dcols(cols_.data(), count * P, PK);
+      im2col(geom_, dy.data() + start * output_size(), count, dcols.data());
+      weight_grad_.noalias() += xs.transpose() * dcols;
+      if (need_input_gradient) {
+        MatrixMap<T> dxs(drows_.data(), count * P, C);
+        dxs.noalias() = dcols * weight_.transpose();
+        for (Index j = 0; j < count; ++j)
+          MatrixMap<T>(input_grad_.data() + (start + j) * input_size(), P, C) = dxs.middleRows(j * P, P);
+      }
+    }
+    return input_grad_;
+  }
+
+  const Matrix<T>& output() const { return output_; }
+  MatrixMap<T>& weight() { return weight_; }
+  VectorMap<T>& bias() { return bias_; }
+  const MatrixMap<T>& weight() const { return weight_; }
+  const VectorMap<T>& bias() const { return bias_; }
+
+private:
+  /// Stacks observations [start, start+count) as (count·H·W) × C_in rows: row n·H·W + q holds pixel q.
+  void gather(const Matrix<T>& x, Index start, Index count) {
+    const Index P = geom_.positions(), C = in_.channels;
+    MatrixMap<T> xs(rows_.data(), count * P, C);
+    for (Index j = 0; j < count; ++j)
+      xs.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(x.data() + (start + j) * input_size(), P, C);
+  }
+
+  void plan(Index n) {
+    if (n == batch_) return;
+    const Index P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
+    const std::size_t per_observation = static_cast<std::size_t>(P * (PK + 2 * C)) * sizeof(T);
+    chunk_ = workspace_chunk(n, per_observation, workspace_limit_);
+    cols_.resize(chunk_ * P * PK);
+    rows_.resize(chunk_ * P * C);
+    drows_.resize(chunk_ * P * C);
+    batch_ = n;
+    rows_hold_batch_ = false;
+  }
+
+  ImageShape in_;
+  ConvGeometry geom_;
+  Index out_channels_, output_padding_;
+  Init init_;
+  MatrixMap<T> weight_{nullptr, 0, 0};
+  VectorMap<T> bias_{nullptr, 0};
+  MatrixMap<T> weight_grad_{nullptr, 0, 0};
+  VectorMap<T> bias_grad_{nullptr, 0};
+  const Matrix<T>* input_ = nullptr;
+  Matrix<T> output_;
+  Matrix<T> input_grad_;
+
+  // Workspaces: patch matrix ((chunk·H·W) × C_out·k·k, reused for its gradient in backward), the
+  // stacked input and its gradient ((chunk·H·W) × C_in).
+  std::size_t workspace_limit_ = default_conv_workspace_bytes;
+  Index batch_ = -1, chunk_ = 0;
+  bool rows_hold_batch_ = false;
+  Vector<T> cols_, rows_, drows_;
+};
+
+}  // namespace mlvae

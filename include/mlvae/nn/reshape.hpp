@@ -1,0 +1,77 @@
+// mlvae/nn/reshape.hpp — Reshape / Flatten: identity layers (y = x, dx = dy) that only change the
+// declared image shape of a column (C·H·W = C'·H'·W'), e.g. between a Dense and a ConvTranspose2d.
+// Observations are already flat CHW columns, so no data moves.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/nn/im2col.hpp"
+#include "mlvae/nn/layer.hpp"
+
+#include <string>
+
+namespace mlvae {
+
+/// Zero-parameter identity layer from image shape `from` to `to` (equal sizes). `forward` returns
+/// its input itself and `backward` the incoming gradient itself (the contract allows returning a
+/// reference that outlives the call: both are owned by the neighbouring layers or the caller).
+template <typename T>
+class Reshape {
+public:
+  using Scalar = T;
+
+  /// Throws ShapeError when the shapes are not positive or hold different numbers of scalars.
+  Reshape(ImageShape from, ImageShape to) : from_(from), to_(to) {
+    require<ShapeError>(from.channels > 0 && from.height > 0 && from.width > 0 && to.channels > 0 && to.height > 0 &&
+                            to.width > 0,
+                        "Reshape: shapes must be positive, found ", from.channels, "x", from.height, "x", from.width,
+                        " -> ", to.channels, "x", to.height, "x", to.width);
+    require<ShapeError>(from.size() == to.size(), "Reshape: cannot reshape ", from.describe(), " (", from.size(),
+                        " values) to ", to.describe(), " (", to.size(), " values)");
+  }
+  /// Flattening form: `from` to a flat vector of `to` entries.
+  Reshape(ImageShape from, Index to) : Reshape(from, ImageShape{to, 1, 1}) {}
+
+  Index input_size() const { return from_.size(); }
+  Index output_size() const { return to_.size(); }
+  Index parameter_count() const { return 0; }
+  /// e.g. "Reshape(32x7x7->1568)".
+  std::string describe() const { return detail::concat("Reshape(", from_.describe(), "->", to_.describe(), ")"); }
+  ImageShape input_shape() const { return from_; }
+  ImageShape output_shape() const { return to_; }
+  void bind(T*, T*) {}
+  void initialize(Rng&) {}
+
+  const Matrix<T>& forward(const Matrix<T>& x) {
+    require<ShapeError>(x.rows() == from_.size(), describe(), ": expected input with ", from_.size(),
+                        " rows, found ", x.rows());
+    input_ = &x;
+    return x;
+  }
+
+  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
+    require<ShapeError>(dy.rows() == to_.size() && dy.cols() == input_->cols(), describe(), ": expected gradient ",
+                        to_.size(), "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
+    return need_input_gradient ? dy : empty_;
+  }
+
+  /// The last forward's output (its input); forward must have been called.
+  const Matrix<T>& output() const {
+    require<ShapeError>(input_ != nullptr, describe(), ": output() called before forward");
+    return *input_;
+  }
+
+private:
+  ImageShape from_, to_;
+  const Matrix<T>* input_ = nullptr;
+  Matrix<T> empty_;
+};
+
+/// Reshape from an image to the flat vector of its C·H·W values.
+template <typename T>
+class Flatten : public Reshape<T> {
+public:
+  explicit Flatten(ImageShape from) : Reshape<T>(from, from.size()) {}
+};
+
+}  // namespace mlvae
