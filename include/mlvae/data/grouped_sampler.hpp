@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -86,6 +87,24 @@ struct GroupedSamplerOptions {
   Index min_group_size = 16;    ///< smallest regular group size
   Index max_group_size = 16;    ///< largest; equal to min = fixed size, else each size uniform in [min, max]
   std::uint64_t seed = 1;       ///< seed of the sampler's Rng
+};
+
+/// The complete mid-epoch state of a GroupedSampler (for checkpoints and exact resumption).
+/// `order` lists the members of every key (keys ascending), each key's block shuffled; a group is a
+/// range [begin, end) of `order`; `cursor` is the next group to hand out.
+struct GroupedSamplerState {
+  struct Group {
+    Index begin = 0, end = 0;  ///< range in `order`
+    int key = 0;
+  };
+  std::array<std::uint64_t, 4> rng_state{};
+  bool rng_has_cached_normal = false;
+  double rng_cached_normal = 0.0;
+  std::vector<Index> order;
+  std::vector<Group> groups;
+  Index cursor = 0;
+  Index epoch = 0;
+  bool pending = false;  ///< the plan was drawn but the epoch not started yet
 };
 
 /// Draws minibatches of whole groups, epoch by epoch.
@@ -176,6 +195,90 @@ public:
   const GroupedSamplerOptions& options() const { return options_; }
   /// The sampler's random number generator (e.g. to save or restore its state).
   Rng& rng() { return rng_; }
+  /// True while the current epoch still has batches to hand out (false before the first epoch
+  /// started and after its last batch).
+  bool epoch_in_progress() const { return !pending_ && epoch_ > 0 && cursor_ < groups_.size(); }
+
+  /// The complete state: with restore() on a sampler built from the same keys and options, the
+  /// following batches are identical.
+  GroupedSamplerState state() const {
+    GroupedSamplerState s;
+    s.rng_state = rng_.state();
+    s.rng_has_cached_normal = rng_.has_cached_normal();
+    s.rng_cached_normal = rng_.cached_normal();
+    s.order = order_;
+    s.groups.reserve(groups_.size());
+    for (const Group& g : groups_)
+      s.groups.push_back({static_cast<Index>(g.begin), static_cast<Index>(g.end), g.key});
+    s.cursor = static_cast<Index>(cursor_);
+    s.epoch = epoch_;
+    s.pending = pending_;
+    return s;
+  }
+
+  /// Restores a state from state(). Validates it against the keys and options this sampler was
+  /// built with (each key's block of `order` is a permutation of that key's observations, the
+  /// groups partition `order` within keys, sizes within the options) and changes nothing when
+  /// it is inconsistent.
+  /// @throws ArgumentError naming what is inconsistent.
+  void restore(const GroupedSamplerState& s) {
+    const char* where = "GroupedSampler::restore: ";
+    const std::size_t n = static_cast<std::size_t>(observation_count_);
+    require<ArgumentError>(s.order.size() == n, where, "expected an order of ", n, " observations, found ",
+                           s.order.size());
+    // Each key's block of `order` must be a permutation of that key's members.
+    std::vector<std::vector<Index>> members(key_members_.size());
+    std::vector<std::size_t> key_of_position(n);
+    std::vector<char> seen(n, 0);
+    std::size_t pos = 0;
+    for (std::size_t k = 0; k < key_members_.size(); ++k) {
+      std::vector<Index> sorted_now = key_members_[k];
+      std::sort(sorted_now.begin(), sorted_now.end());
+      members[k].assign(s.order.begin() + static_cast<std::ptrdiff_t>(pos),
+                        s.order.begin() + static_cast<std::ptrdiff_t>(pos + key_members_[k].size()));
+      std::vector<Index> sorted_new = members[k];
+      std::sort(sorted_new.begin(), sorted_new.end());
+      require<ArgumentError>(sorted_new == sorted_now, where, "the order's block of key ", key_values_[k],
+                             " is not a permutation of that key's ", key_members_[k].size(), " observations");
+      for (std::size_t i = 0; i < key_members_[k].size(); ++i) key_of_position[pos + i] = k;
+      pos += key_members_[k].size();
+    }
+    // The groups partition `order`, each inside one key's block, with a size within the options.
+    std::vector<Group> groups;
+    groups.reserve(s.groups.size());
+    for (std::size_t g = 0; g < s.groups.size(); ++g) {
+      const auto& group = s.groups[g];
+      require<ArgumentError>(group.begin >= 0 && group.begin < group.end && group.end <= static_cast<Index>(n),
+                             where, "group ", g, " has an invalid range [", group.begin, ", ", group.end,
+                             ") for ", n, " observations");
+      require<ArgumentError>(group.end - group.begin <= options_.max_group_size, where, "group ", g, " has ",
+                             group.end - group.begin, " members, more than max_group_size ",
+                             options_.max_group_size);
+      const auto b = static_cast<std::size_t>(group.begin), e = static_cast<std::size_t>(group.end);
+      const std::size_t k = key_of_position[b];
+      require<ArgumentError>(key_of_position[e - 1] == k && key_values_[k] == group.key, where, "group ", g,
+                             " (key ", group.key, ") does not lie inside one key's block of the order");
+      for (std::size_t i = b; i < e; ++i) {
+        require<ArgumentError>(!seen[i], where, "groups ", g, " overlaps another group at position ", i);
+        seen[i] = 1;
+      }
+      groups.push_back({b, e, group.key});
+    }
+    require<ArgumentError>(std::find(seen.begin(), seen.end(), 0) == seen.end(), where,
+                           "the groups do not cover every observation");
+    require<ArgumentError>(s.cursor >= 0 && s.cursor <= static_cast<Index>(groups.size()), where, "cursor ",
+                           s.cursor, " is outside [0, ", groups.size(), "]");
+    require<ArgumentError>(s.epoch >= 0, where, "epoch must be >= 0, found ", s.epoch);
+    require<ArgumentError>(!s.pending || s.cursor == 0, where, "a pending plan must have cursor 0, found ",
+                           s.cursor);
+    rng_.set_state(s.rng_state, s.rng_has_cached_normal, s.rng_cached_normal);
+    key_members_ = std::move(members);
+    order_ = s.order;
+    groups_ = std::move(groups);
+    cursor_ = static_cast<std::size_t>(s.cursor);
+    epoch_ = s.epoch;
+    pending_ = s.pending;
+  }
 
 private:
   struct Group {

@@ -121,10 +121,21 @@ inline IdxArray read_idx(const std::string& path, std::size_t max_items = idx_al
                      "': dimensions too large (more than 2^40 bytes of payload)");
     payload *= d;
   }
-  result.data.resize(static_cast<std::size_t>(payload));
-  const std::size_t got =
-      detail::gz_read_bytes(file.get(), result.data.data(), result.data.size(), path);
-  require<IoError>(got == result.data.size(), "IDX file '", path, "': expected ", payload,
+  // Read in chunks, growing the buffer only as bytes arrive: a corrupted header announcing a
+  // huge payload in a small file costs at most one chunk, then fails as truncated.
+  const auto want = static_cast<std::size_t>(payload);
+  const std::size_t chunk = std::size_t{1} << 24;
+  result.data.reserve(std::min(want, std::size_t{1} << 26));
+  std::size_t got = 0;
+  while (got < want) {
+    const std::size_t next = std::min(want, got + chunk);
+    result.data.resize(next);
+    const std::size_t n = detail::gz_read_bytes(file.get(), result.data.data() + got, next - got, path);
+    got += n;
+    if (got < next) break;
+  }
+  result.data.resize(got);
+  require<IoError>(got == want, "IDX file '", path, "': expected ", payload,
                    " bytes of payload, found ", got, " (truncated file?)");
   return result;
 }

@@ -38,11 +38,18 @@ LossTerms model_step(Model& model, const Matrix<typename Model::Scalar>& x, cons
 }
 }  // namespace detail
 
+/// What a training step does when the loss or the gradient is not finite.
+enum class DivergencePolicy {
+  Throw,    ///< throw DivergenceError; the parameters and the optimiser are left as before the step
+  SkipStep  ///< skip the update (parameters and optimiser unchanged), count it, and go on
+};
+
 /// Everything that determines a training run besides the model and the data.
 struct TrainerOptions {
   AdamOptions adam;
   GroupedSamplerOptions sampler;
   std::uint64_t noise_seed = 7;  ///< seed of the reparameterisation noise
+  DivergencePolicy on_divergence = DivergencePolicy::Throw;
 };
 
 /// Progress of one training step, handed to the step callback.
@@ -53,6 +60,7 @@ struct StepReport {
   long long global_step = 0;
   LossTerms terms;
   double gradient_norm = 0;
+  bool skipped = false;  ///< the update was skipped (non-finite loss or gradient, DivergencePolicy::SkipStep)
 };
 
 /// Trains `Model` (MLVAE or VAE) with Adam on `data` (features x N) grouped by `keys`.
@@ -68,16 +76,26 @@ public:
         optimizer_(model.parameters().size(), options.adam), noise_(options.noise_seed) {}
 
   /// One optimisation step on the next batch; returns false (and does nothing) at the end of an
-  /// epoch. Throws DivergenceError when the loss or gradient is not finite: the parameters are
-  /// then left as they were before the step.
+  /// epoch. When the loss or gradient is not finite the parameters and the optimiser are left as
+  /// they were before the step, and then, by `options().on_divergence`: Throw throws
+  /// DivergenceError; SkipStep consumes the batch, counts it in skipped_steps() and returns true
+  /// with `report.skipped` set.
   bool step(StepReport& report) {
     if (!sampler_.next(batch_)) return false;
     gather_columns(data_, batch_.indices, x_);
     const LossTerms terms = detail::model_step(model_, x_, batch_.group_offsets, noise_, true);
-    require<DivergenceError>(std::isfinite(terms.loss), "Trainer: the loss is not finite (", terms.loss,
-                             ") at epoch ", sampler_.epoch(), " step ", step_in_epoch_ + 1,
-                             "; parameters left unchanged");
-    report.gradient_norm = optimizer_.step(model_.parameters().values, model_.parameters().gradients);
+    report.skipped = false;
+    report.gradient_norm = 0;
+    try {
+      require<DivergenceError>(std::isfinite(terms.loss), "Trainer: the loss is not finite (", terms.loss,
+                               ") at epoch ", sampler_.epoch(), " step ", step_in_epoch_ + 1,
+                               "; parameters left unchanged");
+      report.gradient_norm = optimizer_.step(model_.parameters().values, model_.parameters().gradients);
+    } catch (const DivergenceError&) {
+      if (options_.on_divergence == DivergencePolicy::Throw) throw;
+      report.skipped = true;
+      ++skipped_steps_;
+    }
     ++step_in_epoch_;
     report.epoch = sampler_.epoch();
     report.step_in_epoch = step_in_epoch_;
@@ -90,16 +108,32 @@ public:
   /// Runs one whole epoch (starting a new one), calling `on_step` after every step; returns the
   /// loss terms averaged over the epoch's groups.
   LossTerms run_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
+    start_epoch();
+    return continue_epoch(on_step);
+  }
+
+  /// Begins a new epoch (reshuffles the sampler, resets step_in_epoch()) without taking a step.
+  void start_epoch() {
     sampler_.start_epoch();
     step_in_epoch_ = 0;
+  }
+
+  /// Runs the rest of the current epoch (e.g. after load_checkpoint() restored a mid-epoch
+  /// state), calling `on_step` after every step; returns the loss terms averaged over the
+  /// groups of the steps taken here (skipped steps excluded). Does nothing when the current epoch
+  /// has no batches left; starts the first epoch when none was started.
+  LossTerms continue_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
     LossTerms total;
     StepReport report;
     while (step(report)) {
-      total.accumulate(report.terms);
+      if (!report.skipped) total.accumulate(report.terms);
       if (on_step) on_step(report);
     }
     return total;
   }
+
+  /// True while the current epoch has batches left (a mid-epoch state: use continue_epoch()).
+  bool epoch_in_progress() const { return sampler_.epoch_in_progress(); }
 
   Model& model() { return model_; }
   GroupedSampler& sampler() { return sampler_; }
@@ -108,6 +142,18 @@ public:
   const TrainerOptions& options() const { return options_; }
   Index step_in_epoch() const { return step_in_epoch_; }
   void set_step_in_epoch(Index s) { step_in_epoch_ = s; }
+  /// Steps skipped under DivergencePolicy::SkipStep since construction (restored by checkpoints).
+  long long skipped_steps() const { return skipped_steps_; }
+  void set_skipped_steps(long long n) { skipped_steps_ = n; }
+  /// Changes the divergence policy (e.g. for a resumed run).
+  void set_divergence_policy(DivergencePolicy p) { options_.on_divergence = p; }
+  /// Replaces the Adam options (the optimiser's and those reported by options()), e.g. when a
+  /// checkpoint is loaded. @throws ArgumentError when they are invalid.
+  void set_adam_options(const AdamOptions& a) {
+    a.validate();
+    optimizer_.options() = a;
+    options_.adam = a;
+  }
 
 private:
   static int check_data(const Model& model, const Matrix<T>& data, const std::vector<int>& keys) {
@@ -128,6 +174,7 @@ private:
   GroupedBatch batch_;
   Matrix<T> x_;
   Index step_in_epoch_ = 0;
+  long long skipped_steps_ = 0;
 };
 
 /// Evaluates the model's objective over a whole dataset, cut into groups of `group_size` members
