@@ -1,6 +1,8 @@
 // train_mlvae — trains an ML-VAE on Fashion-MNIST grouped by class (the paper's MNIST setup:
 // MLP 784-500-tanh, content 10 + style 10, decoder 20-500-784, Adam 1e-3), prints one progress
 // line per epoch, and writes a content/style swap grid, reconstructions and a CSV training log.
+// Writes a training checkpoint (atomically) at the end of every epoch and, with --checkpoint-every N,
+// every N optimiser steps; --resume PATH continues a run exactly where its checkpoint left it.
 #include <mlvae/mlvae.hpp>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -28,6 +31,12 @@ struct Options {
   std::string data_dir = mlvae::fashion_mnist_default_dir();
   std::string out_dir = "out/train_mlvae";
   bool quiet = false;
+  std::string arch = "mlp";
+  long long checkpoint_every = 0;  // steps; 0: only at the end of each epoch
+  std::string checkpoint;          // default <out>/checkpoint.bin (or .json)
+  std::string checkpoint_format = "binary";
+  std::string resume;
+  std::string on_divergence = "throw";
 };
 
 // Picks `per_group` test images of each class (first occurrences), as consecutive groups.
@@ -56,8 +65,9 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-int run(const Options& opt) {
-  using T = float;
+template <typename Model>
+int run(const Options& opt, Model&& model) {
+  using T = typename std::decay_t<Model>::Scalar;
   namespace fs = std::filesystem;
   const int threads = mlvae::set_threads(opt.threads);
   fs::create_directories(opt.out_dir);
@@ -67,7 +77,8 @@ int run(const Options& opt) {
   std::cout << "train_mlvae: " << train.size() << " training and " << test.size()
             << " test images from " << opt.data_dir << ", " << threads << " thread(s)\n";
 
-  auto model = mlvae::make_mlp_mlvae<T>(train.images.rows(), opt.hidden, opt.style, opt.content);
+  mlvae::require<mlvae::ShapeError>(train.images.rows() == model.data_size(), "--arch ", opt.arch, " expects images of ",
+                                    model.data_size(), " pixels, the data have ", train.images.rows());
   mlvae::Rng init(opt.seed);
   model.initialize(init);
   std::cout << model.describe() << "\n  " << model.parameters().size() << " parameters\n";
@@ -77,32 +88,60 @@ int run(const Options& opt) {
   topt.sampler = {opt.groups_per_batch, opt.group_size, opt.max_group_size > 0 ? opt.max_group_size : opt.group_size,
                   opt.seed + 1};
   topt.noise_seed = opt.seed + 2;
-  mlvae::Trainer<decltype(model)> trainer(model, train.images, train.labels, topt);
+  // A resumed run takes the sampler, noise and Adam options from its checkpoint.
+  if (!opt.resume.empty()) topt = mlvae::read_checkpoint_options(opt.resume);
+  topt.on_divergence =
+      opt.on_divergence == "skip" ? mlvae::DivergencePolicy::SkipStep : mlvae::DivergencePolicy::Throw;
+  mlvae::Trainer<std::decay_t<Model>> trainer(model, train.images, train.labels, topt);
 
-  std::ofstream log(opt.out_dir + "/train_log.csv");
-  log << "epoch,train_elbo_per_group,train_reconstruction,train_style_kl,train_content_kl,test_elbo_per_group,"
-         "test_elbo_per_image,test_reconstruction,test_style_kl,test_content_kl,images_per_s,seconds\n";
+  const auto format = opt.checkpoint_format == "json" ? mlvae::CheckpointFormat::Json : mlvae::CheckpointFormat::Binary;
+  const std::string checkpoint_path =
+      !opt.checkpoint.empty() ? opt.checkpoint
+                              : opt.out_dir + (format == mlvae::CheckpointFormat::Json ? "/checkpoint.json"
+                                                                                       : "/checkpoint.bin");
+  int first_epoch = 1;
+  bool continue_current = false;
+  if (!opt.resume.empty()) {
+    mlvae::load_checkpoint(opt.resume, trainer);
+    continue_current = trainer.epoch_in_progress();
+    first_epoch = static_cast<int>(trainer.sampler().epoch()) + (continue_current ? 0 : 1);
+    std::cout << "resumed from " << opt.resume << ": " << trainer.optimizer().step_count() << " steps done, "
+              << (continue_current ? "continuing" : "starting") << " epoch " << first_epoch << " at step "
+              << (continue_current ? trainer.step_in_epoch() + 1 : 1) << "\n";
+  }
+
+  std::ofstream log(opt.out_dir + "/train_log.csv", opt.resume.empty() ? std::ios::trunc : std::ios::app);
+  if (opt.resume.empty())
+    log << "epoch,train_elbo_per_group,train_reconstruction,train_style_kl,train_content_kl,test_elbo_per_group,"
+           "test_elbo_per_image,test_reconstruction,test_style_kl,test_content_kl,images_per_s,seconds\n";
 
   const auto start = std::chrono::steady_clock::now();
-  for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
+  for (int epoch = first_epoch; epoch <= opt.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
-    const mlvae::LossTerms tr = trainer.run_epoch([&](const mlvae::StepReport& r) {
+    const auto on_step = [&](const mlvae::StepReport& r) {
+      if (opt.checkpoint_every > 0 && !r.skipped && r.global_step % opt.checkpoint_every == 0)
+        mlvae::save_checkpoint(checkpoint_path, trainer, format);
       if (opt.quiet || r.step_in_epoch % 50 != 0) return;
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::cout << "\r  epoch " << epoch << " step " << r.step_in_epoch << "/" << r.steps_per_epoch
                 << "  elbo/group " << r.terms.elbo_per_group << "  "
                 << static_cast<long>(static_cast<double>(r.step_in_epoch) * static_cast<double>(r.terms.images) / el)
                 << " img/s   " << std::flush;
-    });
+    };
+    const mlvae::LossTerms tr =
+        (epoch == first_epoch && continue_current) ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
+    mlvae::save_checkpoint(checkpoint_path, trainer, format);  // atomically; refuses non-finite state
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const mlvae::LossTerms te = mlvae::evaluate_dataset(model, test.images, test.labels, opt.group_size);
     const double images_per_s = static_cast<double>(tr.images) / seconds;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double left = elapsed / epoch * (opt.epochs - epoch);
+    const double left = elapsed / (epoch - first_epoch + 1) * (opt.epochs - epoch);
     std::printf("\repoch %3d/%d  train elbo/group %9.2f (rec %9.2f  kl style %7.2f  kl content %6.2f)  "
                 "test elbo/group %9.2f  elbo/image %8.2f  %7.0f img/s  left %s\n",
                 epoch, opt.epochs, tr.elbo_per_group, tr.reconstruction, tr.style_kl, tr.content_kl,
                 te.elbo_per_group, te.elbo_per_image, images_per_s, format_duration(left).c_str());
+    if (trainer.skipped_steps() > 0)
+      std::printf("  %lld step(s) skipped so far (non-finite loss or gradient)\n", trainer.skipped_steps());
     std::fflush(stdout);
     log << epoch << ',' << tr.elbo_per_group << ',' << tr.reconstruction << ',' << tr.style_kl << ','
         << tr.content_kl << ',' << te.elbo_per_group << ',' << te.elbo_per_image << ',' << te.reconstruction << ','
@@ -157,6 +196,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", opt.threads, "threads (0: OMP_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lr", opt.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--arch", opt.arch,
+                 "model: mlp (the paper's 784-500-tanh MLP) or conv28 (conv encoder, transposed-conv decoder)")
+      ->check(CLI::IsMember({"mlp", "conv28"}))
+      ->capture_default_str();
   app.add_option("--hidden", opt.hidden, "hidden units")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--style", opt.style, "style latent dimensions")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--content", opt.content, "content latent dimensions")
@@ -166,6 +209,20 @@ int main(int argc, char** argv) {
   app.add_option("--data", opt.data_dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
+  app.add_option("--checkpoint-every", opt.checkpoint_every,
+                 "also write the checkpoint every N optimiser steps (0: only at the end of each epoch)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--checkpoint", opt.checkpoint,
+                 "checkpoint file, written atomically (default: <out>/checkpoint.bin or .json)");
+  app.add_option("--checkpoint-format", opt.checkpoint_format, "checkpoint archive format")
+      ->check(CLI::IsMember({"binary", "json"}))->capture_default_str();
+  app.add_option("--resume", opt.resume,
+                 "continue the run saved in this checkpoint up to --epochs epochs in total (sampler, noise and "
+                 "Adam options come from the checkpoint; model options and --threads must match)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--on-divergence", opt.on_divergence,
+                 "on a non-finite loss or gradient: stop with an error, or skip the step and count it")
+      ->check(CLI::IsMember({"throw", "skip"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (opt.max_group_size > 0 && opt.max_group_size < opt.group_size) {
     std::cerr << "--max-group-size (" << opt.max_group_size << ") must be >= --group-size (" << opt.group_size
@@ -173,7 +230,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return run(opt);
+    if (opt.arch == "conv28") return run(opt, mlvae::make_conv28_mlvae<float>(opt.style, opt.content));
+    return run(opt, mlvae::make_mlp_mlvae<float>(784, opt.hidden, opt.style, opt.content));
   } catch (const std::exception& e) {
     std::cerr << "train_mlvae: " << e.what() << "\n";
     return 1;

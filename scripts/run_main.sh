@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian packages mlvae needs (build, tests, examples, clang/OpenMP, data set).
 PACKAGES=(
   cmake g++ make
-  libeigen3-dev doctest-dev libcereal-dev zlib1g-dev libpng-dev libcli11-dev libstb-dev
+  libeigen3-dev doctest-dev libcereal-dev zlib1g-dev libpng-dev libcli11-dev
   libomp-dev
   dataset-fashion-mnist
 )

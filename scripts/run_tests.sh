@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds mlvae (release preset) and runs the whole test suite: configure, build (2 jobs), ctest.
+# Builds mlvae (release preset) and runs the whole test suite: configure, build (2 jobs), ctest;
+# then the same tests built with ASan + UBSan (preset asan; MLVAE_SKIP_ASAN=1 skips it).
 # Installs the Debian packages first when run as root (set MLVAE_SKIP_APT=1 to skip).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -7,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian packages mlvae needs (build, tests, examples, clang/OpenMP, data set).
 PACKAGES=(
   cmake g++ make
-  libeigen3-dev doctest-dev libcereal-dev zlib1g-dev libpng-dev libcli11-dev libstb-dev
+  libeigen3-dev doctest-dev libcereal-dev zlib1g-dev libpng-dev libcli11-dev
   libomp-dev
   dataset-fashion-mnist
 )
@@ -28,3 +29,9 @@ install_packages() {
 
 install_packages
 cmake --workflow --preset release
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the tests (preset `asan`, Debug);
+# MLVAE_SKIP_ASAN=1 skips it.
+if [[ "${MLVAE_SKIP_ASAN:-0}" != 1 ]]; then
+  cmake --workflow --preset asan
+fi

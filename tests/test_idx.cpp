@@ -125,7 +125,7 @@ TEST_CASE("idx: reads the first 100 Fashion-MNIST training images and labels") {
   CHECK(test.labels.size() == 10u);
 }
 
-TEST_CASE("idx: round-trips small files, plain and gzipped, with and without a slice") {
+TEST_CASE("idx: round-trips small files - plain and gzipped - with and without a slice") {
   TempDir tmp;
   const std::vector<std::vector<std::uint32_t>> shapes = {{7}, {3, 5}, {3, 2, 4}, {2, 3, 1, 2}};
   for (const auto& dims : shapes) {
@@ -161,7 +161,7 @@ TEST_CASE("idx: rejects a wrong magic number") {
   CHECK_THROWS_WITH_AS(read_idx(path), contains("not an IDX file"), mlvae::IoError);
 }
 
-TEST_CASE("idx: rejects an unsupported type code, naming the supported one") {
+TEST_CASE("idx: rejects an unsupported type code - naming the supported one") {
   TempDir tmp;
   const std::string path = tmp.file("float.idx");
   write_plain(path, idx_bytes({2}, {0, 0, 0, 0, 0, 0, 0, 0}, 0x0D));
@@ -217,7 +217,7 @@ TEST_CASE("idx: a missing file is an IoError naming the path") {
   CHECK_THROWS_AS(read_idx(tmp.path.string()), mlvae::IoError);  // a directory
 }
 
-TEST_CASE("idx: Fashion-MNIST loader validates split, files, shapes and counts") {
+TEST_CASE("idx: Fashion-MNIST loader validates split - files - shapes and counts") {
   TempDir tmp;
   const std::string dir = tmp.path.string();
   CHECK_THROWS_WITH_AS(mlvae::load_fashion_mnist<float>("validation", dir),
@@ -262,7 +262,7 @@ TEST_CASE("idx: Fashion-MNIST loader validates split, files, shapes and counts")
                        contains("expected 3 dimensions (count x height x width), found 2"), mlvae::ShapeError);
 }
 
-TEST_CASE("idx: Fashion-MNIST directory from MLVAE_FASHION_MNIST_DIR, and class names") {
+TEST_CASE("idx: Fashion-MNIST directory from MLVAE_FASHION_MNIST_DIR - and class names") {
   const char* old = std::getenv("MLVAE_FASHION_MNIST_DIR");
   const std::string saved = old ? old : "";
   ::setenv("MLVAE_FASHION_MNIST_DIR", "/some/where", 1);

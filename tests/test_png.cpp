@@ -69,7 +69,7 @@ TEST_CASE("png: write_png round-trips gray and RGB pixels atomically") {
   CHECK_THROWS_WITH_AS(mlvae::read_png_gray(tmp.file("missing.png"), w, h), contains("missing.png"), mlvae::IoError);
 }
 
-TEST_CASE("png: write_image_grid tiles, clamps, pads and scales") {
+TEST_CASE("png: write_image_grid tiles - clamps - pads and scales") {
   TempDir tmp;
   const mlvae::Index ih = 2, iw = 3, rows = 2, cols = 3;
   mlvae::Matrix<float> images(ih * iw, rows * cols);
@@ -109,7 +109,7 @@ TEST_CASE("png: write_image_grid tiles, clamps, pads and scales") {
                        contains("expected 3 x 3 = 9 rows (one image per column), found 6"), mlvae::ShapeError);
 }
 
-TEST_CASE("png: canvas draws text, lines, rectangles and pasted images") {
+TEST_CASE("png: canvas draws text - lines - rectangles and pasted images") {
   TempDir tmp;
   const mlvae::Rgb white{255, 255, 255}, red{200, 0, 0}, blue{0, 0, 255};
   mlvae::Canvas canvas(120, 40, white);

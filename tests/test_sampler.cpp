@@ -72,7 +72,7 @@ bool same(const std::vector<GroupedBatch>& a, const std::vector<GroupedBatch>& b
 
 }  // namespace
 
-TEST_CASE("sampler: fixed-size groups are whole, single-key, and cover every observation once per epoch") {
+TEST_CASE("sampler: fixed-size groups are whole - single-key - and cover every observation once per epoch") {
   const auto keys = make_keys(200, 10);  // 20 per key: one group of 8, one of 8, one leftover of 4
   const GroupedSamplerOptions options{3, 8, 8, 7};
   GroupedSampler sampler(keys, options);
@@ -103,7 +103,7 @@ TEST_CASE("sampler: variable group sizes and keys with leftovers") {
   CHECK(small_sampler.distinct_keys() == std::vector<int>{-3, 5, 8});
 }
 
-TEST_CASE("sampler: same seed gives the same batches, a different seed different ones") {
+TEST_CASE("sampler: same seed gives the same batches - a different seed different ones") {
   const auto keys = make_keys(150, 6, 5);
   const GroupedSamplerOptions options{4, 3, 6, 42};
   GroupedSampler a(keys, options), b(keys, options);

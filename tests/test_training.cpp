@@ -39,7 +39,7 @@ TEST_CASE_TEMPLATE("ML-VAE and VAE instantiate and take a step in float and doub
   CHECK(std::isfinite(vae.forward_backward(x, rng).loss));
 }
 
-TEST_CASE("ML-VAE objective: terms add up, content KL once per group, averaged over groups") {
+TEST_CASE("ML-VAE objective: terms add up - content KL once per group - averaged over groups") {
   auto model = make_mlp_mlvae<double>(10, 6, 2, 3);
   Rng init(3);
   model.initialize(init);

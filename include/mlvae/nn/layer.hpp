@@ -1,5 +1,5 @@
 // mlvae/nn/layer.hpp — the contract every layer follows, and the flat parameter store layers bind to.
-// docs/architecture.md explains the contract; tests/test_layers.cpp checks every layer against it.
+// docs/architecture.md explains the contract; tests/test_gradients.cpp checks every layer against it.
 #pragma once
 
 #include "mlvae/core/random.hpp"
