@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""PyTorch reference for benchmarks/bench_mlvae_step.cpp: the same ML-VAE training step
+(forward + backward + Adam) in float32 on the CPU, timed the same way.
+
+Models (identical to mlvae's):
+  --arch mlp     make_mlp_mlvae<float>(784, 500, 10, 10): encoder Linear(784,500)+tanh, style head
+                 Linear(500,20) -> [mean; logvar], content head Linear(500,20) -> [mean; logvar],
+                 decoder Linear(20,500)+tanh+Linear(500,784) -> Bernoulli logits.
+  --arch conv28  make_conv28_mlvae<float>(10, 10): trunk Conv2d(1,32,4,2,1)+ReLU,
+                 Conv2d(32,64,4,2,1)+ReLU, Linear(3136,256)+ReLU; heads Linear(256,20) x2; decoder
+                 Linear(20,256)+ReLU, Linear(256,3136)+ReLU, reshape 64x7x7,
+                 ConvTranspose2d(64,32,4,2,1)+ReLU, ConvTranspose2d(32,1,4,2,1) -> logits.
+
+Objective (docs/MODELS.md §1): product-of-Gaussians group posterior (precision weighted), one
+content sample per group shared by its members, one style sample per image, Bernoulli
+log-likelihood x*l - softplus(l), loss = -(sum recon - sum KL_style - sum KL_content) / G. Adam,
+lr 1e-3. Groups are contiguous equal-size blocks of the batch, so the group posterior is a
+reshape to [G, n, d] and two reductions.
+
+Run with Debian's interpreter (python3-torch): /usr/bin/python3 benchmarks/pytorch_mlvae.py
+Prints:  RESULT pytorch <arch> images_per_s=<median> best_images_per_s=.. ms_per_step=.. threads=..
+         cpu_ms_per_step=.. images_per_cpu_s=..   (process CPU time: robust to other load)
+"""
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def openblas_core():
+    """The kernel set OpenBLAS chose ("" when PyTorch does not use OpenBLAS)."""
+    torch.ones(64, 64) @ torch.ones(64, 64)  # make sure the BLAS is loaded
+    try:
+        with open(f"/proc/{os.getpid()}/maps") as f:
+            libs = {line.split()[-1] for line in f if "libopenblas" in line}
+        for lib in libs:
+            handle = ctypes.CDLL(lib)
+            handle.openblas_get_corename.restype = ctypes.c_char_p
+            return handle.openblas_get_corename().decode()
+    except OSError:
+        pass
+    return ""
+
+
+def fix_openblas(threads):
+    """Make PyTorch's system OpenBLAS behave: (1) Debian 12's OpenBLAS 0.3.21 does not recognise
+    recent Xeons (e.g. family 6 model 207) and falls back to its SSE3 "Prescott" kernels, ~8x
+    slower than its AVX-512 ones, which every Linear layer would then run on; (2) the pthread
+    OpenBLAS starts its own threads, which torch.set_num_threads does not limit, so "1 thread"
+    would silently use all cores. Re-executes once with OPENBLAS_CORETYPE (when mis-detected) and
+    OPENBLAS_NUM_THREADS=threads set, so the comparison is against a properly configured PyTorch."""
+    if os.environ.get("MLVAE_BENCH_REEXEC") == "1":
+        return
+    env = dict(os.environ, MLVAE_BENCH_REEXEC="1", OPENBLAS_NUM_THREADS=str(threads))
+    core = openblas_core()
+    if "OPENBLAS_CORETYPE" not in os.environ and core.lower() in ("prescott", "core2", "nehalem"):
+        flags = set()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+        best = ("Cooperlake" if "avx512_bf16" in flags else "SkylakeX") if "avx512f" in flags else (
+            "Haswell" if "avx2" in flags else "")
+        if best:
+            env["OPENBLAS_CORETYPE"] = best
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def make_mlp(style, content):
+    trunk = nn.Sequential(nn.Linear(784, 500), nn.Tanh())
+    heads = nn.Linear(500, 2 * style), nn.Linear(500, 2 * content)
+    decoder = nn.Sequential(nn.Linear(style + content, 500), nn.Tanh(), nn.Linear(500, 784))
+    return trunk, heads, decoder, (784,)
+
+
+def make_conv28(style, content):
+    trunk = nn.Sequential(
+        nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(3136, 256), nn.ReLU())
+    heads = nn.Linear(256, 2 * style), nn.Linear(256, 2 * content)
+    decoder = nn.Sequential(
+        nn.Linear(style + content, 256), nn.ReLU(),
+        nn.Linear(256, 3136), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+        nn.ConvTranspose2d(32, 1, 4, 2, 1))
+    return trunk, heads, decoder, (1, 28, 28)
+
+
+class MLVAE(nn.Module):
+    def __init__(self, arch, style=10, content=10):
+        super().__init__()
+        trunk, (sh, ch), decoder, self.shape = {"mlp": make_mlp, "conv28": make_conv28}[arch](style, content)
+        self.trunk, self.style_head, self.content_head, self.decoder = trunk, sh, ch, decoder
+        self.S, self.C = style, content
+
+    def loss(self, x, groups):
+        n_img = x.shape[0]
+        per = n_img // groups
+        h = self.trunk(x)
+        so, co = self.style_head(h), self.content_head(h)
+        s_mean, s_logvar = so[:, :self.S], so[:, self.S:]
+        c_mean, c_logvar = co[:, :self.C], co[:, self.C:]
+        # Product of Gaussians per group: precisions add, means are precision weighted.
+        lam = torch.exp(-c_logvar).view(groups, per, self.C)
+        lam_g = lam.sum(1)
+        g_logvar = -torch.log(lam_g)
+        g_mean = (lam * c_mean.view(groups, per, self.C)).sum(1) / lam_g
+        # One style sample per image, one content sample per group shared by its members.
+        z_s = s_mean + torch.exp(0.5 * s_logvar) * torch.randn_like(s_mean)
+        z_c = g_mean + torch.exp(0.5 * g_logvar) * torch.randn_like(g_mean)
+        z = torch.cat([z_s, z_c.repeat_interleave(per, 0)], 1)
+        logits = self.decoder(z).reshape(x.shape)
+        recon = (x * logits - F.softplus(logits)).sum()
+        kl_s = 0.5 * (s_mean.square() + s_logvar.exp() - 1 - s_logvar).sum()
+        kl_c = 0.5 * (g_mean.square() + g_logvar.exp() - 1 - g_logvar).sum()
+        return -(recon - kl_s - kl_c) / groups
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=50, help="timed steps per repetition")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions (median and best reported)")
+    p.add_argument("--groups", type=int, default=16)
+    p.add_argument("--group-size", type=int, default=16)
+    p.add_argument("--arch", choices=["mlp", "conv28"], default="mlp")
+    p.add_argument("--jit", action="store_true", help="torch.jit.script the model (same math)")
+    p.add_argument("--keep-blas", action="store_true",
+                   help="leave OpenBLAS kernel detection and threading alone (see fix_openblas)")
+    a = p.parse_args()
+    if not a.keep_blas:
+        fix_openblas(a.threads)
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = MLVAE(a.arch)
+    n = a.groups * a.group_size
+    x = torch.rand((n,) + model.shape, dtype=torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = model.loss
+    if a.jit:
+        scripted = torch.jit.script(model)
+        loss_fn = scripted.loss
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(x, a.groups)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(a.warmup):
+        step()
+    per_step, cpu = [], []
+    for _ in range(a.reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(a.steps):
+            step()
+        per_step.append((time.perf_counter() - t0) / a.steps)
+        cpu.append((time.process_time() - c0) / a.steps)
+    med, best = statistics.median(per_step), min(per_step)
+    blas = "unknown"
+    for line in torch.__config__.show().splitlines():
+        if "BLAS_INFO" in line:
+            blas = line.split("BLAS_INFO=")[1].split(",")[0]
+    params = sum(q.numel() for q in model.parameters())
+    core = openblas_core()
+    if core:
+        blas += f" (OpenBLAS {core} kernels, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})"
+    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, BLAS_INFO={blas}, "
+          f"mkldnn {torch.backends.mkldnn.is_available()}, {params} parameters, batch {n}")
+    print(f"RESULT pytorch {a.arch}{'_jit' if a.jit else ''} images_per_s={n / med:.1f} "
+          f"best_images_per_s={n / best:.1f} ms_per_step={med * 1e3:.4f} threads={a.threads} "
+          f"cpu_ms_per_step={min(cpu) * 1e3:.4f} images_per_cpu_s={n / min(cpu):.1f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
