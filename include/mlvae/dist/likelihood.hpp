@@ -7,6 +7,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/core/threads.hpp"
 #include "mlvae/core/types.hpp"
 
 #include <cmath>
@@ -38,15 +39,21 @@ struct BernoulliLikelihood {
   void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, RowVector<T>& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, logits, x.rows());
     ensure_shape(out, 1, x.cols());
-    out = (x.array() * logits.array() - logits.array().max(T(0)) - (-logits.array().abs()).exp().log1p())
-              .colwise()
-              .sum();
+    parallel_columns(x.cols(), x.rows(), [&](Index begin, Index end) {
+      const auto l = logits.middleCols(begin, end - begin).array();
+      out.middleCols(begin, end - begin) =
+          (x.middleCols(begin, end - begin).array() * l - l.max(T(0)) - (-l.abs()).exp().log1p()).colwise().sum();
+    });
   }
   /// Writes weight · d log p / d logits = weight (x − sigmoid(ℓ)).
   template <typename X, typename O>
   void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, T weight, Matrix<T>& grad) const {
     ensure_shape(grad, logits.rows(), logits.cols());
-    grad.array() = weight * (x.array() - logits.array().logistic());
+    parallel_columns(x.cols(), x.rows(), [&](Index begin, Index end) {
+      const Index n = end - begin;
+      grad.middleCols(begin, n).array() =
+          weight * (x.middleCols(begin, n).array() - logits.middleCols(begin, n).array().logistic());
+    });
   }
   /// E[x] = sigmoid(ℓ).
   template <typename O>

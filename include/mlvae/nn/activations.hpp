@@ -4,6 +4,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/layer.hpp"
 
 #include <string>
@@ -99,20 +100,26 @@ public:
   void initialize(Rng&) {}
 
   const Matrix<T>& forward(const Matrix<T>& x) {
-    require<ShapeError>(x.rows() == size_, describe(), ": expected input with ", size_, " rows, found ", x.rows());
+    require<ShapeError>(x.rows() == size_, described(*this), ": expected input with ", size_, " rows, found ", x.rows());
     input_ = &x;
     ensure_shape(output_, size_, x.cols());
-    output_.array() = op_.value(x.array());
+    parallel_columns(x.cols(), size_, [&](Index begin, Index end) {
+      output_.middleCols(begin, end - begin).array() = op_.value(x.middleCols(begin, end - begin).array());
+    });
     return output_;
   }
 
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
-    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
-    require<ShapeError>(dy.rows() == size_ && dy.cols() == output_.cols(), describe(), ": expected gradient ", size_,
+    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
+    require<ShapeError>(dy.rows() == size_ && dy.cols() == output_.cols(), described(*this), ": expected gradient ", size_,
                         "x", output_.cols(), ", found ", dy.rows(), "x", dy.cols());
     if (need_input_gradient) {
       ensure_shape(input_grad_, size_, dy.cols());
-      input_grad_.array() = op_.gradient(dy.array(), input_->array(), output_.array());
+      parallel_columns(dy.cols(), size_, [&](Index begin, Index end) {
+        const Index n = end - begin;
+        input_grad_.middleCols(begin, n).array() = op_.gradient(
+            dy.middleCols(begin, n).array(), input_->middleCols(begin, n).array(), output_.middleCols(begin, n).array());
+      });
     }
     return input_grad_;
   }

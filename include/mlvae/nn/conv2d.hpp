@@ -4,6 +4,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/im2col.hpp"
 #include "mlvae/nn/layer.hpp"
 
@@ -78,8 +79,8 @@ public:
   }
 
   const Matrix<T>& forward(const Matrix<T>& x) {
-    require<ShapeError>(x.rows() == input_size(), describe(), ": expected input with ", input_size(),
-                        " rows (", input_shape().describe(), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(),
+    require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(),
+                        " rows (", described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(),
                         ")");
     input_ = &x;
     const Index n = x.cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
@@ -90,7 +91,7 @@ public:
       im2col(geom_, x.data() + start * input_size(), count, cols_.data());
       const MatrixMap<T> cols(cols_.data(), count * P, PK);
       MatrixMap<T> y(rows_.data(), count * P, OC);
-      y.noalias() = cols * weight_.transpose();
+      forward_gemm_.run(Transpose::No, Transpose::Yes, cols, weight_, y, false);  // y = cols Wᵀ
       for (Index j = 0; j < count; ++j) {
         MatrixMap<T> out(output_.data() + (start + j) * output_size(), P, OC);
         out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
@@ -101,9 +102,9 @@ public:
   }
 
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
-    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
+    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
-    require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, describe(), ": expected gradient ",
+    require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, described(*this), ": expected gradient ",
                         output_size(), "x", n, ", found ", dy.rows(), "x", dy.cols());
     plan(n);
     if (need_input_gradient) {
@@ -117,11 +118,11 @@ public:
       MatrixMap<T> dy_chunk(rows_.data(), count * P, OC);
       for (Index j = 0; j < count; ++j)
         dy_chunk.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(dy.data() + (start + j) * output_size(), P, OC);
-      weight_grad_.noalias() += dy_chunk.transpose() * cols;
+      weight_grad_gemm_.run(Transpose::Yes, Transpose::No, dy_chunk, cols, weight_grad_, true);  // dW += dyᵀ cols
       bias_grad_ += dy_chunk.colwise().sum().transpose();
       if (need_input_gradient) {
         MatrixMap<T> dcols(dcols_.data(), count * P, PK);
-        dcols.noalias() = dy_chunk * weight_;
+        input_grad_gemm_.run(Transpose::No, Transpose::No, dy_chunk, weight_, dcols, false);  // dcols = dy W
         col2im(geom_, dcols.data(), count, input_grad_.data() + start * input_size());
       }
     }
@@ -156,6 +157,7 @@ private:
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
   const Matrix<T>* input_ = nullptr;
+  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
   Matrix<T> output_;
   Matrix<T> input_grad_;
 

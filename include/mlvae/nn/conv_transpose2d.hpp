@@ -5,6 +5,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/im2col.hpp"
 #include "mlvae/nn/layer.hpp"
 
@@ -100,8 +101,8 @@ public:
   }
 
   const Matrix<T>& forward(const Matrix<T>& x) {
-    require<ShapeError>(x.rows() == input_size(), describe(), ": expected input with ", input_size(), " rows (",
-                        input_shape().describe(), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(), ")");
+    require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(), " rows (",
+                        described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(), ")");
     input_ = &x;
     const Index n = x.cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
     const Index OP = geom_.input.plane();
@@ -116,7 +117,7 @@ public:
       gather(x, start, count);
       const MatrixMap<T> xs(rows_.data(), count * P, C);
       MatrixMap<T> cols(cols_.data(), count * P, PK);
-      cols.noalias() = xs * weight_;
+      forward_gemm_.run(Transpose::No, Transpose::No, xs, weight_, cols, false);  // cols = xs W
       col2im(geom_, cols.data(), count, output_.data() + start * output_size());
     }
     rows_hold_batch_ = chunk_ >= n;
@@ -124,10 +125,10 @@ public:
   }
 
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
-    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
+    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
     const Index OP = geom_.input.plane();
-    require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, describe(), ": expected gradient ",
+    require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, described(*this), ": expected gradient ",
                         output_size(), "x", n, ", found ", dy.rows(), "x", dy.cols());
     plan(n);
     if (need_input_gradient) ensure_shape(input_grad_, input_size(), n);
@@ -142,10 +143,10 @@ public:
       const MatrixMap<T> xs(rows_.data(), count * P, C);
       MatrixMap<T> dcols(cols_.data(), count * P, PK);
       im2col(geom_, dy.data() + start * output_size(), count, dcols.data());
-      weight_grad_.noalias() += xs.transpose() * dcols;
+      weight_grad_gemm_.run(Transpose::Yes, Transpose::No, xs, dcols, weight_grad_, true);  // dW += xsᵀ dcols
       if (need_input_gradient) {
         MatrixMap<T> dxs(drows_.data(), count * P, C);
-        dxs.noalias() = dcols * weight_.transpose();
+        input_grad_gemm_.run(Transpose::No, Transpose::Yes, dcols, weight_, dxs, false);  // dxs = dcols Wᵀ
         for (Index j = 0; j < count; ++j)
           MatrixMap<T>(input_grad_.data() + (start + j) * input_size(), P, C) = dxs.middleRows(j * P, P);
       }
@@ -189,6 +190,7 @@ private:
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
   const Matrix<T>* input_ = nullptr;
+  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
   Matrix<T> output_;
   Matrix<T> input_grad_;
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/layer.hpp"
 
 #include <string>
@@ -38,24 +39,24 @@ public:
   }
 
   const Matrix<T>& forward(const Matrix<T>& x) {
-    require<ShapeError>(x.rows() == in_, describe(), ": expected input with ", in_, " rows, found ", x.rows(),
+    require<ShapeError>(x.rows() == in_, described(*this), ": expected input with ", in_, " rows, found ", x.rows(),
                         " (x is ", x.rows(), "x", x.cols(), ")");
     input_ = &x;
     ensure_shape(output_, out_, x.cols());
-    output_.noalias() = weight_ * x;
-    output_.colwise() += bias_;
+    output_.colwise() = bias_;
+    forward_gemm_.run(Transpose::No, Transpose::No, weight_, x, output_, true);  // y = b + W x
     return output_;
   }
 
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
-    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
-    require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), describe(), ": expected gradient ", out_,
+    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
+    require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), described(*this), ": expected gradient ", out_,
                         "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
-    weight_grad_.noalias() += dy * input_->transpose();
+    weight_grad_gemm_.run(Transpose::No, Transpose::Yes, dy, *input_, weight_grad_, true);  // dW += dy xᵀ
     bias_grad_ += dy.rowwise().sum();
     if (need_input_gradient) {
       ensure_shape(input_grad_, in_, dy.cols());
-      input_grad_.noalias() = weight_.transpose() * dy;
+      input_grad_gemm_.run(Transpose::Yes, Transpose::No, weight_, dy, input_grad_, false);  // dx = Wᵀ dy
     }
     return input_grad_;
   }
@@ -76,6 +77,7 @@ private:
   const Matrix<T>* input_ = nullptr;
   Matrix<T> output_;
   Matrix<T> input_grad_;
+  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
 };
 
 }  // namespace mlvae

@@ -6,6 +6,7 @@
 #include "mlvae/core/types.hpp"
 
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <type_traits>
 
@@ -31,6 +32,22 @@ namespace mlvae {
 /// paths accumulate), and returns dLoss/dInput (an empty matrix when `need_input_gradient` is
 /// false, which lets the first layer skip a GEMM). Buffers are resized only when the batch size
 /// changes, so a steady-state step does not allocate.
+
+namespace detail {
+/// Streams `object.describe()` only when written, so an error message naming a layer costs
+/// nothing (no string, no allocation) on the hot path unless it is thrown.
+template <typename Object>
+struct Described {
+  const Object& object;
+  friend std::ostream& operator<<(std::ostream& out, const Described& d) { return out << d.object.describe(); }
+};
+}  // namespace detail
+
+/// A lazily formatted `object.describe()` for error messages (see detail::Described).
+template <typename Object>
+detail::Described<Object> described(const Object& object) {
+  return {object};
+}
 
 /// Weight initialisation schemes.
 enum class Init {

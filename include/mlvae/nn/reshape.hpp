@@ -42,22 +42,22 @@ public:
   void initialize(Rng&) {}
 
   const Matrix<T>& forward(const Matrix<T>& x) {
-    require<ShapeError>(x.rows() == from_.size(), describe(), ": expected input with ", from_.size(),
+    require<ShapeError>(x.rows() == from_.size(), described(*this), ": expected input with ", from_.size(),
                         " rows, found ", x.rows());
     input_ = &x;
     return x;
   }
 
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
-    require<ShapeError>(input_ != nullptr, describe(), ": backward called before forward");
-    require<ShapeError>(dy.rows() == to_.size() && dy.cols() == input_->cols(), describe(), ": expected gradient ",
+    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
+    require<ShapeError>(dy.rows() == to_.size() && dy.cols() == input_->cols(), described(*this), ": expected gradient ",
                         to_.size(), "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
     return need_input_gradient ? dy : empty_;
   }
 
   /// The last forward's output (its input); forward must have been called.
   const Matrix<T>& output() const {
-    require<ShapeError>(input_ != nullptr, describe(), ": output() called before forward");
+    require<ShapeError>(input_ != nullptr, described(*this), ": output() called before forward");
     return *input_;
   }
 

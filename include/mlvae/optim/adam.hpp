@@ -7,7 +7,9 @@
 
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/types.hpp"
+#include "mlvae/core/threads.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mlvae {
@@ -38,7 +40,11 @@ public:
     options_.validate();
     first_moment_.setZero(parameter_count);
     second_moment_.setZero(parameter_count);
+    partial_sums_.setZero((parameter_count + chunk_size - 1) / chunk_size);
   }
+
+  /// Parameters per chunk of the fused, threaded update.
+  static constexpr Index chunk_size = 8192;
 
   /// One update of `values` from `gradients` (same size as at construction). Returns the global
   /// gradient norm before clipping. Throws DivergenceError, leaving `values` untouched, when a
@@ -47,7 +53,17 @@ public:
     require<ShapeError>(values.size() == first_moment_.size() && gradients.size() == first_moment_.size(),
                         "Adam::step: expected ", first_moment_.size(), " parameters and gradients, found ",
                         values.size(), " and ", gradients.size());
-    const double norm = static_cast<double>(gradients.norm());
+    // Global norm from fixed-size chunks summed in a fixed order: the same bits whatever the
+    // thread count.
+    const Index n = first_moment_.size();
+    const Index chunks = partial_sums_.size();
+    parallel_columns(chunks, chunk_size, [&](Index begin, Index end) {
+      for (Index c = begin; c < end; ++c) {
+        const Index off = c * chunk_size, len = std::min(chunk_size, n - off);
+        partial_sums_(c) = static_cast<double>(gradients.segment(off, len).squaredNorm());
+      }
+    });
+    const double norm = std::sqrt(partial_sums_.sum());
     require<DivergenceError>(std::isfinite(norm), "Adam::step: the gradient is not finite (norm ", norm,
                              ") at step ", step_ + 1, "; parameters left unchanged");
     const T scale = (options_.clip_norm > 0 && norm > options_.clip_norm) ? T(options_.clip_norm / norm) : T(1);
@@ -56,10 +72,19 @@ public:
     const T c1 = T(1) / T(1 - std::pow(options_.beta1, static_cast<double>(step_)));
     const T c2 = T(1) / T(1 - std::pow(options_.beta2, static_cast<double>(step_)));
     const T lr = T(options_.learning_rate), eps = T(options_.epsilon), wd = T(options_.weight_decay);
-    first_moment_.array() = b1 * first_moment_.array() + (T(1) - b1) * scale * gradients.array();
-    second_moment_.array() = b2 * second_moment_.array() + (T(1) - b2) * (scale * gradients.array()).square();
-    values.array() -= lr * ((first_moment_.array() * c1) / ((second_moment_.array() * c2).sqrt() + eps) +
-                            wd * values.array());
+    // One fused pass per chunk: moments, bias correction and the update.
+    parallel_columns(chunks, chunk_size, [&](Index begin, Index end) {
+      for (Index c = begin; c < end; ++c) {
+        const Index off = c * chunk_size, len = std::min(chunk_size, n - off);
+        auto g = gradients.segment(off, len).array();
+        auto m = first_moment_.segment(off, len).array();
+        auto v = second_moment_.segment(off, len).array();
+        auto p = values.segment(off, len).array();
+        m = b1 * m + (T(1) - b1) * scale * g;
+        v = b2 * v + (T(1) - b2) * (scale * g).square();
+        p -= lr * ((m * c1) / ((v * c2).sqrt() + eps) + wd * p);
+      }
+    });
     return norm;
   }
 
@@ -81,6 +106,7 @@ public:
 private:
   AdamOptions options_;
   Vector<T> first_moment_, second_moment_;
+  Vector<double> partial_sums_;
   long long step_ = 0;
 };
 

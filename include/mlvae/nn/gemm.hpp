@@ -1,0 +1,149 @@
+// mlvae/nn/gemm.hpp — the matrix products of the layers, C = op(A)·op(B) (+ C), run on Eigen's
+// GEBP kernels with packing buffers kept from call to call (no heap allocation in steady state)
+// and threads splitting the COLUMNS of C. Every element of C is computed by one thread with the
+// same cache blocking whatever the thread count, so results do not depend on it.
+// docs/architecture.md, "Threading" and "Memory".
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/threads.hpp"
+#include "mlvae/core/types.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mlvae {
+
+/// Whether an operand enters a product as stored or transposed.
+enum class Transpose { No, Yes };
+
+/// Products below this many multiply-adds run on one thread (threading costs more than it saves).
+inline constexpr double gemm_parallel_threshold = 1 << 20;
+
+/// A reusable matrix-product engine: owns one set of packing buffers per thread, sized for the
+/// last shape it ran. One instance per product site (e.g. a layer's forward GEMM) keeps the
+/// steady state free of allocation.
+template <typename T>
+class Gemm {
+public:
+  Gemm() = default;
+  Gemm(const Gemm&) {}  // buffers are per instance; a copy starts empty
+  Gemm& operator=(const Gemm&) { return *this; }
+  Gemm(Gemm&&) noexcept = default;
+  Gemm& operator=(Gemm&&) noexcept = default;
+
+  /// C (m x n, column-major, leading dimension ldc) = op(A)·op(B), or += when `accumulate`.
+  /// op(A) is m x k: A is stored m x k (lda >= m) or, transposed, k x m (lda >= k); likewise
+  /// op(B) is k x n.
+  void run(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c,
+           Index ldc, bool accumulate) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      if (!accumulate)
+        for (Index j = 0; j < n; ++j) std::fill(c + j * ldc, c + j * ldc + m, T(0));
+      return;
+    }
+    const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+    int threads = work >= gemm_parallel_threshold ? compute_threads() : 1;
+    threads = static_cast<int>(std::min<Index>(threads, std::max<Index>(1, n / 8)));
+    auto& blockings = prepare(m, n, k, threads);
+    if (threads == 1) {
+      slice(*blockings[0], ta, tb, m, 0, n, k, a, lda, b, ldb, c, ldc, accumulate);
+      return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      const int count = omp_get_num_threads();
+      // Slices aligned to 8 columns (the widest GEBP register block) so the column split never
+      // changes which kernel path computes an element.
+      const Index blocks = (n + 7) / 8;
+      const Index begin = std::min(n, (blocks * t / count) * 8);
+      const Index end = std::min(n, (blocks * (t + 1) / count) * 8);
+      if (end > begin) slice(*blockings[static_cast<std::size_t>(t)], ta, tb, m, begin, end - begin, k, a, lda, b, ldb, c, ldc, accumulate);
+    }
+#else
+    slice(*blockings[0], ta, tb, m, 0, n, k, a, lda, b, ldb, c, ldc, accumulate);
+#endif
+  }
+
+  /// Convenience for whole Eigen matrices: c = op(a)·op(b) (or +=); c must already have the
+  /// product's shape.
+  template <typename A, typename B, typename C>
+  void run(Transpose ta, Transpose tb, const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b,
+           Eigen::MatrixBase<C>& c, bool accumulate) {
+    const Index m = ta == Transpose::No ? a.rows() : a.cols();
+    const Index k = ta == Transpose::No ? a.cols() : a.rows();
+    const Index kb = tb == Transpose::No ? b.rows() : b.cols();
+    const Index n = tb == Transpose::No ? b.cols() : b.rows();
+    require<ShapeError>(k == kb && c.rows() == m && c.cols() == n, "Gemm: op(A) is ", m, "x", k, ", op(B) is ", kb,
+                        "x", n, " and C is ", c.rows(), "x", c.cols());
+    run(ta, tb, m, n, k, a.derived().data(), a.derived().outerStride(), b.derived().data(), b.derived().outerStride(),
+        c.derived().data(), c.derived().outerStride(), accumulate);
+  }
+
+private:
+  using Blocking = Eigen::internal::gemm_blocking_space<Eigen::ColMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
+                                                        Eigen::Dynamic, 1, false>;
+
+  // Finds (or builds) the per-thread blockings of shape (m, n, k). All are computed from the full
+  // shape for one thread, so the cache blocking (kc, mc) is the same whatever the split. A few
+  // shapes are kept, so a layer whose last chunk is smaller does not reallocate every step.
+  std::vector<std::unique_ptr<Blocking>>& prepare(Index m, Index n, Index k, int threads) {
+    Shape* shape = nullptr;
+    for (auto& s : shapes_)
+      if (s.m == m && s.n == n && s.k == k) shape = &s;
+    if (!shape) {
+      if (shapes_.size() >= max_shapes) shapes_.clear();
+      shapes_.push_back(Shape{m, n, k, {}});
+      shape = &shapes_.back();
+    }
+    while (static_cast<int>(shape->blockings.size()) < threads) {
+      shape->blockings.push_back(std::make_unique<Blocking>(m, n, k, 1, true));
+      shape->blockings.back()->allocateAll();
+    }
+    return shape->blockings;
+  }
+
+  template <int LhsOrder, int RhsOrder>
+  static void kernel(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc,
+                     Blocking& blocking) {
+    Eigen::internal::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false, Eigen::ColMajor,
+                                                   1>::run(m, n, k, a, lda, b, ldb, c, 1, ldc, T(1), blocking, nullptr);
+  }
+
+  static void slice(Blocking& blocking, Transpose ta, Transpose tb, Index m, Index col0, Index cols, Index k, const T* a, Index lda,
+             const T* b, Index ldb, T* c, Index ldc, bool accumulate) {
+    T* c_slice = c + col0 * ldc;
+    if (!accumulate)
+      for (Index j = 0; j < cols; ++j) std::fill(c_slice + j * ldc, c_slice + j * ldc + m, T(0));
+    // Columns col0.. of op(B): as stored (k x n, column-major) they start at column col0; when
+    // transposed (B stored n x k) they start at row col0, i.e. a row-major view.
+    const T* b_slice = tb == Transpose::No ? b + col0 * ldb : b + col0;
+    if (ta == Transpose::No && tb == Transpose::No)
+      kernel<Eigen::ColMajor, Eigen::ColMajor>(m, cols, k, a, lda, b_slice, ldb, c_slice, ldc, blocking);
+    else if (ta == Transpose::No)
+      kernel<Eigen::ColMajor, Eigen::RowMajor>(m, cols, k, a, lda, b_slice, ldb, c_slice, ldc, blocking);
+    else if (tb == Transpose::No)
+      kernel<Eigen::RowMajor, Eigen::ColMajor>(m, cols, k, a, lda, b_slice, ldb, c_slice, ldc, blocking);
+    else
+      kernel<Eigen::RowMajor, Eigen::RowMajor>(m, cols, k, a, lda, b_slice, ldb, c_slice, ldc, blocking);
+  }
+
+  struct Shape {
+    Index m, n, k;
+    std::vector<std::unique_ptr<Blocking>> blockings;  // one per thread
+  };
+  static constexpr std::size_t max_shapes = 4;
+  std::vector<Shape> shapes_;
+};
+
+}  // namespace mlvae
