@@ -1,6 +1,7 @@
-// mlvae/mlvae.hpp — the whole public API of mlvae in one include.
-// Header-only C++17 on Eigen: layers with hand-derived backprop, Gaussian/group-posterior
-// distributions, ML-VAE and VAE models, Adam, grouped minibatches, IDX data, PNG output.
+/// @file
+/// mlvae/mlvae.hpp — the whole public API of mlvae in one include.
+/// Header-only C++17 on Eigen: layers with hand-derived backprop, Gaussian/group-posterior
+/// distributions, ML-VAE and VAE models, Adam, grouped minibatches, IDX data, PNG output.
 #pragma once
 
 #include "mlvae/core/error.hpp"

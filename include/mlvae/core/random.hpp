@@ -1,6 +1,7 @@
-// mlvae/core/random.hpp — a small, seedable, serialisable random number generator.
-// xoshiro256++ with SplitMix64 seeding; normals by Box–Muller. Same numbers on every platform and
-// standard library (unlike std::normal_distribution), and the whole state is four words plus a cache.
+/// @file
+/// mlvae/core/random.hpp — a small, seedable, serialisable random number generator.
+/// xoshiro256++ with SplitMix64 seeding; normals by Box–Muller. Same numbers on every platform and
+/// standard library (unlike std::normal_distribution), and the whole state is four words plus a cache.
 #pragma once
 
 #include <array>
@@ -13,10 +14,14 @@
 
 namespace mlvae {
 
+/// Seedable xoshiro256++ generator with Box–Muller normals; identical streams on every platform.
+/// Satisfies UniformRandomBitGenerator, so it can drive `<random>` distributions and std::shuffle.
 class Rng {
 public:
+  /// Type of the raw 64-bit outputs.
   using result_type = std::uint64_t;
 
+  /// Seeds the generator with `seed` (see reseed()).
   explicit Rng(std::uint64_t seed = 0x5eedULL) { reseed(seed); }
 
   /// Restarts the stream from `seed` (SplitMix64 expands it into the 256-bit state).
@@ -33,7 +38,9 @@ public:
     cached_normal_ = 0.0;
   }
 
+  /// Smallest raw output (0).
   static constexpr result_type min() { return 0; }
+  /// Largest raw output (2^64 − 1).
   static constexpr result_type max() { return std::numeric_limits<result_type>::max(); }
 
   /// Next 64 random bits (xoshiro256++).
@@ -88,14 +95,18 @@ public:
 
   /// The complete state, for checkpoints: four state words, the cache flag and the cached normal.
   const std::array<std::uint64_t, 4>& state() const { return state_; }
+  /// Whether the second normal of the last Box–Muller pair is cached (part of the state).
   bool has_cached_normal() const { return has_cached_normal_; }
+  /// The cached second normal (meaningful only when has_cached_normal()).
   double cached_normal() const { return cached_normal_; }
+  /// Restores a state saved from state(), has_cached_normal() and cached_normal().
   void set_state(const std::array<std::uint64_t, 4>& s, bool has_cached, double cached) {
     state_ = s;
     has_cached_normal_ = has_cached;
     cached_normal_ = cached;
   }
 
+  /// True when both generators will produce the same future stream.
   friend bool operator==(const Rng& a, const Rng& b) {
     return a.state_ == b.state_ && a.has_cached_normal_ == b.has_cached_normal_ &&
            (!a.has_cached_normal_ || a.cached_normal_ == b.cached_normal_);

@@ -1,7 +1,8 @@
-// mlvae/core/threads.hpp — how many threads mlvae uses, and its one parallel loop. Products split
-// the columns of their result over threads (nn/gemm.hpp); element-wise passes and Adam split
-// columns or fixed chunks the same way, so results do not depend on the thread count.
-// docs/architecture.md, "Threading".
+/// @file
+/// mlvae/core/threads.hpp — how many threads mlvae uses, and its one parallel loop. Products split
+/// the columns of their result over threads (nn/gemm.hpp); element-wise passes and Adam split
+/// columns or fixed chunks the same way, so results do not depend on the thread count.
+/// docs/architecture.md, "Threading".
 #pragma once
 
 #include "mlvae/core/error.hpp"

@@ -1,6 +1,7 @@
-// mlvae/core/types.hpp — scalar-generic Eigen aliases used throughout mlvae.
-// Convention: observations are COLUMNS (features x batch), Eigen's default column-major layout,
-// so a dense layer over a batch is one GEMM.
+/// @file
+/// mlvae/core/types.hpp — scalar-generic Eigen aliases used throughout mlvae.
+/// Convention: observations are COLUMNS (features x batch), Eigen's default column-major layout,
+/// so a dense layer over a batch is one GEMM.
 #pragma once
 
 #include <Eigen/Core>
@@ -9,17 +10,23 @@
 
 namespace mlvae {
 
+/// Signed index and size type (Eigen::Index, i.e. std::ptrdiff_t).
 using Index = Eigen::Index;
 
 template <typename T>
+/// Dynamic column-major matrix; a batch is features x batch (one observation per column).
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 template <typename T>
+/// Dynamic column vector.
 using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <typename T>
+/// Dynamic row vector (e.g. one value per observation of a batch).
 using RowVector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
 template <typename T>
+/// Matrix view over external memory (e.g. a layer's slice of a parameter store).
 using MatrixMap = Eigen::Map<Matrix<T>>;
 template <typename T>
+/// Vector view over external memory.
 using VectorMap = Eigen::Map<Vector<T>>;
 
 /// Resizes `m` to rows x cols only when its shape differs, so a steady-state step never reallocates.

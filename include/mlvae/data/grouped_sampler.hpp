@@ -1,6 +1,7 @@
-// mlvae/data/grouped_sampler.hpp — minibatches made of WHOLE groups, for ML-VAE training.
-// Observations sharing a key (e.g. a class label) are cut into groups each epoch; a batch holds
-// `groups_per_batch` complete groups, laid out contiguously so a group is a column range.
+/// @file
+/// mlvae/data/grouped_sampler.hpp — minibatches made of WHOLE groups, for ML-VAE training.
+/// Observations sharing a key (e.g. a class label) are cut into groups each epoch; a batch holds
+/// `groups_per_batch` complete groups, laid out contiguously so a group is a column range.
 #pragma once
 
 #include <algorithm>
@@ -93,16 +94,26 @@ struct GroupedSamplerOptions {
 /// `order` lists the members of every key (keys ascending), each key's block shuffled; a group is a
 /// range [begin, end) of `order`; `cursor` is the next group to hand out.
 struct GroupedSamplerState {
+  /// One group of the epoch's plan: a range of `order` whose members share a key.
   struct Group {
+    /// Start of the range in `order` (inclusive).
     Index begin = 0, end = 0;  ///< range in `order`
+    /// The key the group's members share.
     int key = 0;
   };
+  /// The sampler Rng's four state words (Rng::state()).
   std::array<std::uint64_t, 4> rng_state{};
+  /// The sampler Rng's cache flag (Rng::has_cached_normal()).
   bool rng_has_cached_normal = false;
+  /// The sampler Rng's cached normal (Rng::cached_normal()).
   double rng_cached_normal = 0.0;
+  /// Observation indices, grouped by key (keys ascending), each key's block shuffled.
   std::vector<Index> order;
+  /// The epoch's groups in hand-out order.
   std::vector<Group> groups;
+  /// Index in `groups` of the next group to hand out.
   Index cursor = 0;
+  /// Number of epochs started so far (GroupedSampler::epoch()).
   Index epoch = 0;
   bool pending = false;  ///< the plan was drawn but the epoch not started yet
 };
@@ -192,6 +203,7 @@ public:
   Index observation_count() const { return observation_count_; }
   /// The distinct keys, ascending.
   const std::vector<int>& distinct_keys() const { return key_values_; }
+  /// The options the sampler was built with.
   const GroupedSamplerOptions& options() const { return options_; }
   /// The sampler's random number generator (e.g. to save or restore its state).
   Rng& rng() { return rng_; }

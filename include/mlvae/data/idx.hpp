@@ -1,6 +1,7 @@
-// mlvae/data/idx.hpp — reader for IDX files (the MNIST / Fashion-MNIST format), plain or gzip,
-// and loaders for Fashion-MNIST that return images as columns (784 x N, pixel/255 in [0, 1]).
-// Compression is detected from the content (zlib's gzread passes plain files through unchanged).
+/// @file
+/// mlvae/data/idx.hpp — reader for IDX files (the MNIST / Fashion-MNIST format), plain or gzip,
+/// and loaders for Fashion-MNIST that return images as columns (784 x N, pixel/255 in [0, 1]).
+/// Compression is detected from the content (zlib's gzread passes plain files through unchanged).
 #pragma once
 
 #include <zlib.h>
@@ -165,6 +166,7 @@ struct LabelledImages {
   Index height = 0;         ///< image height in pixels
   Index width = 0;          ///< image width in pixels
 
+  /// Number of images N (columns of `images`).
   Index size() const { return images.cols(); }
 };
 

@@ -1,7 +1,8 @@
-// mlvae/dist/gaussian.hpp — diagonal Gaussians parameterised by mean and log-variance:
-// reparameterised sampling z = μ + exp(½ log σ²) ⊙ ε, and the closed-form
-// KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ² + σ² − 1 − log σ²), each with its backward pass.
-// docs/elbo.md, sections "Reparameterisation" and "KL to the prior".
+/// @file
+/// mlvae/dist/gaussian.hpp — diagonal Gaussians parameterised by mean and log-variance:
+/// reparameterised sampling z = μ + exp(½ log σ²) ⊙ ε, and the closed-form
+/// KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ² + σ² − 1 − log σ²), each with its backward pass.
+/// docs/elbo.md, sections "Reparameterisation" and "KL to the prior".
 #pragma once
 
 #include "mlvae/core/error.hpp"

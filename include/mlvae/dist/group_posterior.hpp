@@ -1,9 +1,10 @@
-// mlvae/dist/group_posterior.hpp — the ML-VAE group posterior q(c_G | X_G): the normalised product
-// of the members' diagonal Gaussians. Per dimension, with precisions λ_i = exp(−logvar_i):
-//   λ_G = Σ_i λ_i,  logvar_G = −log λ_G,  mean_G = Σ_i (λ_i / λ_G) mean_i.
-// Computed in log space (a log-sum-exp over the members) so that tiny variances do not overflow.
-// Backward, with w_i = λ_i / λ_G (docs/elbo.md, "Gradient of the group posterior"):
-//   dmean_i = w_i dmean_G,   dlogvar_i = w_i (dlogvar_G − (mean_i − mean_G) dmean_G).
+/// @file
+/// mlvae/dist/group_posterior.hpp — the ML-VAE group posterior q(c_G | X_G): the normalised product
+/// of the members' diagonal Gaussians. Per dimension, with precisions λ_i = exp(−logvar_i):
+///   λ_G = Σ_i λ_i,  logvar_G = −log λ_G,  mean_G = Σ_i (λ_i / λ_G) mean_i.
+/// Computed in log space (a log-sum-exp over the members) so that tiny variances do not overflow.
+/// Backward, with w_i = λ_i / λ_G (docs/elbo.md, "Gradient of the group posterior"):
+///   dmean_i = w_i dmean_G,   dlogvar_i = w_i (dlogvar_G − (mean_i − mean_G) dmean_G).
 #pragma once
 
 #include "mlvae/core/error.hpp"

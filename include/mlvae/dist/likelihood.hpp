@@ -1,9 +1,10 @@
-// mlvae/dist/likelihood.hpp — observation models p(x | decoder output), as policies the models
-// take as a template argument. Each gives the per-column log-likelihood, its gradient with respect
-// to the decoder output, and the mean image used for pictures. docs/elbo.md, "Likelihoods".
-//   Bernoulli (logits ℓ):        log p = Σ x ℓ − softplus(ℓ),       d/dℓ = x − sigmoid(ℓ)
-//   Gaussian, fixed variance σ²: log p = −½ Σ ((x−μ)²/σ² + log 2πσ²), d/dμ = (x − μ)/σ²
-//   Gaussian, learned variance:  output rows [μ; log σ²],  d/dlog σ² = ½((x−μ)²/σ² − 1)
+/// @file
+/// mlvae/dist/likelihood.hpp — observation models p(x | decoder output), as policies the models
+/// take as a template argument. Each gives the per-column log-likelihood, its gradient with respect
+/// to the decoder output, and the mean image used for pictures. docs/elbo.md, "Likelihoods".
+///   Bernoulli (logits ℓ):        log p = Σ x ℓ − softplus(ℓ),       d/dℓ = x − sigmoid(ℓ)
+///   Gaussian, fixed variance σ²: log p = −½ Σ ((x−μ)²/σ² + log 2πσ²), d/dμ = (x − μ)/σ²
+///   Gaussian, learned variance:  output rows [μ; log σ²],  d/dlog σ² = ½((x−μ)²/σ² − 1)
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -29,9 +30,11 @@ void check_likelihood_shapes(const char* name, Index data_rows, const Eigen::Mat
 /// Bernoulli likelihood with logits: for data in [0, 1] (binary or grey levels).
 template <typename T>
 struct BernoulliLikelihood {
+  /// Name recorded in checkpoints and descriptions.
   static constexpr const char* name = "Bernoulli";
   /// Rows of decoder output needed for `data_rows` observed features.
   static Index output_rows(Index data_rows) { return data_rows; }
+  /// "Bernoulli", as recorded in checkpoints.
   std::string describe() const { return name; }
 
   /// log p(x | logits) per column, in the stable form x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}).
@@ -66,17 +69,25 @@ struct BernoulliLikelihood {
 /// Gaussian likelihood with a fixed, shared variance σ².
 template <typename T>
 struct GaussianLikelihood {
+  /// Name recorded in checkpoints and descriptions.
   static constexpr const char* name = "Gaussian";
+  /// The fixed observation variance σ² (> 0).
   T variance = T(1);
 
+  /// Unit variance, σ² = 1.
   GaussianLikelihood() = default;
+  /// Variance σ² = `var`; throws ArgumentError unless it is positive and finite.
   explicit GaussianLikelihood(T var) : variance(var) {
     require<ArgumentError>(std::isfinite(static_cast<double>(var)) && var > T(0),
                            "GaussianLikelihood: variance must be positive and finite, found ", var);
   }
+  /// Rows of decoder output (the mean μ) for `data_rows` observed features: the same number.
   static Index output_rows(Index data_rows) { return data_rows; }
+  /// "Gaussian(variance=σ²)", as recorded in checkpoints.
   std::string describe() const { return detail::concat(name, "(variance=", variance, ")"); }
 
+  /// log p(x | μ) per column, −½ Σ ((x − μ)²/σ² + log 2πσ²), into `out` (1 x batch).
+  /// Throws ShapeError unless μ has the shape of x.
   template <typename X, typename O>
   void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, RowVector<T>& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, mu, x.rows());
@@ -85,11 +96,13 @@ struct GaussianLikelihood {
     const T constant = T(x.rows()) * (log_two_pi + std::log(variance));
     out = T(-0.5) * ((x - mu).array().square().colwise().sum() / variance + constant);
   }
+  /// Writes weight · d log p / dμ = weight (x − μ) / σ² into `grad`.
   template <typename X, typename O>
   void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, T weight, Matrix<T>& grad) const {
     ensure_shape(grad, mu.rows(), mu.cols());
     grad.array() = (weight / variance) * (x - mu).array();
   }
+  /// E[x] = μ (the decoder output itself).
   template <typename O>
   void mean(const Eigen::MatrixBase<O>& mu, Matrix<T>& out) const { out = mu; }
 };
@@ -97,10 +110,15 @@ struct GaussianLikelihood {
 /// Gaussian likelihood whose per-pixel log-variance the decoder outputs: rows [μ; log σ²].
 template <typename T>
 struct GaussianLearnedVarianceLikelihood {
+  /// Name recorded in checkpoints and descriptions.
   static constexpr const char* name = "GaussianLearnedVariance";
+  /// Rows of decoder output for `data_rows` observed features: 2·data_rows ([μ; log σ²]).
   static Index output_rows(Index data_rows) { return 2 * data_rows; }
+  /// "GaussianLearnedVariance", as recorded in checkpoints.
   std::string describe() const { return name; }
 
+  /// log p(x | μ, σ²) per column, −½ Σ ((x − μ)²/σ² + log σ² + log 2π), into `out` (1 x batch).
+  /// Throws ShapeError unless the decoder output is 2·rows(x) x cols(x).
   template <typename X, typename O>
   void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, RowVector<T>& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, out_rows, 2 * x.rows());
@@ -113,6 +131,7 @@ struct GaussianLearnedVarianceLikelihood {
               .colwise()
               .sum();
   }
+  /// Writes weight · d log p / d[μ; log σ²] = weight [(x − μ)/σ²; ½((x − μ)²/σ² − 1)] into `grad` (2·D x batch).
   template <typename X, typename O>
   void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, T weight, Matrix<T>& grad) const {
     const Index d = x.rows();
@@ -122,6 +141,7 @@ struct GaussianLearnedVarianceLikelihood {
     grad.topRows(d).array() = weight * (x - mu).array() * (-logvar.array()).exp();
     grad.bottomRows(d).array() = weight * T(0.5) * ((x - mu).array().square() * (-logvar.array()).exp() - T(1));
   }
+  /// E[x] = μ, the top half of the decoder output.
   template <typename O>
   void mean(const Eigen::MatrixBase<O>& out_rows, Matrix<T>& out) const { out = out_rows.topRows(out_rows.rows() / 2); }
 };

@@ -1,9 +1,10 @@
-// mlvae/eval/classifier.hpp — classifiers that measure how informative a latent code is of a
-// label (the ML-VAE paper's content-vs-style evaluation): multinomial logistic regression trained
-// with mlvae's Adam, and k-nearest neighbours. Features are columns (dims x N), in double.
-// Softmax regression on standardised features u = (x − μ) / σ, with p = softmax(W u + b):
-//   loss = −(1/N) Σ_n log p_{y_n}(u_n) + ½ λ ‖W‖²,
-//   ∂loss/∂W = (1/N) (P − Y) Uᵀ + λ W,   ∂loss/∂b = (1/N) Σ_n (p_n − y_n).
+/// @file
+/// mlvae/eval/classifier.hpp — classifiers that measure how informative a latent code is of a
+/// label (the ML-VAE paper's content-vs-style evaluation): multinomial logistic regression trained
+/// with mlvae's Adam, and k-nearest neighbours. Features are columns (dims x N), in double.
+/// Softmax regression on standardised features u = (x − μ) / σ, with p = softmax(W u + b):
+///   loss = −(1/N) Σ_n log p_{y_n}(u_n) + ½ λ ‖W‖²,
+///   ∂loss/∂W = (1/N) (P − Y) Uᵀ + λ W,   ∂loss/∂b = (1/N) Σ_n (p_n − y_n).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -40,9 +41,11 @@ inline int check_labels(const std::vector<int>& labels, Index n, const char* whe
 }
 }  // namespace detail
 
+/// Training settings of SoftmaxRegression (trained with mlvae's Adam).
 struct SoftmaxRegressionOptions {
   int epochs = 200;         ///< passes over the data
   Index batch_size = 0;     ///< 0: full batch
+  /// Adam step size.
   double learning_rate = 0.05;
   double l2 = 1e-4;         ///< λ on the weights (not the biases)
   bool standardize = true;  ///< scale features to zero mean, unit variance (statistics of the fit set)
@@ -52,11 +55,16 @@ struct SoftmaxRegressionOptions {
 /// Multinomial logistic regression. Parameters θ = [vec(W) (K x D, column-major); b (K)].
 class SoftmaxRegression {
 public:
+  /// An unfitted classifier with the given training settings.
   explicit SoftmaxRegression(SoftmaxRegressionOptions options = {}) : options_(options) {}
 
+  /// Number of classes K (largest fitted label + 1; 0 before fit).
   Index classes() const { return classes_; }
+  /// Number of input features D (0 before fit).
   Index features() const { return features_; }
+  /// The fitted θ = [vec(W); b], for standardised features.
   const Vector<double>& parameters() const { return theta_; }
+  /// The training settings.
   const SoftmaxRegressionOptions& options() const { return options_; }
 
   /// Mean negative log-likelihood + ½λ‖W‖² of already-standardised features `u` (D x N) with
@@ -192,10 +200,13 @@ private:
 /// voters are nearer in total, then to the smaller label).
 class KNearestNeighbors {
 public:
+  /// A classifier voting among the `k` nearest references; throws ArgumentError unless k ≥ 1.
   explicit KNearestNeighbors(Index k = 5) : k_(k) {
     require<ArgumentError>(k >= 1, "KNearestNeighbors: k must be >= 1, found ", k);
   }
 
+  /// Stores the reference points `x` (D x N, one per column, copied as double) and their `labels` (≥ 0).
+  /// Throws ShapeError unless there is one label per column (at least one), ArgumentError on a negative label.
   template <typename Derived>
   void fit(const Eigen::MatrixBase<Derived>& x, const std::vector<int>& labels) {
     classes_ = detail::check_labels(labels, x.cols(), "KNearestNeighbors::fit");
@@ -242,6 +253,7 @@ public:
     return out;
   }
 
+  /// Number of neighbours that vote.
   Index k() const { return k_; }
 
 private:

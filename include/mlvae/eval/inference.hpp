@@ -1,16 +1,17 @@
-// mlvae/eval/inference.hpp — test-time inference with a trained ML-VAE (Bouchacourt et al. 2018,
-// section "Inference at test time"; docs/elbo.md, "The group posterior"), for groups of any size,
-// including groups never seen in training:
-//   strategy 1: the content of a group is q(c | x_i) of ONE observation (its first member);
-//   strategy 2: the content of a group is the product-of-Gaussians posterior q(c_G | X_G) of ALL
-//               its members (dist/group_posterior.hpp); on a group of one it equals strategy 1.
-// Style is always per observation, q(s_i | x_i).
-//
-// Encode-only: these functions call only the models' `encode()`, i.e. the encoder stacks' forward
-// passes, in chunks of `chunk` observations. No decoder, no noise, no gradient or backward
-// workspace is touched or allocated. Honest caveat: the layers keep their own forward output
-// buffers (nn/layer.hpp), so encoding reuses (overwrites) those buffers — do not interleave it
-// with a training step between that step's forward and backward.
+/// @file
+/// mlvae/eval/inference.hpp — test-time inference with a trained ML-VAE (Bouchacourt et al. 2018,
+/// section "Inference at test time"; docs/elbo.md, "The group posterior"), for groups of any size,
+/// including groups never seen in training:
+///   strategy 1: the content of a group is q(c | x_i) of ONE observation (its first member);
+///   strategy 2: the content of a group is the product-of-Gaussians posterior q(c_G | X_G) of ALL
+///               its members (dist/group_posterior.hpp); on a group of one it equals strategy 1.
+/// Style is always per observation, q(s_i | x_i).
+///
+/// Encode-only: these functions call only the models' `encode()`, i.e. the encoder stacks' forward
+/// passes, in chunks of `chunk` observations. No decoder, no noise, no gradient or backward
+/// workspace is touched or allocated. Honest caveat: the layers keep their own forward output
+/// buffers (nn/layer.hpp), so encoding reuses (overwrites) those buffers — do not interleave it
+/// with a training step between that step's forward and backward.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -33,8 +34,11 @@ enum class InferenceStrategy {
 /// Per-observation posterior parameters of an ML-VAE (each column one observation).
 template <typename T>
 struct MLVAECodes {
+  /// Style posterior means (S x N).
   Matrix<T> style_mean, style_logvar;      ///< S x N
+  /// Per-observation content means (C x N).
   Matrix<T> content_mean, content_logvar;  ///< C x N (each observation alone, before grouping)
+  /// Number of observations N.
   Index size() const { return style_mean.cols(); }
 };
 
@@ -129,6 +133,7 @@ struct GroupLayout {
   std::vector<Index> indices;  ///< source column of each laid-out observation
   std::vector<Index> offsets;  ///< CSR offsets into `indices`
   std::vector<int> keys;       ///< key of each group
+  /// Number of groups (offsets.size() − 1).
   Index group_count() const { return static_cast<Index>(offsets.size()) - 1; }
 };
 

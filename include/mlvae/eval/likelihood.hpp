@@ -1,13 +1,14 @@
-// mlvae/eval/likelihood.hpp — importance-sampled estimates of the marginal log-likelihood, with the
-// encoder's posterior as proposal (Burda et al. 2016). With log-weights log w_k:
-//   VAE:    log w_k = log p(x | z_k) + log p(z_k) − log q(z_k | x),   z_k ~ q(z | x)
-//   ML-VAE: log w_k = Σ_i [log p(x_i | c_k, s_ik) + log p(s_ik) − log q(s_ik | x_i)]
-//                     + log p(c_k) − log q(c_k | X_G),   c_k ~ q(c | X_G), s_ik ~ q(s | x_i)
-//   log p̂ = logsumexp_k(log w_k) − log K.
-// In expectation ELBO ≤ E[log p̂] ≤ log p, tightening as K grows. Per sample set, Jensen gives
-// log p̂ ≥ mean_k log w_k (the K-sample Monte Carlo ELBO, reported alongside). The logsumexp is
-// accumulated online in double; samples are drawn in blocks of at most `max_columns` decoder
-// columns so memory stays bounded for any K. Per image = a group of one.
+/// @file
+/// mlvae/eval/likelihood.hpp — importance-sampled estimates of the marginal log-likelihood, with the
+/// encoder's posterior as proposal (Burda et al. 2016). With log-weights log w_k:
+///   VAE:    log w_k = log p(x | z_k) + log p(z_k) − log q(z_k | x),   z_k ~ q(z | x)
+///   ML-VAE: log w_k = Σ_i [log p(x_i | c_k, s_ik) + log p(s_ik) − log q(s_ik | x_i)]
+///                     + log p(c_k) − log q(c_k | X_G),   c_k ~ q(c | X_G), s_ik ~ q(s | x_i)
+///   log p̂ = logsumexp_k(log w_k) − log K.
+/// In expectation ELBO ≤ E[log p̂] ≤ log p, tightening as K grows. Per sample set, Jensen gives
+/// log p̂ ≥ mean_k log w_k (the K-sample Monte Carlo ELBO, reported alongside). The logsumexp is
+/// accumulated online in double; samples are drawn in blocks of at most `max_columns` decoder
+/// columns so memory stays bounded for any K. Per image = a group of one.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -24,6 +25,7 @@
 
 namespace mlvae {
 
+/// Settings of the importance-sampled log-likelihood estimates.
 struct ImportanceSamplingOptions {
   Index samples = 100;        ///< K
   Index max_columns = 4096;   ///< decoder columns per block (members x samples)
@@ -34,7 +36,9 @@ struct ImportanceSamplingOptions {
 struct LogLikelihoodEstimate {
   std::vector<double> log_likelihood;  ///< log p̂ = logsumexp_k log w_k − log K
   std::vector<double> elbo;            ///< (1/K) Σ_k log w_k, a K-sample ELBO estimate (≤ log p̂)
+  /// Mean of log_likelihood over the units.
   double mean_log_likelihood() const { return mean(log_likelihood); }
+  /// Mean of elbo over the units.
   double mean_elbo() const { return mean(elbo); }
 
 private:

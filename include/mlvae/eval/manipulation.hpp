@@ -1,9 +1,10 @@
-// mlvae/eval/manipulation.hpp — latent manipulation with a trained ML-VAE, laid out as image grids:
-// content/style swaps (rows: style of one image, columns: content of one group) and
-// reconstructions from the posterior means. Content of a group is the mean of the product-of-
-// Gaussians posterior of its members (test-time strategy 2; a group of one is strategy 1).
-// Also: interpolation in content or in style between two images, and generation of new members
-// of a group (content fixed to the group's posterior mean, style drawn from the prior N(0, I)).
+/// @file
+/// mlvae/eval/manipulation.hpp — latent manipulation with a trained ML-VAE, laid out as image grids:
+/// content/style swaps (rows: style of one image, columns: content of one group) and
+/// reconstructions from the posterior means. Content of a group is the mean of the product-of-
+/// Gaussians posterior of its members (test-time strategy 2; a group of one is strategy 1).
+/// Also: interpolation in content or in style between two images, and generation of new members
+/// of a group (content fixed to the group's posterior mean, style drawn from the prior N(0, I)).
 #pragma once
 
 #include "mlvae/core/error.hpp"

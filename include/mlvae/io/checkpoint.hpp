@@ -1,13 +1,14 @@
-// mlvae/io/checkpoint.hpp — versioned cereal checkpoints of a model, and of a whole training run
-// (model + Adam + noise Rng + sampler state + epoch/step + TrainerOptions), written atomically
-// (temporary file in the same directory, flush, fsync, rename) and validated field by field on load.
-//
-// Two archives: portable binary (cereal::PortableBinary*Archive: fixed-width little-endian
-// fields, parameter blocks as cereal::binary_data) and JSON (cereal::JSON*Archive). Every load
-// checks the format tag, the version, the scalar type, the architecture string, the latent sizes
-// and every length against what the receiving model/trainer expects BEFORE allocating, and turns
-// every failure (cereal::Exception, RapidJSON errors, bad_alloc, inconsistent values) into an
-// mlvae::IoError naming the file. A failed load leaves the model and trainer unchanged.
+/// @file
+/// mlvae/io/checkpoint.hpp — versioned cereal checkpoints of a model, and of a whole training run
+/// (model + Adam + noise Rng + sampler state + epoch/step + TrainerOptions), written atomically
+/// (temporary file in the same directory, flush, fsync, rename) and validated field by field on load.
+///
+/// Two archives: portable binary (cereal::PortableBinary*Archive: fixed-width little-endian
+/// fields, parameter blocks as cereal::binary_data) and JSON (cereal::JSON*Archive). Every load
+/// checks the format tag, the version, the scalar type, the architecture string, the latent sizes
+/// and every length against what the receiving model/trainer expects BEFORE allocating, and turns
+/// every failure (cereal::Exception, RapidJSON errors, bad_alloc, inconsistent values) into an
+/// mlvae::IoError naming the file. A failed load leaves the model and trainer unchanged.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -53,10 +54,12 @@ enum class CheckpointFormat {
 
 /// The first field of every checkpoint, and the version this build writes and reads.
 inline constexpr const char* checkpoint_format_tag = "mlvae-checkpoint";
+/// The checkpoint format version this build writes and accepts.
 inline constexpr std::uint32_t checkpoint_version = 1;
 
 /// What a checkpoint file says about itself (read by read_checkpoint_info without a model).
 struct CheckpointInfo {
+  /// Format version stored in the file.
   std::uint32_t version = 0;
   std::string kind;               ///< "model" (model only) or "training" (a whole training run)
   std::string scalar_type;        ///< "float" or "double"
@@ -64,6 +67,7 @@ struct CheckpointInfo {
   std::string model_kind;         ///< "MLVAE" or "VAE"
   std::string architecture;       ///< the model's describe(): every layer kind and shape, the likelihood
   std::vector<std::int64_t> latent_sizes;  ///< MLVAE: {style, content}; VAE: {latent}
+  /// Number of stored parameters (the model's ParameterStore size).
   std::int64_t parameter_count = 0;
 };
 
@@ -453,8 +457,10 @@ inline CheckpointInfo read_checkpoint_info(const std::string& path) {
 /// starts with the same fields.
 template <typename Model>
 struct CerealModel {
+  /// The model serialised or filled in.
   Model& model;
 
+  /// Writes the header and the parameters; throws DivergenceError (nothing written) when a parameter is not finite.
   template <typename Archive>
   void save(Archive& ar) const {
     using T = typename Model::Scalar;
@@ -463,6 +469,8 @@ struct CerealModel {
     detail::save_header(ar, detail::describe_model(model, "model"));
     detail::save_sequence<Archive, T>(ar, "parameters", values.data(), values.size());
   }
+  /// Reads and checks the header, then the parameters; throws IoError when the header does not match the model
+  /// or a stored value is not finite (the model is unchanged then).
   template <typename Archive>
   void load(Archive& ar) {
     using T = typename Model::Scalar;
@@ -477,6 +485,7 @@ struct CerealModel {
   }
 };
 
+/// Wraps `model` for cereal: `archive(cereal_model(model))` saves or loads it.
 template <typename Model>
 CerealModel<Model> cereal_model(Model& model) {
   return {model};

@@ -1,7 +1,8 @@
-// mlvae/io/plot.hpp — a small line-plot renderer on io/png.hpp's Canvas: axes with numbered
-// ticks ("nice" 1-2-5 steps), several series (lines with square markers) and a legend, e.g. for
-// accuracy vs. number of accumulated images, or training curves. Text uses the Canvas's 5x7 font
-// (upper case, digits and .,-:=/()%_+ only; other characters draw as '?').
+/// @file
+/// mlvae/io/plot.hpp — a small line-plot renderer on io/png.hpp's Canvas: axes with numbered
+/// ticks ("nice" 1-2-5 steps), several series (lines with square markers) and a legend, e.g. for
+/// accuracy vs. number of accumulated images, or training curves. Text uses the Canvas's 5x7 font
+/// (upper case, digits and .,-:=/()%_+ only; other characters draw as '?').
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -18,17 +19,35 @@ namespace mlvae {
 
 /// One series: points (x[i], y[i]) joined by lines, in `color`, named in the legend.
 struct PlotSeries {
+  /// Legend label.
   std::string name;
+  /// x coordinates of the points.
   std::vector<double> x, y;
+  /// @var y
+  /// y coordinates of the points (same length as x).
+
+  /// Line and marker colour.
   Rgb color{31, 119, 180};
+  /// Draw the joining lines dashed instead of solid.
   bool dashed = false;
 };
 
+/// Layout of a line plot: titles, image size and axis ranges.
 struct PlotOptions {
+  /// Title, drawn centred above the axes at double size.
   std::string title, x_label, y_label;
+  /// @var x_label
+  /// Label centred below the x axis.
+  /// @var y_label
+  /// Label above the y axis, at the top left.
+
+  /// Image width in pixels.
   int width = 640, height = 420;
+  /// @var height
+  /// Image height in pixels.
   bool log2_x = false;  ///< x axis in log2 scale (ticks at powers of two)
   double y_min = std::numeric_limits<double>::quiet_NaN();  ///< NaN: from the data
+  /// Top of the y axis; NaN: from the data (rounded up to a tick).
   double y_max = std::numeric_limits<double>::quiet_NaN();
   bool legend_bottom = false;  ///< legend in the bottom-right corner of the axes instead of the top-right
 };

@@ -1,6 +1,7 @@
-// mlvae/io/png.hpp — PNG output (and read-back) via libpng's simplified API: atomic writes,
-// image grids of model samples/reconstructions, and a small RGB canvas with a built-in 5x7 font
-// for plots and legends.
+/// @file
+/// mlvae/io/png.hpp — PNG output (and read-back) via libpng's simplified API: atomic writes,
+/// image grids of model samples/reconstructions, and a small RGB canvas with a built-in 5x7 font
+/// for plots and legends.
 #pragma once
 
 #include <png.h>
@@ -178,8 +179,16 @@ void write_image_grid(const std::string& path, const Matrix<T>& images, Index im
 
 /// An 8-bit RGB colour.
 struct Rgb {
+  /// Red, 0–255.
   std::uint8_t r = 0, g = 0, b = 0;
+  /// @var g
+  /// Green, 0–255.
+  /// @var b
+  /// Blue, 0–255.
+
+  /// True when all three channels are equal.
   friend bool operator==(const Rgb& a, const Rgb& b) { return a.r == b.r && a.g == b.g && a.b == b.b; }
+  /// True when any channel differs.
   friend bool operator!=(const Rgb& a, const Rgb& b) { return !(a == b); }
 };
 
@@ -257,6 +266,12 @@ class Canvas {
 public:
   /// Character cell of the built-in font at scale 1: 5x7 glyphs advanced by 6 pixels, lines by 9.
   static constexpr int glyph_width = 5, glyph_height = 7, glyph_advance = 6, line_advance = 9;
+  /// @var glyph_height
+  /// Glyph height in pixels at scale 1 (7).
+  /// @var glyph_advance
+  /// Horizontal advance per character in pixels at scale 1 (6).
+  /// @var line_advance
+  /// Vertical advance per text line in pixels at scale 1 (9).
 
   /// @throws ArgumentError unless width, height >= 1.
   Canvas(int width, int height, Rgb background = Rgb{255, 255, 255}) : width_(width), height_(height) {
@@ -266,7 +281,9 @@ public:
     fill_rect(0, 0, width, height, background);
   }
 
+  /// Width in pixels.
   int width() const { return width_; }
+  /// Height in pixels.
   int height() const { return height_; }
   /// Row-major RGB bytes, width*height*3.
   const std::vector<std::uint8_t>& pixels() const { return pixels_; }

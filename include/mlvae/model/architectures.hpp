@@ -1,6 +1,7 @@
-// mlvae/model/architectures.hpp — ready-made model configurations, e.g. the MLP of the ML-VAE
-// paper's MNIST experiments: encoder 784-500-tanh with style and content heads, decoder
-// (style+content)-500-tanh-784 with a Bernoulli likelihood.
+/// @file
+/// mlvae/model/architectures.hpp — ready-made model configurations, e.g. the MLP of the ML-VAE
+/// paper's MNIST experiments: encoder 784-500-tanh with style and content heads, decoder
+/// (style+content)-500-tanh-784 with a Bernoulli likelihood.
 #pragma once
 
 #include "mlvae/nn/activations.hpp"
@@ -11,9 +12,13 @@
 
 namespace mlvae {
 
+/// Encoder trunk of the MLP ML-VAE: Dense(input->hidden) then tanh.
 template <typename T> using MlpTrunk = Sequential<Dense<T>, Tanh<T>>;
+/// A latent head of the MLP ML-VAE: one Dense(hidden->2·latent) to [mean; log-variance].
 template <typename T> using MlpHead = Sequential<Dense<T>>;
+/// MLP decoder: Dense(latent->hidden), tanh, Dense(hidden->output) (Bernoulli logits).
 template <typename T> using MlpDecoder = Sequential<Dense<T>, Tanh<T>, Dense<T>>;
+/// MLP VAE encoder: Dense(input->hidden), tanh, Dense(hidden->2·latent) to [mean; log-variance].
 template <typename T> using MlpEncoder = Sequential<Dense<T>, Tanh<T>, Dense<T>>;
 
 /// The paper's MLP ML-VAE.

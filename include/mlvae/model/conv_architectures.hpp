@@ -1,6 +1,7 @@
-// mlvae/model/conv_architectures.hpp — convolutional ML-VAE and VAE configurations (train_mlvae
-// --arch conv28|conv64). Every conv is k4, s2, p1, so each halves the image: OH = (H + 2 − 4)/2 + 1 = H/2,
-// and each transposed conv doubles it: OH = (H − 1)·2 − 2 + 4 = 2H. Bernoulli logits out.
+/// @file
+/// mlvae/model/conv_architectures.hpp — convolutional ML-VAE and VAE configurations (train_mlvae
+/// --arch conv28|conv64). Every conv is k4, s2, p1, so each halves the image: OH = (H + 2 − 4)/2 + 1 = H/2,
+/// and each transposed conv doubles it: OH = (H − 1)·2 − 2 + 4 = 2H. Bernoulli logits out.
 #pragma once
 
 #include "mlvae/dist/likelihood.hpp"

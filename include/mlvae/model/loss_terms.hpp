@@ -1,4 +1,5 @@
-// mlvae/model/loss_terms.hpp — the terms of an ELBO evaluation, reported separately.
+/// @file
+/// mlvae/model/loss_terms.hpp — the terms of an ELBO evaluation, reported separately.
 #pragma once
 
 #include "mlvae/core/types.hpp"
@@ -15,7 +16,9 @@ struct LossTerms {
   double reconstruction = 0;      ///< Σ_i E_q[log p(x_i | c, s_i)] / groups (one-sample estimate)
   double style_kl = 0;            ///< Σ_i KL(q(s_i|x_i) ‖ p(s)) / groups
   double content_kl = 0;          ///< Σ_G KL(q(c_G|X_G) ‖ p(c)) / groups
+  /// Number of groups the terms were averaged over.
   Index groups = 0;
+  /// Number of images (observations) the terms cover.
   Index images = 0;
 
   /// Accumulates `other` (weighted by its group count) for averaging over several batches.

@@ -1,9 +1,10 @@
-// mlvae/model/mlvae.hpp — the Multi-Level VAE (Bouchacourt, Tomioka & Nowozin, AAAI 2018).
-// Each observation has a style latent s_i; each group shares a content latent c_G whose posterior
-// is the product of the members' Gaussian content estimates (dist/group_posterior.hpp).
-// Objective (docs/elbo.md, "The group ELBO"), averaged over the G groups of a minibatch:
-//   L(G) = Σ_i E_q[log p(x_i | c_G, s_i)] − Σ_i KL(q(s_i|x_i) ‖ p(s)) − KL(q(c_G|X_G) ‖ p(c)),
-// the content KL counted ONCE per group. One content sample per group, shared by its members.
+/// @file
+/// mlvae/model/mlvae.hpp — the Multi-Level VAE (Bouchacourt, Tomioka & Nowozin, AAAI 2018).
+/// Each observation has a style latent s_i; each group shares a content latent c_G whose posterior
+/// is the product of the members' Gaussian content estimates (dist/group_posterior.hpp).
+/// Objective (docs/elbo.md, "The group ELBO"), averaged over the G groups of a minibatch:
+///   L(G) = Σ_i E_q[log p(x_i | c_G, s_i)] − Σ_i KL(q(s_i|x_i) ‖ p(s)) − KL(q(c_G|X_G) ‖ p(c)),
+/// the content KL counted ONCE per group. One content sample per group, shared by its members.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -25,7 +26,9 @@ namespace mlvae {
 /// KL weights of the ML-VAE objective (1 and 1 give the ELBO of the paper).
 template <typename T>
 struct MLVAEOptions {
+  /// Weight β_s of the style KL term.
   T style_kl_weight = T(1);
+  /// Weight β_c of the content KL term.
   T content_kl_weight = T(1);
 };
 
@@ -37,8 +40,12 @@ template <typename T, typename Trunk, typename StyleHead, typename ContentHead, 
           typename Likelihood = BernoulliLikelihood<T>>
 class MLVAE {
 public:
+  /// The floating-point type of parameters and activations.
   using Scalar = T;
 
+  /// Takes ownership of the layers and binds them to the model's ParameterStore (uninitialised: call initialize()).
+  /// Throws ShapeError when the trunk, heads, decoder and likelihood sizes do not fit together (odd head outputs,
+  /// an empty content latent, decoder input ≠ style + content, decoder output ≠ Likelihood::output_rows(data_size())).
   MLVAE(Trunk trunk, StyleHead style_head, ContentHead content_head, Decoder decoder, Likelihood likelihood = {},
         MLVAEOptions<T> options = {})
       : trunk_(std::move(trunk)),
@@ -67,20 +74,34 @@ public:
 
   MLVAE(const MLVAE&) = delete;
   MLVAE& operator=(const MLVAE&) = delete;
+  /// Moves the model (copying is disabled: layers hold views into the parameter store).
   MLVAE(MLVAE&&) = default;
+  /// Move-assigns the model.
   MLVAE& operator=(MLVAE&&) = default;
 
+  /// Features per observation (rows of x).
   Index data_size() const { return trunk_.input_size(); }
+  /// Dimension of the style latent s.
   Index style_size() const { return style_size_; }
+  /// Dimension of the content latent c.
   Index content_size() const { return content_size_; }
+  /// Every parameter and its gradient, in store order trunk, style head, content head, decoder.
   ParameterStore<T>& parameters() { return params_; }
+  /// Every parameter and its gradient (read-only).
   const ParameterStore<T>& parameters() const { return params_; }
+  /// The observation model.
   const Likelihood& likelihood() const { return likelihood_; }
+  /// The KL weights, modifiable (e.g. for KL annealing).
   MLVAEOptions<T>& options() { return options_; }
+  /// The KL weights.
   const MLVAEOptions<T>& options() const { return options_; }
+  /// The shared encoder trunk.
   Trunk& trunk() { return trunk_; }
+  /// The style head, features -> [mean; log-variance] of s.
   StyleHead& style_head() { return style_head_; }
+  /// The content head, features -> [mean; log-variance] of the member's content estimate.
   ContentHead& content_head() { return content_head_; }
+  /// The decoder, [s; c] -> the likelihood's parameters.
   Decoder& decoder() { return decoder_; }
 
   /// Architecture string, e.g. for checkpoints and logs.

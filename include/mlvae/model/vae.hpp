@@ -1,7 +1,8 @@
-// mlvae/model/vae.hpp — the plain VAE baseline (Kingma & Welling 2014) on the same parts as MLVAE:
-// an encoder stack to [mean; log-variance] of one latent z, a decoder, a likelihood policy.
-// Objective per image: E_q[log p(x | z)] − KL(q(z|x) ‖ N(0, I)), averaged over the minibatch.
-// In LossTerms every image is its own group; the KL is reported as `style_kl`.
+/// @file
+/// mlvae/model/vae.hpp — the plain VAE baseline (Kingma & Welling 2014) on the same parts as MLVAE:
+/// an encoder stack to [mean; log-variance] of one latent z, a decoder, a likelihood policy.
+/// Objective per image: E_q[log p(x | z)] − KL(q(z|x) ‖ N(0, I)), averaged over the minibatch.
+/// In LossTerms every image is its own group; the KL is reported as `style_kl`.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -22,9 +23,13 @@ namespace mlvae {
 template <typename T, typename Encoder, typename Decoder, typename Likelihood = BernoulliLikelihood<T>>
 class VAE {
 public:
+  /// The floating-point type of parameters and activations.
   using Scalar = T;
 
-  VAE(Encoder encoder, Decoder decoder, Likelihood likelihood = {}, T kl_weight = T(1))
+  /// Takes ownership of the layers and binds them to the model's ParameterStore (uninitialised: call initialize()).
+  /// Throws ShapeError when the encoder output is odd, the decoder input ≠ latent size, or the decoder output
+  /// ≠ Likelihood::output_rows(data_size()). `kl_weight` scales the KL term.
+  VAE(Encoder encoder, Decoder decoder, Likelihood likelihood = {}, T kl_weight = T{1})
       : encoder_(std::move(encoder)), decoder_(std::move(decoder)), likelihood_(std::move(likelihood)),
         kl_weight_(kl_weight) {
     require<ShapeError>(encoder_.output_size() % 2 == 0, "VAE: the encoder must output [mean; log-variance] (an even ",
@@ -41,22 +46,33 @@ public:
 
   VAE(const VAE&) = delete;
   VAE& operator=(const VAE&) = delete;
+  /// Moves the model (copying is disabled: layers hold views into the parameter store).
   VAE(VAE&&) = default;
+  /// Move-assigns the model.
   VAE& operator=(VAE&&) = default;
 
+  /// Features per observation (rows of x).
   Index data_size() const { return encoder_.input_size(); }
+  /// Dimension of the latent z.
   Index latent_size() const { return latent_size_; }
+  /// Every parameter and its gradient, in store order encoder, decoder.
   ParameterStore<T>& parameters() { return params_; }
+  /// Every parameter and its gradient (read-only).
   const ParameterStore<T>& parameters() const { return params_; }
+  /// The observation model.
   const Likelihood& likelihood() const { return likelihood_; }
+  /// The encoder, x -> [mean; log-variance] of z.
   Encoder& encoder() { return encoder_; }
+  /// The decoder, z -> the likelihood's parameters.
   Decoder& decoder() { return decoder_; }
 
+  /// Architecture string, e.g. for checkpoints and logs.
   std::string describe() const {
     return detail::concat("VAE{encoder=", encoder_.describe(), ", decoder=", decoder_.describe(),
                           ", likelihood=", likelihood_.describe(), "}");
   }
 
+  /// Draws initial parameters from `rng` (encoder, then decoder).
   void initialize(Rng& rng) {
     encoder_.initialize(rng);
     decoder_.initialize(rng);

@@ -1,6 +1,7 @@
-// mlvae/nn/activations.hpp — element-wise activation layers: identity, tanh, ReLU, leaky ReLU,
-// sigmoid, softplus. Backward (docs/elbo.md, "Activations"): dx = dy ⊙ f'(x), with f' written
-// in terms of the output where that is cheaper (tanh: 1 - y², sigmoid: y(1 - y)).
+/// @file
+/// mlvae/nn/activations.hpp — element-wise activation layers: identity, tanh, ReLU, leaky ReLU,
+/// sigmoid, softplus. Backward (docs/elbo.md, "Activations"): dx = dy ⊙ f'(x), with f' written
+/// in terms of the output where that is cheaper (tanh: 1 - y², sigmoid: y(1 - y)).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -15,16 +16,22 @@ namespace activation {
 
 /// f(x) = x.
 struct IdentityOp {
+  /// Layer name used by describe().
   static constexpr const char* name = "Identity";
+  /// f(x) = x, element-wise on an Eigen array.
   template <typename X> auto value(const X& x) const { return x; }
+  /// dx = dy, given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X&, const Y&) const { return dy; }
 };
 
 /// f(x) = tanh x, f' = 1 - y².
 struct TanhOp {
+  /// Layer name used by describe().
   static constexpr const char* name = "Tanh";
+  /// f(x) = tanh x, element-wise on an Eigen array.
   template <typename X> auto value(const X& x) const { return x.tanh(); }
+  /// dx = dy ⊙ (1 − y²), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X&, const Y& y) const {
     using S = typename Y::Scalar;
@@ -34,8 +41,11 @@ struct TanhOp {
 
 /// f(x) = max(x, 0), f' = [x > 0].
 struct ReluOp {
+  /// Layer name used by describe().
   static constexpr const char* name = "Relu";
+  /// f(x) = max(x, 0), element-wise on an Eigen array.
   template <typename X> auto value(const X& x) const { return x.max(typename X::Scalar(0)); }
+  /// dx = dy ⊙ [x > 0], given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X& x, const Y&) const {
     using S = typename X::Scalar;
@@ -45,12 +55,16 @@ struct ReluOp {
 
 /// f(x) = x for x > 0, slope·x otherwise.
 struct LeakyReluOp {
+  /// Layer name used by describe().
   static constexpr const char* name = "LeakyRelu";
+  /// Multiplier applied to negative inputs.
   double slope = 0.01;
+  /// f(x) = x if x > 0 else slope·x, element-wise on an Eigen array.
   template <typename X> auto value(const X& x) const {
     using S = typename X::Scalar;
     return (x > S(0)).select(x, x * S(slope));
   }
+  /// dx = dy where x > 0, slope·dy elsewhere, given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X& x, const Y&) const {
     using S = typename X::Scalar;
@@ -60,8 +74,11 @@ struct LeakyReluOp {
 
 /// f(x) = 1 / (1 + e^{-x}), f' = y (1 - y).
 struct SigmoidOp {
+  /// Layer name used by describe().
   static constexpr const char* name = "Sigmoid";
+  /// f(x) = sigmoid(x), element-wise on an Eigen array.
   template <typename X> auto value(const X& x) const { return x.logistic(); }
+  /// dx = dy ⊙ y ⊙ (1 − y), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X&, const Y& y) const {
     using S = typename Y::Scalar;
@@ -71,11 +88,14 @@ struct SigmoidOp {
 
 /// f(x) = log(1 + e^x), computed as max(x, 0) + log1p(e^{-|x|}); f' = sigmoid(x).
 struct SoftplusOp {
+  /// Layer name used by describe().
   static constexpr const char* name = "Softplus";
+  /// f(x) = softplus(x) (overflow-safe), element-wise on an Eigen array.
   template <typename X> auto value(const X& x) const {
     using S = typename X::Scalar;
     return x.max(S(0)) + (-x.abs()).exp().log1p();
   }
+  /// dx = dy ⊙ sigmoid(x), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X& x, const Y&) const { return dy * x.logistic(); }
 };
@@ -86,19 +106,28 @@ struct SoftplusOp {
 template <typename T, typename Op>
 class Elementwise {
 public:
+  /// The floating-point type of activations.
   using Scalar = T;
 
+  /// An activation over `size` features; throws ShapeError unless size > 0.
   explicit Elementwise(Index size, Op op = Op{}) : size_(size), op_(op) {
     require<ShapeError>(size > 0, Op::name, ": size must be positive, found ", size);
   }
 
+  /// Number of features, `size`.
   Index input_size() const { return size_; }
+  /// Number of features, `size` (same as the input).
   Index output_size() const { return size_; }
+  /// 0: activations have no parameters.
   Index parameter_count() const { return 0; }
+  /// "<Op name>(size)", e.g. "Tanh(500)".
   std::string describe() const { return detail::concat(Op::name, "(", size_, ")"); }
+  /// No-op (no parameters).
   void bind(T*, T*) {}
+  /// No-op (no parameters).
   void initialize(Rng&) {}
 
+  /// y = f(x) element-wise for x of size x batch; throws ShapeError on a wrong row count.
   const Matrix<T>& forward(const Matrix<T>& x) {
     require<ShapeError>(x.rows() == size_, described(*this), ": expected input with ", size_, " rows, found ", x.rows());
     input_ = &x;
@@ -109,6 +138,7 @@ public:
     return output_;
   }
 
+  /// Returns dx = dy ⊙ f'(x) (empty unless need_input_gradient); throws ShapeError before forward() or on a shape mismatch.
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     require<ShapeError>(dy.rows() == size_ && dy.cols() == output_.cols(), described(*this), ": expected gradient ", size_,
@@ -124,6 +154,7 @@ public:
     return input_grad_;
   }
 
+  /// The output of the last forward() (size x batch).
   const Matrix<T>& output() const { return output_; }
 
 private:
@@ -134,16 +165,22 @@ private:
   Matrix<T> input_grad_;
 };
 
+/// Identity layer, f(x) = x.
 template <typename T> using Identity = Elementwise<T, activation::IdentityOp>;
+/// Hyperbolic tangent layer.
 template <typename T> using Tanh = Elementwise<T, activation::TanhOp>;
+/// ReLU layer, max(x, 0).
 template <typename T> using Relu = Elementwise<T, activation::ReluOp>;
+/// Logistic sigmoid layer.
 template <typename T> using Sigmoid = Elementwise<T, activation::SigmoidOp>;
+/// Softplus layer, log(1 + eˣ).
 template <typename T> using Softplus = Elementwise<T, activation::SoftplusOp>;
 
 /// Leaky ReLU with a run-time negative slope (default 0.01).
 template <typename T>
 class LeakyRelu : public Elementwise<T, activation::LeakyReluOp> {
 public:
+  /// A leaky ReLU over `size` features with negative-side multiplier `slope`; throws ShapeError unless size > 0.
   explicit LeakyRelu(Index size, double slope = 0.01)
       : Elementwise<T, activation::LeakyReluOp>(size, activation::LeakyReluOp{slope}) {}
 };

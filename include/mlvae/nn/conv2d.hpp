@@ -1,6 +1,7 @@
-// mlvae/nn/conv2d.hpp — batched 2-D convolution (cross-correlation, as in PyTorch) by im2col + GEMM:
-//   y(o, oh, ow) = b(o) + Σ_{c,i,j} W(o, (c·k+i)·k+j) · x(c, oh·s − p + i, ow·s − p + j),
-// OH = ⌊(H + 2p − k)/s⌋ + 1. Backward: dW += dYᵀ·cols, db += Σ dY, dx = col2im(dY·W).
+/// @file
+/// mlvae/nn/conv2d.hpp — batched 2-D convolution (cross-correlation, as in PyTorch) by im2col + GEMM:
+///   y(o, oh, ow) = b(o) + Σ_{c,i,j} W(o, (c·k+i)·k+j) · x(c, oh·s − p + i, ow·s − p + j),
+/// OH = ⌊(H + 2p − k)/s⌋ + 1. Backward: dW += dYᵀ·cols, db += Σ dY, dx = col2im(dY·W).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -29,6 +30,7 @@ namespace mlvae {
 template <typename T>
 class Conv2d {
 public:
+  /// The floating-point type of parameters and activations.
   using Scalar = T;
 
   /// A convolution of `in` images to `out_channels` channels with a kernel × kernel kernel.
@@ -39,23 +41,33 @@ public:
     require<ShapeError>(out_channels > 0, "Conv2d: out_channels must be positive, found ", out_channels);
   }
 
+  /// C·H·W of the input image.
   Index input_size() const { return geom_.input.size(); }
+  /// out_channels·OH·OW.
   Index output_size() const { return out_channels_ * geom_.positions(); }
+  /// out_channels·C·k·k weights plus out_channels biases.
   Index parameter_count() const { return out_channels_ * geom_.patch_size() + out_channels_; }
   /// e.g. "Conv2d(1x28x28->32x14x14,k4,s2,p1)".
   std::string describe() const {
     return detail::concat("Conv2d(", input_shape().describe(), "->", output_shape().describe(), ",k", geom_.kernel,
                           ",s", geom_.stride, ",p", geom_.padding, ")");
   }
+  /// The input image shape C × H × W.
   ImageShape input_shape() const { return geom_.input; }
+  /// The output image shape out_channels × OH × OW.
   ImageShape output_shape() const { return {out_channels_, geom_.out_height, geom_.out_width}; }
+  /// Kernel side k.
   Index kernel() const { return geom_.kernel; }
+  /// Stride s.
   Index stride() const { return geom_.stride; }
+  /// Zero padding p on each side.
   Index padding() const { return geom_.padding; }
+  /// The full geometry (input shape, k, s, p, OH, OW).
   const ConvGeometry& geometry() const { return geom_; }
 
   /// Bound on the workspace bytes (at least one observation's worth is always used).
   std::size_t workspace_limit() const { return workspace_limit_; }
+  /// Sets the workspace bound in bytes; the chunk is re-planned on the next call.
   void set_workspace_limit(std::size_t bytes) {
     workspace_limit_ = bytes;
     batch_ = -1;  // re-plan on the next call
@@ -63,6 +75,7 @@ public:
   /// Observations per chunk chosen for the current batch size (0 before the first forward).
   Index chunk_size() const { return chunk_; }
 
+  /// Maps W (out_channels x C·k·k) then b (out_channels), and their gradients, onto `values` / `gradients`.
   void bind(T* values, T* gradients) {
     const Index rows = out_channels_, cols = geom_.patch_size();
     new (&weight_) MatrixMap<T>(values, rows, cols);
@@ -78,6 +91,7 @@ public:
     bias_.setZero();
   }
 
+  /// Convolves x (C·H·W x batch, CHW columns); returns out_channels·OH·OW x batch. Throws ShapeError on a wrong row count.
   const Matrix<T>& forward(const Matrix<T>& x) {
     require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(),
                         " rows (", described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(),
@@ -101,6 +115,8 @@ public:
     return output_;
   }
 
+  /// Adds dW and db to the gradients; returns dx (C·H·W x batch; empty unless need_input_gradient).
+  /// Throws ShapeError before forward() or when dy is not output_size() x batch.
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
@@ -129,10 +145,15 @@ public:
     return input_grad_;
   }
 
+  /// The output of the last forward() (output_size() x batch).
   const Matrix<T>& output() const { return output_; }
+  /// The kernels W (out_channels x C·k·k; column (c·k + i)·k + j), a view into the parameter store.
   MatrixMap<T>& weight() { return weight_; }
+  /// The per-channel bias b (out_channels), a view into the parameter store.
   VectorMap<T>& bias() { return bias_; }
+  /// The kernels W (out_channels x C·k·k).
   const MatrixMap<T>& weight() const { return weight_; }
+  /// The per-channel bias b (out_channels).
   const VectorMap<T>& bias() const { return bias_; }
 
 private:

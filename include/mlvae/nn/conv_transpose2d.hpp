@@ -1,7 +1,8 @@
-// mlvae/nn/conv_transpose2d.hpp — batched 2-D transposed convolution ("deconvolution"), the adjoint
-// of Conv2d: y = col2im(x·W) + b, i.e. y(o, ih·s − p + i, iw·s − p + j) += Σ_c W(c, (o·k+i)·k+j) x(c, ih, iw),
-// OH = (H − 1)·s − 2p + k + output_padding (PyTorch's convention). Backward: cols = im2col(dY),
-// dW += Xᵀ·cols, db += Σ dY, dx = cols·Wᵀ.
+/// @file
+/// mlvae/nn/conv_transpose2d.hpp — batched 2-D transposed convolution ("deconvolution"), the adjoint
+/// of Conv2d: y = col2im(x·W) + b, i.e. y(o, ih·s − p + i, iw·s − p + j) += Σ_c W(c, (o·k+i)·k+j) x(c, ih, iw),
+/// OH = (H − 1)·s − 2p + k + output_padding (PyTorch's convention). Backward: cols = im2col(dY),
+/// dW += Xᵀ·cols, db += Σ dY, dx = cols·Wᵀ.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -30,6 +31,7 @@ namespace mlvae {
 template <typename T>
 class ConvTranspose2d {
 public:
+  /// The floating-point type of parameters and activations.
   using Scalar = T;
 
   /// Throws ShapeError when a size is not positive, output_padding is not in [0, stride), or the
@@ -58,8 +60,11 @@ public:
                         "ConvTranspose2d: internal geometry mismatch");  // holds whenever output_padding < stride
   }
 
+  /// C_in·H·W of the input image.
   Index input_size() const { return in_.size(); }
+  /// C_out·OH·OW of the output image.
   Index output_size() const { return geom_.input.size(); }
+  /// C_in·C_out·k·k weights plus C_out biases.
   Index parameter_count() const { return in_.channels * geom_.patch_size() + out_channels_; }
   /// e.g. "ConvTranspose2d(64x7x7->32x14x14,k4,s2,p1)" (",op1" appended for output_padding 1).
   std::string describe() const {
@@ -68,22 +73,32 @@ public:
     if (output_padding_ > 0) s += detail::concat(",op", output_padding_);
     return s + ")";
   }
+  /// The input image shape C_in × H × W.
   ImageShape input_shape() const { return in_; }
+  /// The output image shape C_out × OH × OW.
   ImageShape output_shape() const { return geom_.input; }
+  /// Kernel side k.
   Index kernel() const { return geom_.kernel; }
+  /// Stride s.
   Index stride() const { return geom_.stride; }
+  /// Padding p removed from each side of the full output.
   Index padding() const { return geom_.padding; }
+  /// Extra rows/columns added at the bottom/right of the output.
   Index output_padding() const { return output_padding_; }
   /// The geometry of the adjoint convolution (output image → input grid).
   const ConvGeometry& geometry() const { return geom_; }
 
+  /// Bound on the workspace bytes (at least one observation's worth is always used).
   std::size_t workspace_limit() const { return workspace_limit_; }
+  /// Sets the workspace bound in bytes; the chunk is re-planned on the next call.
   void set_workspace_limit(std::size_t bytes) {
     workspace_limit_ = bytes;
     batch_ = -1;
   }
+  /// Observations per chunk chosen for the current batch size (0 before the first forward).
   Index chunk_size() const { return chunk_; }
 
+  /// Maps W (C_in x C_out·k·k) then b (C_out), and their gradients, onto `values` / `gradients`.
   void bind(T* values, T* gradients) {
     const Index rows = in_.channels, cols = geom_.patch_size();
     new (&weight_) MatrixMap<T>(values, rows, cols);
@@ -100,6 +115,7 @@ public:
     bias_.setZero();
   }
 
+  /// y = col2im(x·W) + b for x of C_in·H·W x batch; returns C_out·OH·OW x batch. Throws ShapeError on a wrong row count.
   const Matrix<T>& forward(const Matrix<T>& x) {
     require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(), " rows (",
                         described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(), ")");
@@ -124,6 +140,8 @@ public:
     return output_;
   }
 
+  /// Adds dW and db to the gradients; returns dx (C_in·H·W x batch; empty unless need_input_gradient).
+  /// Throws ShapeError before forward() or when dy is not output_size() x batch.
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
@@ -154,10 +172,15 @@ public:
     return input_grad_;
   }
 
+  /// The output of the last forward() (output_size() x batch).
   const Matrix<T>& output() const { return output_; }
+  /// The weight W (C_in x C_out·k·k), a view into the parameter store.
   MatrixMap<T>& weight() { return weight_; }
+  /// The per-channel bias b (C_out), a view into the parameter store.
   VectorMap<T>& bias() { return bias_; }
+  /// The weight W (C_in x C_out·k·k).
   const MatrixMap<T>& weight() const { return weight_; }
+  /// The per-channel bias b (C_out).
   const VectorMap<T>& bias() const { return bias_; }
 
 private:

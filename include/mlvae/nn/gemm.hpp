@@ -1,8 +1,9 @@
-// mlvae/nn/gemm.hpp — the matrix products of the layers, C = op(A)·op(B) (+ C), run on Eigen's
-// GEBP kernels with packing buffers kept from call to call (no heap allocation in steady state)
-// and threads splitting the COLUMNS of C. Every element of C is computed by one thread with the
-// same cache blocking whatever the thread count, so results do not depend on it.
-// docs/architecture.md, "Threading" and "Memory".
+/// @file
+/// mlvae/nn/gemm.hpp — the matrix products of the layers, C = op(A)·op(B) (+ C), run on Eigen's
+/// GEBP kernels with packing buffers kept from call to call (no heap allocation in steady state)
+/// and threads splitting the COLUMNS of C. Every element of C is computed by one thread with the
+/// same cache blocking whatever the thread count, so results do not depend on it.
+/// docs/architecture.md, "Threading" and "Memory".
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -34,9 +35,13 @@ template <typename T>
 class Gemm {
 public:
   Gemm() = default;
+  /// Copies nothing: the copy starts with empty buffers.
   Gemm(const Gemm&) {}  // buffers are per instance; a copy starts empty
+  /// Keeps this instance's buffers (nothing is copied).
   Gemm& operator=(const Gemm&) { return *this; }
+  /// Moves the buffers.
   Gemm(Gemm&&) noexcept = default;
+  /// Moves the buffers.
   Gemm& operator=(Gemm&&) noexcept = default;
 
   /// C (m x n, column-major, leading dimension ldc) = op(A)·op(B), or += when `accumulate`.

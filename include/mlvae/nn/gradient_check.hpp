@@ -1,7 +1,8 @@
-// mlvae/nn/gradient_check.hpp — the one finite-difference gradient checker used on every layer,
-// distribution term and complete loss (tests/test_gradients.cpp). Central differences in double:
-//   ∂f/∂θ_k ≈ (f(θ + h e_k) − f(θ − h e_k)) / 2h,
-// accepted when |analytic − numeric| ≤ atol + rtol · max(|analytic|, |numeric|) for every k.
+/// @file
+/// mlvae/nn/gradient_check.hpp — the one finite-difference gradient checker used on every layer,
+/// distribution term and complete loss (tests/test_gradients.cpp). Central differences in double:
+///   ∂f/∂θ_k ≈ (f(θ + h e_k) − f(θ − h e_k)) / 2h,
+/// accepted when |analytic − numeric| ≤ atol + rtol · max(|analytic|, |numeric|) for every k.
 #pragma once
 
 #include "mlvae/core/random.hpp"
@@ -16,19 +17,30 @@
 
 namespace mlvae {
 
+/// Settings of a central-difference gradient check.
 struct GradientCheckOptions {
   double step = 1e-6;   ///< h
+  /// Relative tolerance (scaled by max(|analytic|, |numeric|)).
   double rtol = 1e-5;
+  /// Absolute tolerance.
   double atol = 1e-8;
 };
 
+/// Outcome of a gradient check, with its worst entry.
 struct GradientCheckResult {
+  /// Whether every entry was within tolerance (worst_excess ≤ 1 and finite).
   bool passed = true;
+  /// Number of entries compared.
   Index checked = 0;
+  /// Index of the entry with the largest error/tolerance ratio (−1 when none was checked).
   Index worst_index = -1;
+  /// Analytic derivative at worst_index.
   double worst_analytic = 0, worst_numeric = 0;
+  /// @var worst_numeric
+  /// Central-difference derivative (f(x + h) − f(x − h)) / 2h at worst_index.
   double worst_excess = 0;  ///< max over k of |a − n| / (atol + rtol · max(|a|, |n|)); ≤ 1 passes
 
+  /// One-line summary: pass/FAIL, entries checked, worst index, both derivatives and the ratio.
   std::string report() const {
     std::ostringstream out;
     out << (passed ? "passed" : "FAILED") << ": " << checked << " entries, worst at index " << worst_index
@@ -68,7 +80,12 @@ GradientCheckResult check_gradient(F&& f, Eigen::Ref<Vector<double>> x, const Ve
 
 /// Results of checking one layer: gradients with respect to its parameters and to its input.
 struct LayerGradientCheck {
+  /// Check of dLoss/dparameters (the gradients the layer accumulates).
   GradientCheckResult parameters, input;
+  /// @var input
+  /// Check of dLoss/dinput (the layer's returned input gradient).
+
+  /// Whether both checks passed.
   bool passed() const { return parameters.passed && input.passed; }
 };
 

@@ -1,6 +1,7 @@
-// mlvae/nn/im2col.hpp — image shapes, convolution geometry and the im2col / col2im kernels shared by
-// Conv2d and ConvTranspose2d. Output size of a convolution: OH = ⌊(H + 2p − k) / s⌋ + 1 (same for W);
-// im2col lays out patches so a convolution is one GEMM, col2im is its adjoint (scatter-add).
+/// @file
+/// mlvae/nn/im2col.hpp — image shapes, convolution geometry and the im2col / col2im kernels shared by
+/// Conv2d and ConvTranspose2d. Output size of a convolution: OH = ⌊(H + 2p − k) / s⌋ + 1 (same for W);
+/// im2col lays out patches so a convolution is one GEMM, col2im is its adjoint (scatter-add).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -29,9 +30,11 @@ struct ImageShape {
     if (height == 1 && width == 1) return detail::concat(channels);
     return detail::concat(channels, "x", height, "x", width);
   }
+  /// True when C, H and W are all equal.
   friend bool operator==(const ImageShape& a, const ImageShape& b) {
     return a.channels == b.channels && a.height == b.height && a.width == b.width;
   }
+  /// True when any of C, H, W differ.
   friend bool operator!=(const ImageShape& a, const ImageShape& b) { return !(a == b); }
 };
 
@@ -40,11 +43,23 @@ struct ImageShape {
 /// `positions()` = OH·OW rows and `patch_size()` = C·k·k columns, column (c·k + i)·k + j holding
 /// input pixel (c, oh·s − p + i, ow·s − p + j) at row oh·OW + ow (zero where that lies in the padding).
 struct ConvGeometry {
+  /// Shape of one input image.
   ImageShape input;
+  /// Kernel side k (pixels).
   Index kernel = 1, stride = 1, padding = 0;
-  Index out_height = 0, out_width = 0;
+  /// @var stride
+  /// Stride s (pixels).
+  /// @var padding
+  /// Zero padding p on each side (pixels).
 
+  /// Output height OH.
+  Index out_height = 0, out_width = 0;
+  /// @var out_width
+  /// Output width OW.
+
+  /// C·k·k, the columns of the patch matrix (one kernel application).
   Index patch_size() const { return input.channels * kernel * kernel; }
+  /// OH·OW, the rows of one image's patch matrix (output positions).
   Index positions() const { return out_height * out_width; }
 };
 

@@ -1,5 +1,6 @@
-// mlvae/nn/layer.hpp — the contract every layer follows, and the flat parameter store layers bind to.
-// docs/architecture.md explains the contract; tests/test_gradients.cpp checks every layer against it.
+/// @file
+/// mlvae/nn/layer.hpp — the contract every layer follows, and the flat parameter store layers bind to.
+/// docs/architecture.md explains the contract; tests/test_gradients.cpp checks every layer against it.
 #pragma once
 
 #include "mlvae/core/random.hpp"
@@ -84,14 +85,19 @@ void initialize_weights(Eigen::DenseBase<Derived>& w, Init init, Index fan_in, I
 /// and checkpoints all see the whole model as one vector.
 template <typename T>
 struct ParameterStore {
+  /// The parameter values, each layer's slice contiguous.
   Vector<T> values;
+  /// dLoss/dvalues, same layout as `values`; layers' backward passes add into it.
   Vector<T> gradients;
 
+  /// Number of scalar parameters.
   Index size() const { return values.size(); }
+  /// Resizes both vectors to `n` and sets them to zero (invalidates bound layer views).
   void resize(Index n) {
     values.setZero(n);
     gradients.setZero(n);
   }
+  /// Sets every gradient to zero (before a backward pass).
   void zero_gradients() { gradients.setZero(); }
 };
 

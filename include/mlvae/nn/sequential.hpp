@@ -1,6 +1,7 @@
-// mlvae/nn/sequential.hpp — a compile-time stack of layers: Sequential<Dense<T>, Tanh<T>, ...>.
-// The whole stack is one type (no virtual dispatch); it follows the layer contract itself, so
-// stacks nest. Backward runs the layers in reverse, chaining dLoss/dInput.
+/// @file
+/// mlvae/nn/sequential.hpp — a compile-time stack of layers: Sequential<Dense<T>, Tanh<T>, ...>.
+/// The whole stack is one type (no virtual dispatch); it follows the layer contract itself, so
+/// stacks nest. Backward runs the layers in reverse, chaining dLoss/dInput.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -14,24 +15,31 @@
 namespace mlvae {
 
 template <typename... Layers>
+/// A chain of layers run in order; itself a layer (the layer contract), its parameters the layers' in order.
 class Sequential {
   static_assert(sizeof...(Layers) > 0, "Sequential needs at least one layer");
   using First = std::tuple_element_t<0, std::tuple<Layers...>>;
   static constexpr std::size_t count = sizeof...(Layers);
 
 public:
+  /// The floating-point type, taken from the first layer.
   using Scalar = typename First::Scalar;
+  /// Shorthand for Scalar.
   using T = Scalar;
 
   /// Takes the layers in order; throws ShapeError when one's output size differs from the next
   /// one's input size.
   explicit Sequential(Layers... layers) : layers_(std::move(layers)...) { check_sizes<0>(); }
 
+  /// The first layer's input size.
   Index input_size() const { return std::get<0>(layers_).input_size(); }
+  /// The last layer's output size.
   Index output_size() const { return std::get<count - 1>(layers_).output_size(); }
+  /// Sum of the layers' parameter counts.
   Index parameter_count() const {
     return std::apply([](const auto&... l) { return (Index{0} + ... + l.parameter_count()); }, layers_);
   }
+  /// "Sequential[<layer>, <layer>, ...]", as recorded in checkpoints.
   std::string describe() const {
     std::string out = "Sequential[";
     std::apply(
@@ -43,6 +51,7 @@ public:
     return out + "]";
   }
 
+  /// Binds each layer to consecutive slices starting at `values` / `gradients`.
   void bind(T* values, T* gradients) {
     std::apply(
         [&](auto&... l) {
@@ -50,19 +59,25 @@ public:
         },
         layers_);
   }
+  /// Initialises every layer in order from `rng`.
   void initialize(Rng& rng) {
     std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);
   }
 
+  /// Runs x (input_size x batch) through every layer; returns the last layer's output.
   const Matrix<T>& forward(const Matrix<T>& x) { return forward_from<0>(x); }
+  /// Backpropagates dy through the layers in reverse, adding parameter gradients; returns dx (empty unless need_input_gradient).
   const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
     return backward_from<count - 1>(dy, need_input_gradient);
   }
+  /// The last layer's output from the last forward().
   const Matrix<T>& output() const { return std::get<count - 1>(layers_).output(); }
 
   /// The I-th layer.
   template <std::size_t I> auto& layer() { return std::get<I>(layers_); }
+  /// The I-th layer (read-only).
   template <std::size_t I> const auto& layer() const { return std::get<I>(layers_); }
+  /// Number of layers.
   static constexpr std::size_t size() { return count; }
 
 private:

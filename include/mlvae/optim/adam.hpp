@@ -1,8 +1,9 @@
-// mlvae/optim/adam.hpp — Adam (Kingma & Ba 2015) with bias correction, optional decoupled weight
-// decay (AdamW, Loshchilov & Hutter 2019) and optional clipping of the global gradient norm.
-// Updates a flat parameter vector in place from its gradient (nn/layer.hpp's ParameterStore):
-//   g ← g · min(1, clip / ‖g‖);  m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
-//   θ ← θ − lr · ( m/(1−β₁ᵗ) / (√(v/(1−β₂ᵗ)) + ε) + λθ )
+/// @file
+/// mlvae/optim/adam.hpp — Adam (Kingma & Ba 2015) with bias correction, optional decoupled weight
+/// decay (AdamW, Loshchilov & Hutter 2019) and optional clipping of the global gradient norm.
+/// Updates a flat parameter vector in place from its gradient (nn/layer.hpp's ParameterStore):
+///   g ← g · min(1, clip / ‖g‖);  m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
+///   θ ← θ − lr · ( m/(1−β₁ᵗ) / (√(v/(1−β₂ᵗ)) + ε) + λθ )
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -14,14 +15,20 @@
 
 namespace mlvae {
 
+/// Hyper-parameters of Adam (AdamW when weight_decay > 0).
 struct AdamOptions {
+  /// Step size α (> 0).
   double learning_rate = 1e-3;
+  /// Decay of the first-moment estimate, in [0, 1).
   double beta1 = 0.9;
+  /// Decay of the second-moment estimate, in [0, 1).
   double beta2 = 0.999;
+  /// Added to √v̂ in the denominator (> 0).
   double epsilon = 1e-8;
   double weight_decay = 0;    ///< decoupled (AdamW); 0 disables
   double clip_norm = 0;       ///< clip the global gradient L2 norm to this; 0 disables
 
+  /// Throws ArgumentError when an option is out of range.
   void validate() const {
     require<ArgumentError>(learning_rate > 0 && std::isfinite(learning_rate),
                            "Adam: learning_rate must be positive and finite, found ", learning_rate);
@@ -34,8 +41,11 @@ struct AdamOptions {
 };
 
 template <typename T>
+/// The Adam optimiser (Kingma & Ba 2015) over one flat parameter vector, with optional
+/// decoupled weight decay and global-norm gradient clipping; results do not depend on the thread count.
 class Adam {
 public:
+  /// Zero moments for `parameter_count` parameters; throws ArgumentError when `options` are invalid.
   explicit Adam(Index parameter_count, AdamOptions options = {}) : options_(options) {
     options_.validate();
     first_moment_.setZero(parameter_count);
@@ -88,10 +98,15 @@ public:
     return norm;
   }
 
+  /// Number of updates taken so far (t).
   long long step_count() const { return step_; }
+  /// The hyper-parameters.
   const AdamOptions& options() const { return options_; }
+  /// The hyper-parameters, modifiable between steps (not re-validated).
   AdamOptions& options() { return options_; }
+  /// First-moment estimate m (uncorrected), one entry per parameter.
   const Vector<T>& first_moment() const { return first_moment_; }
+  /// Second-moment estimate v (uncorrected), one entry per parameter.
   const Vector<T>& second_moment() const { return second_moment_; }
   /// Restores the complete state (used by checkpoints).
   void set_state(long long step, const Vector<T>& m, const Vector<T>& v) {

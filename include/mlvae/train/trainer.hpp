@@ -1,6 +1,7 @@
-// mlvae/train/trainer.hpp — the training loop: minibatches of whole groups from a GroupedSampler,
-// the model's forward/backward, an Adam step, per-step loss terms, and evaluation over a dataset.
-// Works for MLVAE (grouped objective) and VAE (the grouping only forms the batches).
+/// @file
+/// mlvae/train/trainer.hpp — the training loop: minibatches of whole groups from a GroupedSampler,
+/// the model's forward/backward, an Adam step, per-step loss terms, and evaluation over a dataset.
+/// Works for MLVAE (grouped objective) and VAE (the grouping only forms the batches).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -46,9 +47,12 @@ enum class DivergencePolicy {
 
 /// Everything that determines a training run besides the model and the data.
 struct TrainerOptions {
+  /// Optimiser hyper-parameters.
   AdamOptions adam;
+  /// Minibatch layout: groups per batch, group sizes, sampler seed.
   GroupedSamplerOptions sampler;
   std::uint64_t noise_seed = 7;  ///< seed of the reparameterisation noise
+  /// What a step does on a non-finite loss or gradient.
   DivergencePolicy on_divergence = DivergencePolicy::Throw;
 };
 
@@ -56,9 +60,13 @@ struct TrainerOptions {
 struct StepReport {
   Index epoch = 0;        ///< 1-based
   Index step_in_epoch = 0;  ///< 1-based
+  /// Batches in this epoch.
   Index steps_per_epoch = 0;
+  /// Optimiser updates taken so far (Adam::step_count(); skipped steps not counted).
   long long global_step = 0;
+  /// The batch's loss and ELBO terms.
   LossTerms terms;
+  /// Global L2 norm of the gradient before clipping.
   double gradient_norm = 0;
   bool skipped = false;  ///< the update was skipped (non-finite loss or gradient, DivergencePolicy::SkipStep)
 };
@@ -68,8 +76,12 @@ struct StepReport {
 template <typename Model>
 class Trainer {
 public:
+  /// The model's floating-point type.
   using T = typename Model::Scalar;
 
+  /// Sets up the sampler over `keys` (one per column of `data`), Adam over the model's parameters and the noise Rng.
+  /// Throws ShapeError when data rows ≠ model.data_size() or keys.size() ≠ data columns, ArgumentError on
+  /// non-finite data or invalid options.
   Trainer(Model& model, const Matrix<T>& data, std::vector<int> keys, TrainerOptions options = {})
       : model_(model), data_(data), options_(options),
         sampler_((check_data(model, data, keys), std::move(keys)), options.sampler),
@@ -135,15 +147,23 @@ public:
   /// True while the current epoch has batches left (a mid-epoch state: use continue_epoch()).
   bool epoch_in_progress() const { return sampler_.epoch_in_progress(); }
 
+  /// The model being trained.
   Model& model() { return model_; }
+  /// The minibatch sampler (its state goes into training checkpoints).
   GroupedSampler& sampler() { return sampler_; }
+  /// The optimiser (its state goes into training checkpoints).
   Adam<T>& optimizer() { return optimizer_; }
+  /// The generator of the reparameterisation noise.
   Rng& noise() { return noise_; }
+  /// The options of this run (Adam options and divergence policy as last set).
   const TrainerOptions& options() const { return options_; }
+  /// Steps taken in the current epoch (0 at its start).
   Index step_in_epoch() const { return step_in_epoch_; }
+  /// Sets the step counter of the current epoch (used when a checkpoint is restored).
   void set_step_in_epoch(Index s) { step_in_epoch_ = s; }
   /// Steps skipped under DivergencePolicy::SkipStep since construction (restored by checkpoints).
   long long skipped_steps() const { return skipped_steps_; }
+  /// Sets the skipped-step count (used when a checkpoint is restored).
   void set_skipped_steps(long long n) { skipped_steps_ = n; }
   /// Changes the divergence policy (e.g. for a resumed run).
   void set_divergence_policy(DivergencePolicy p) { options_.on_divergence = p; }
