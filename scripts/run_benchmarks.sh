@@ -60,7 +60,7 @@ fi
 
 # ---- 2. build ---------------------------------------------------------------
 say "building the release benchmarks"
-cmake --preset release >/dev/null
+cmake --preset release -DMLVAE_BUILD_BENCHMARKS=ON >/dev/null
 cmake --build "$BUILD_DIR" --target bench_gemm bench_mlvae_step -j2 >/dev/null
 
 # ---- helpers ----------------------------------------------------------------

@@ -29,5 +29,5 @@ install_packages() {
 
 install_packages
 cmake --preset release
-cmake --build --preset release
+cmake --build --preset release --target train_mlvae
 ./build/release/bin/train_mlvae --epochs 3 --out out/quickstart "$@"
