@@ -106,10 +106,12 @@ public:
       const MatrixMap<T> cols(cols_.data(), count * P, PK);
       MatrixMap<T> y(rows_.data(), count * P, OC);
       forward_gemm_.run(Transpose::No, Transpose::Yes, cols, weight_, y, false);  // y = cols Wᵀ
-      for (Index j = 0; j < count; ++j) {
-        MatrixMap<T> out(output_.data() + (start + j) * output_size(), P, OC);
-        out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
-      }
+      parallel_columns(count, P * OC, [&](Index begin, Index end) {
+        for (Index j = begin; j < end; ++j) {
+          MatrixMap<T> out(output_.data() + (start + j) * output_size(), P, OC);
+          out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
+        }
+      });
     }
     cols_hold_batch_ = chunk_ >= n;
     return output_;
@@ -132,8 +134,10 @@ public:
       if (!cols_hold_batch_) im2col(geom_, input_->data() + start * input_size(), count, cols_.data());
       const MatrixMap<T> cols(cols_.data(), count * P, PK);
       MatrixMap<T> dy_chunk(rows_.data(), count * P, OC);
-      for (Index j = 0; j < count; ++j)
-        dy_chunk.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(dy.data() + (start + j) * output_size(), P, OC);
+      parallel_columns(count, P * OC, [&](Index begin, Index end) {
+        for (Index j = begin; j < end; ++j)
+          dy_chunk.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(dy.data() + (start + j) * output_size(), P, OC);
+      });
       weight_grad_gemm_.run(Transpose::Yes, Transpose::No, dy_chunk, cols, weight_grad_, true);  // dW += dyᵀ cols
       bias_grad_ += dy_chunk.colwise().sum().transpose();
       if (need_input_gradient) {

@@ -165,8 +165,10 @@ public:
       if (need_input_gradient) {
         MatrixMap<T> dxs(drows_.data(), count * P, C);
         input_grad_gemm_.run(Transpose::No, Transpose::Yes, dcols, weight_, dxs, false);  // dxs = dcols Wᵀ
-        for (Index j = 0; j < count; ++j)
-          MatrixMap<T>(input_grad_.data() + (start + j) * input_size(), P, C) = dxs.middleRows(j * P, P);
+        parallel_columns(count, P * C, [&](Index begin, Index end) {
+          for (Index j = begin; j < end; ++j)
+            MatrixMap<T>(input_grad_.data() + (start + j) * input_size(), P, C) = dxs.middleRows(j * P, P);
+        });
       }
     }
     return input_grad_;
@@ -188,8 +190,10 @@ private:
   void gather(const Matrix<T>& x, Index start, Index count) {
     const Index P = geom_.positions(), C = in_.channels;
     MatrixMap<T> xs(rows_.data(), count * P, C);
-    for (Index j = 0; j < count; ++j)
-      xs.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(x.data() + (start + j) * input_size(), P, C);
+    parallel_columns(count, P * C, [&](Index begin, Index end) {
+      for (Index j = begin; j < end; ++j)
+        xs.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(x.data() + (start + j) * input_size(), P, C);
+    });
   }
 
   void plan(Index n) {

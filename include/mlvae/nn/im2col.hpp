@@ -5,6 +5,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/core/threads.hpp"
 #include "mlvae/core/types.hpp"
 
 #include <algorithm>
@@ -97,6 +98,10 @@ inline void valid_range(Index width, Index out_width, Index stride, Index offset
   hi = std::clamp<Index>(ceil_div(width - offset, stride), lo, out_width);
 }
 
+template <typename T>
+void im2col_range(const ConvGeometry& g, const T* images, Index count, T* cols, Index begin, Index end);
+template <typename T>
+void col2im_range(const ConvGeometry& g, const T* cols, Index count, T* images, Index begin, Index end);
 }  // namespace detail
 
 /// im2col for `count` images stored back to back at `images` (each g.input.size() scalars, CHW).
@@ -105,6 +110,15 @@ inline void valid_range(Index width, Index out_width, Index stride, Index offset
 /// (C·k·k)-wide weight matrix convolves the whole chunk.
 template <typename T>
 void im2col(const ConvGeometry& g, const T* images, Index count, T* cols) {
+  // Observations are independent (each writes its own rows), so threads split them.
+  parallel_columns(count, g.positions() * g.patch_size(),
+                   [&](Index begin, Index end) { detail::im2col_range(g, images, count, cols, begin, end); });
+}
+
+namespace detail {
+/// im2col for observations [begin, end) of a chunk of `count`.
+template <typename T>
+void im2col_range(const ConvGeometry& g, const T* images, Index count, T* cols, Index begin, Index end) {
   const Index H = g.input.height, W = g.input.width, K = g.kernel, s = g.stride, p = g.padding;
   const Index OH = g.out_height, OW = g.out_width, P = g.positions(), image_size = g.input.size();
   const Index ld = count * P;
@@ -114,7 +128,7 @@ void im2col(const ConvGeometry& g, const T* images, Index count, T* cols) {
         T* col = cols + ((c * K + ki) * K + kj) * ld;
         Index lo, hi;
         detail::valid_range(W, OW, s, kj - p, lo, hi);
-        for (Index n = 0; n < count; ++n) {
+        for (Index n = begin; n < end; ++n) {
           const T* plane = images + n * image_size + c * H * W;
           T* dst = col + n * P;
           for (Index oh = 0; oh < OH; ++oh, dst += OW) {
@@ -138,11 +152,22 @@ void im2col(const ConvGeometry& g, const T* images, Index count, T* cols) {
   }
 }
 
+}  // namespace detail
+
 /// col2im, the adjoint of im2col: ADDS every entry of `cols` ((count·OH·OW) × (C·k·k), laid out as
 /// im2col writes it) into the pixel it was read from, for `count` images stored back to back at
 /// `images` (which the caller zeroes first when it wants a plain result). Padding entries are dropped.
 template <typename T>
 void col2im(const ConvGeometry& g, const T* cols, Index count, T* images) {
+  // Each observation's entries go only into its own image, so threads split observations.
+  parallel_columns(count, g.positions() * g.patch_size(),
+                   [&](Index begin, Index end) { detail::col2im_range(g, cols, count, images, begin, end); });
+}
+
+namespace detail {
+/// col2im for observations [begin, end) of a chunk of `count`.
+template <typename T>
+void col2im_range(const ConvGeometry& g, const T* cols, Index count, T* images, Index begin, Index end) {
   const Index H = g.input.height, W = g.input.width, K = g.kernel, s = g.stride, p = g.padding;
   const Index OH = g.out_height, OW = g.out_width, P = g.positions(), image_size = g.input.size();
   const Index ld = count * P;
@@ -152,7 +177,7 @@ void col2im(const ConvGeometry& g, const T* cols, Index count, T* images) {
         const T* col = cols + ((c * K + ki) * K + kj) * ld;
         Index lo, hi;
         detail::valid_range(W, OW, s, kj - p, lo, hi);
-        for (Index n = 0; n < count; ++n) {
+        for (Index n = begin; n < end; ++n) {
           T* plane = images + n * image_size + c * H * W;
           const T* src = col + n * P;
           for (Index oh = 0; oh < OH; ++oh, src += OW) {
@@ -170,6 +195,8 @@ void col2im(const ConvGeometry& g, const T* cols, Index count, T* images) {
     }
   }
 }
+
+}  // namespace detail
 
 /// How many observations one workspace chunk holds: the most whose `bytes_per_observation` fit in
 /// `limit_bytes`, at least 1 and at most `batch`.
