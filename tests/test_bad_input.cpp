@@ -3,6 +3,8 @@
 // the public API (groups, batch shapes, NaN/Inf data, sampler states). Each loop is bounded in count.
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -17,34 +19,12 @@
 
 namespace {
 
+using mlvae_test::TempDir;
+using mlvae_test::contains;
+using mlvae_test::read_bytes;
+using mlvae_test::write_bytes;
+
 namespace fs = std::filesystem;
-
-doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device device;
-    path = fs::temp_directory_path() /
-           ("mlvae-test-bad-" + std::to_string(device()) + "-" + std::to_string(device()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 mlvae::Matrix<double> toy_data(mlvae::Index n) {
   mlvae::Rng rng(3);

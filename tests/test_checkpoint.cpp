@@ -3,6 +3,8 @@
 // atomic writes that keep the previous file on failure, and the divergence guard.
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,35 +19,13 @@
 
 namespace {
 
+using mlvae_test::TempDir;
+using mlvae_test::contains;
+using mlvae_test::read_bytes;
+using mlvae_test::write_bytes;
+
 namespace fs = std::filesystem;
 using mlvae::CheckpointFormat;
-
-doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device device;
-    path = fs::temp_directory_path() /
-           ("mlvae-test-ckpt-" + std::to_string(device()) + "-" + std::to_string(device()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 /// Synthetic data in [0, 1]: 12 features x n observations, 4 keys.
 template <typename T>

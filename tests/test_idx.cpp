@@ -1,5 +1,7 @@
 // tests/test_idx.cpp — IDX reader (plain and gzip, validation messages) and Fashion-MNIST loader.
 #include <doctest/doctest.h>
+
+#include "support.hpp"
 #include <zlib.h>
 
 #include <cstdint>
@@ -17,27 +19,13 @@ using mlvae::read_idx;
 
 namespace {
 
+using mlvae_test::TempDir;
+using mlvae_test::contains;
+
 namespace fs = std::filesystem;
 
 /// doctest::Contains from a std::string (doctest 2.4.9 only takes its own String).
-doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
-
 /// A fresh directory under the system temp dir, removed on destruction.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device device;
-    path = fs::temp_directory_path() /
-           ("mlvae-test-idx-" + std::to_string(device()) + "-" + std::to_string(device()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 /// The bytes of an IDX file: magic (0, 0, type, dims.size()), big-endian dims, payload.
 std::vector<std::uint8_t> idx_bytes(const std::vector<std::uint32_t>& dims,
                                     const std::vector<std::uint8_t>& payload, std::uint8_t type = 0x08,

@@ -1,6 +1,8 @@
 // tests/test_png.cpp — PNG writing/reading, image grids, and the RGB canvas with its bitmap font.
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,24 +15,10 @@
 
 namespace {
 
+using mlvae_test::TempDir;
+using mlvae_test::contains;
+
 namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device device;
-    path = fs::temp_directory_path() /
-           ("mlvae-test-png-" + std::to_string(device()) + "-" + std::to_string(device()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
 
 /// Only `expected` remains in the directory: no temporary files left behind.
 void check_no_temporaries(const TempDir& tmp, std::size_t expected) {

@@ -3,6 +3,8 @@
 // through (same seed, same thread count), mid-epoch and across epoch boundaries, in both formats.
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include <filesystem>
 #include <random>
 #include <string>
@@ -11,22 +13,9 @@
 
 namespace {
 
-namespace fs = std::filesystem;
+using mlvae_test::TempDir;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device device;
-    path = fs::temp_directory_path() /
-           ("mlvae-test-resume-" + std::to_string(device()) + "-" + std::to_string(device()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+namespace fs = std::filesystem;
 
 bool fashion_mnist_available() {
   const std::string dir = mlvae::fashion_mnist_default_dir();
