@@ -72,8 +72,15 @@ int run(const Options& opt, Model&& model) {
   const int threads = mlvae::set_threads(opt.threads);
   fs::create_directories(opt.out_dir);
 
-  const auto train = mlvae::load_fashion_mnist<T>("train", opt.data_dir, opt.train_limit);
-  const auto test = mlvae::load_fashion_mnist<T>("test", opt.data_dir);
+  auto train = mlvae::load_fashion_mnist<T>("train", opt.data_dir, opt.train_limit);
+  auto test = mlvae::load_fashion_mnist<T>("test", opt.data_dir);
+  if (model.data_size() == 64 * 64 && train.images.rows() == 28 * 28) {
+    // The 64×64 architecture: Fashion-MNIST upscaled bilinearly to 64×64.
+    for (auto* split : {&train, &test}) {
+      split->images = mlvae::resize_images(split->images, split->height, split->width, 64, 64);
+      split->height = split->width = 64;
+    }
+  }
   std::cout << "train_mlvae: " << train.size() << " training and " << test.size()
             << " test images from " << opt.data_dir << ", " << threads << " thread(s)\n";
 
@@ -197,8 +204,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lr", opt.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--arch", opt.arch,
-                 "model: mlp (the paper's 784-500-tanh MLP) or conv28 (conv encoder, transposed-conv decoder)")
-      ->check(CLI::IsMember({"mlp", "conv28"}))
+                 "model: mlp (the paper's 784-500-tanh MLP), conv28 (conv encoder, transposed-conv decoder) or "
+                 "conv64 (the 64x64 conv architecture, on Fashion-MNIST upscaled to 64x64)")
+      ->check(CLI::IsMember({"mlp", "conv28", "conv64"}))
       ->capture_default_str();
   app.add_option("--hidden", opt.hidden, "hidden units")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--style", opt.style, "style latent dimensions")->check(CLI::PositiveNumber)->capture_default_str();
@@ -231,6 +239,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (opt.arch == "conv28") return run(opt, mlvae::make_conv28_mlvae<float>(opt.style, opt.content));
+    if (opt.arch == "conv64") return run(opt, mlvae::make_conv64_mlvae<float>(opt.style, opt.content));
     return run(opt, mlvae::make_mlp_mlvae<float>(784, opt.hidden, opt.style, opt.content));
   } catch (const std::exception& e) {
     std::cerr << "train_mlvae: " << e.what() << "\n";

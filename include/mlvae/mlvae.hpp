@@ -10,6 +10,7 @@
 #include "mlvae/core/types.hpp"
 #include "mlvae/data/grouped_sampler.hpp"
 #include "mlvae/data/idx.hpp"
+#include "mlvae/data/resize.hpp"
 #include "mlvae/dist/gaussian.hpp"
 #include "mlvae/dist/group_posterior.hpp"
 #include "mlvae/dist/likelihood.hpp"
