@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include "mlvae/core/random.hpp"
+#include "mlvae/nn/gradient_check.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -45,5 +48,28 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
 
 /// doctest's substring matcher from a std::string (doctest 2.4.9 takes only const char*).
 inline doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
+
+/// A complete model loss checked against finite differences: the analytic gradient from
+/// `forward_backward(batch..., noise)`, the numeric one from `evaluate(batch..., noise)`, both
+/// with the same noise (a fresh copy of `noise` for every evaluation). `batch` is (x, offsets)
+/// for an ML-VAE and (x) for a VAE.
+struct ModelGradientCheck {
+  mlvae::GradientCheckResult result;
+  mlvae::Vector<double> analytic;
+};
+
+template <typename Model, typename... Batch>
+ModelGradientCheck check_model_gradient(Model& model, const mlvae::Rng& noise, const Batch&... batch) {
+  auto loss = [&] {
+    mlvae::Rng r = noise;
+    return model.evaluate(batch..., r).loss;
+  };
+  mlvae::Rng r = noise;
+  model.forward_backward(batch..., r);
+  ModelGradientCheck out;
+  out.analytic = model.parameters().gradients;
+  out.result = mlvae::check_gradient(loss, model.parameters().values, out.analytic);
+  return out;
+}
 
 }  // namespace mlvae_test

@@ -3,6 +3,8 @@
 // ⟨conv(u), v⟩ = ⟨u, convT(v)⟩, chunked vs unchunked workspaces, shape errors, float builds.
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include "mlvae/model/conv_architectures.hpp"
 #include "mlvae/nn/conv2d.hpp"
 #include "mlvae/nn/conv_transpose2d.hpp"
@@ -360,15 +362,7 @@ TEST_CASE("gradient check: complete conv ML-VAE loss") {
     for (Index k = 0; k < values.size(); ++k) values(k) += 0.05 * init.normal();  // no zero biases
     Rng data(2);
     const Mat x = uniform_batch(64, 5, data);
-    const Rng noise(3);
-    auto loss = [&] {
-      Rng r = noise;
-      return model.evaluate(x, offsets, r).loss;
-    };
-    Rng r = noise;
-    model.forward_backward(x, offsets, r);
-    const Vec analytic = model.parameters().gradients;
-    const auto result = check_gradient(loss, values, analytic);
+    const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(3), x, offsets);
     INFO(result.report());
     CHECK(result.passed);
     CHECK(result.checked == model.parameters().size());
@@ -429,15 +423,7 @@ TEST_CASE("gradient check: tiny conv VAE loss") {
   auto& values = model.parameters().values;
   for (Index k = 0; k < values.size(); ++k) values(k) += 0.05 * init.normal();
   const Mat x = uniform_batch(36, 4, init);
-  const Rng noise(10);
-  auto loss = [&] {
-    Rng r = noise;
-    return model.evaluate(x, r).loss;
-  };
-  Rng r = noise;
-  model.forward_backward(x, r);
-  const Vec analytic = model.parameters().gradients;
-  const auto result = check_gradient(loss, values, analytic);
+  const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(10), x);
   INFO(result.report());
   CHECK(result.passed);
 }

@@ -2,6 +2,8 @@
 // complete ML-VAE and VAE losses, all through the one checker in mlvae/nn/gradient_check.hpp.
 #include <doctest/doctest.h>
 
+#include "support.hpp"
+
 #include "mlvae/dist/gaussian.hpp"
 #include "mlvae/dist/group_posterior.hpp"
 #include "mlvae/dist/likelihood.hpp"
@@ -225,15 +227,7 @@ TEST_CASE("gradient check: complete ML-VAE loss with respect to every parameter"
     auto model = make_mlp_mlvae<double>(input, hidden, style, content);
     Rng init(1);
     model.initialize(init);
-    const Rng noise(99);
-    auto loss = [&] {
-      Rng r = noise;
-      return model.evaluate(x, offsets, r).loss;
-    };
-    Rng r = noise;
-    model.forward_backward(x, offsets, r);
-    const Vec analytic = model.parameters().gradients;
-    const auto result = check_gradient(loss, model.parameters().values, analytic);
+    const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(99), x, offsets);
     INFO(result.report());
     CHECK(result.passed);
     CHECK(result.checked == model.parameters().size());
@@ -252,15 +246,7 @@ TEST_CASE("gradient check: complete ML-VAE loss with respect to every parameter"
                 {}, MLVAEOptions<double>{0.5, 2.0});
     Rng init(2);
     model.initialize(init);
-    const Rng noise(5);
-    auto loss = [&] {
-      Rng r = noise;
-      return model.evaluate(x, offsets, r).loss;
-    };
-    Rng r = noise;
-    model.forward_backward(x, offsets, r);
-    const Vec analytic = model.parameters().gradients;
-    const auto result = check_gradient(loss, model.parameters().values, analytic);
+    const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(5), x, offsets);
     INFO(result.report());
     CHECK(result.passed);
   }
@@ -273,15 +259,7 @@ TEST_CASE("gradient check: complete VAE loss") {
   Mat x(10, 5);
   for (Index j = 0; j < x.cols(); ++j)
     for (Index i = 0; i < x.rows(); ++i) x(i, j) = init.uniform();
-  const Rng noise(6);
-  auto loss = [&] {
-    Rng r = noise;
-    return model.evaluate(x, r).loss;
-  };
-  Rng r = noise;
-  model.forward_backward(x, r);
-  const Vec analytic = model.parameters().gradients;
-  const auto result = check_gradient(loss, model.parameters().values, analytic);
+  const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(6), x);
   INFO(result.report());
   CHECK(result.passed);
 }
