@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include "mlvae/core/random.hpp"
+#include "mlvae/core/types.hpp"
+#include "mlvae/train/trainer.hpp"
 #include "mlvae/nn/gradient_check.hpp"
 
 #include <filesystem>
@@ -13,6 +15,7 @@
 #include <random>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace mlvae_test {
 
@@ -48,6 +51,35 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
 
 /// doctest's substring matcher from a std::string (doctest 2.4.9 takes only const char*).
 inline doctest::Contains contains(const std::string& s) { return doctest::Contains(s.c_str()); }
+
+/// Synthetic data in [0, 1]: 12 features x n observations.
+template <typename T = double>
+mlvae::Matrix<T> toy_data(mlvae::Index n, std::uint64_t seed = 3) {
+  mlvae::Rng rng(seed);
+  mlvae::Matrix<T> x(12, n);
+  for (mlvae::Index j = 0; j < n; ++j)
+    for (mlvae::Index i = 0; i < 12; ++i) x(i, j) = static_cast<T>(rng.uniform());
+  return x;
+}
+
+/// Keys 0, 1, 2, 3, 0, 1, ... for n observations.
+inline std::vector<int> toy_keys(mlvae::Index n) {
+  std::vector<int> k(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<int>(i % 4);
+  return k;
+}
+
+/// n optimisation steps, starting a new epoch whenever one ends (as run_epoch does).
+template <typename Trainer>
+void train_steps(Trainer& trainer, int n) {
+  mlvae::StepReport report;
+  for (int done = 0; done < n;) {
+    if (trainer.step(report))
+      ++done;
+    else
+      trainer.start_epoch();
+  }
+}
 
 /// A complete model loss checked against finite differences: the analytic gradient from
 /// `forward_backward(batch..., noise)`, the numeric one from `evaluate(batch..., noise)`, both

@@ -20,25 +20,13 @@
 namespace {
 
 using mlvae_test::TempDir;
+using mlvae_test::toy_data;
+using mlvae_test::toy_keys;
 using mlvae_test::contains;
 using mlvae_test::read_bytes;
 using mlvae_test::write_bytes;
 
 namespace fs = std::filesystem;
-
-mlvae::Matrix<double> toy_data(mlvae::Index n) {
-  mlvae::Rng rng(3);
-  mlvae::Matrix<double> x(12, n);
-  for (mlvae::Index j = 0; j < n; ++j)
-    for (mlvae::Index i = 0; i < 12; ++i) x(i, j) = rng.uniform();
-  return x;
-}
-
-std::vector<int> toy_keys(mlvae::Index n) {
-  std::vector<int> k(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<int>(i % 4);
-  return k;
-}
 
 /// Outcome of one load attempt on a damaged file.
 enum class Outcome { Loaded, MlvaeError, OtherException };

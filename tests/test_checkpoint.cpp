@@ -20,6 +20,9 @@
 namespace {
 
 using mlvae_test::TempDir;
+using mlvae_test::toy_data;
+using mlvae_test::toy_keys;
+using mlvae_test::train_steps;
 using mlvae_test::contains;
 using mlvae_test::read_bytes;
 using mlvae_test::write_bytes;
@@ -27,39 +30,12 @@ using mlvae_test::write_bytes;
 namespace fs = std::filesystem;
 using mlvae::CheckpointFormat;
 
-/// Synthetic data in [0, 1]: 12 features x n observations, 4 keys.
-template <typename T>
-mlvae::Matrix<T> toy_data(mlvae::Index n, std::uint64_t seed = 3) {
-  mlvae::Rng rng(seed);
-  mlvae::Matrix<T> x(12, n);
-  for (mlvae::Index j = 0; j < n; ++j)
-    for (mlvae::Index i = 0; i < 12; ++i) x(i, j) = static_cast<T>(rng.uniform());
-  return x;
-}
-
-std::vector<int> toy_keys(mlvae::Index n) {
-  std::vector<int> k(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < k.size(); ++i) k[i] = static_cast<int>(i % 4);
-  return k;
-}
-
 mlvae::TrainerOptions toy_options() {
   mlvae::TrainerOptions o;
   o.sampler = {3, 2, 5, 11};
   o.noise_seed = 5;
   o.adam.learning_rate = 1e-2;
   return o;
-}
-
-template <typename Trainer>
-void train_steps(Trainer& trainer, int n) {
-  mlvae::StepReport report;
-  for (int done = 0; done < n;) {
-    if (trainer.step(report))
-      ++done;
-    else
-      trainer.start_epoch();
-  }
 }
 
 /// Everything a checkpoint restores, compared exactly.

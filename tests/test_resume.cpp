@@ -14,14 +14,8 @@
 namespace {
 
 using mlvae_test::TempDir;
+using mlvae_test::train_steps;
 
-namespace fs = std::filesystem;
-
-bool fashion_mnist_available() {
-  const std::string dir = mlvae::fashion_mnist_default_dir();
-  return fs::exists(fs::path(dir) / "train-images-idx3-ubyte.gz") ||
-         fs::exists(fs::path(dir) / "train-images-idx3-ubyte");
-}
 
 using Model = mlvae::MlpMLVAE<double>;
 
@@ -41,24 +35,9 @@ mlvae::TrainerOptions resume_options() {
   return o;
 }
 
-/// n steps, starting a new epoch whenever one ends (as run_epoch does).
-void train_steps(mlvae::Trainer<Model>& trainer, int n) {
-  mlvae::StepReport report;
-  for (int done = 0; done < n;) {
-    if (trainer.step(report))
-      ++done;
-    else
-      trainer.start_epoch();
-  }
-}
-
 }  // namespace
 
 TEST_CASE("resume: N steps + checkpoint + M steps in a fresh trainer == N+M steps bit for bit") {
-  if (!fashion_mnist_available()) {
-    MESSAGE("Fashion-MNIST not installed; skipping");
-    return;
-  }
   const auto train = mlvae::load_fashion_mnist<double>("train", mlvae::fashion_mnist_default_dir(), 512);
   TempDir tmp;
 
@@ -107,10 +86,6 @@ TEST_CASE("resume: N steps + checkpoint + M steps in a fresh trainer == N+M step
 }
 
 TEST_CASE("resume: run_epoch / continue_epoch after a mid-epoch checkpoint equals whole epochs") {
-  if (!fashion_mnist_available()) {
-    MESSAGE("Fashion-MNIST not installed; skipping");
-    return;
-  }
   const auto train = mlvae::load_fashion_mnist<double>("train", mlvae::fashion_mnist_default_dir(), 512);
   TempDir tmp;
   Model ref_model = fresh_model(3);
