@@ -129,7 +129,7 @@ TEST_CASE("bad input: every truncation of a small checkpoint and random byte fli
   bad_inputs_tried() += 300;
   CHECK(other == 0);
   CHECK(loaded + failed == 300);
-  MESSAGE("byte flips: ", loaded, " loaded (flipped values passed every check), ", failed, " rejected");
+  CHECK(loaded == 0);  // the CRC-32 catches every flip of 1 to 3 bytes
 
   // Flips in the JSON file (bounded; the parser must not crash).
   int json_other = 0;
@@ -146,7 +146,7 @@ TEST_CASE("bad input: every truncation of a small checkpoint and random byte fli
   std::string huge = full;
   for (int i = 1; i <= 8; ++i) huge[static_cast<std::size_t>(i)] = '\x7f';  // tag length
   write_bytes(bad, huge);
-  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(bad, target), contains("expected at most"), mlvae::IoError);
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(bad, target), contains("not an mlvae checkpoint"), mlvae::IoError);
   CHECK_THROWS_AS(mlvae::read_checkpoint_info(bad), mlvae::IoError);
   CHECK_THROWS_AS(mlvae::read_checkpoint_options(bad), mlvae::IoError);
   bad_inputs_tried() += 3;

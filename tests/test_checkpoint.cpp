@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "mlvae/mlvae.hpp"
 
 namespace {
@@ -233,18 +235,19 @@ TEST_CASE("checkpoint: mismatched architecture - scalar type - version - kind - 
   bytes[25] = 7;
   write_bytes(tmp.file("v7.bin"), bytes);
   CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("v7.bin"), trainer),
-                       contains("unexpected checkpoint version 7 (this build reads 1)"), mlvae::IoError);
+                       contains("unexpected checkpoint version 7 (this build reads 1 to 2)"), mlvae::IoError);
   std::string text = read_bytes(json);
-  const auto at = text.find("\"version\": 1");
+  const auto at = text.find("\"version\": 2");
   REQUIRE(at != std::string::npos);
-  text.replace(at, 12, "\"version\": 2");
-  write_bytes(tmp.file("v2.json"), text);
-  CHECK_THROWS_WITH_AS(mlvae::read_checkpoint_info(tmp.file("v2.json")),
-                       contains("unexpected checkpoint version 2 (this build reads 1)"), mlvae::IoError);
+  text.replace(at, 12, "\"version\": 3");
+  write_bytes(tmp.file("v3.json"), text);
+  CHECK_THROWS_WITH_AS(mlvae::read_checkpoint_info(tmp.file("v3.json")),
+                       contains("unexpected checkpoint version 3 (this build reads 1 to 2)"), mlvae::IoError);
 
   // Not a checkpoint at all, missing, empty, a directory.
   write_bytes(tmp.file("junk"), "hello, I am not a checkpoint");
-  CHECK_THROWS_AS(mlvae::load_checkpoint(tmp.file("junk"), trainer), mlvae::IoError);
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("junk"), trainer), contains("not an mlvae checkpoint"),
+                       mlvae::IoError);
   write_bytes(tmp.file("empty"), "");
   CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("empty"), trainer), contains("empty"), mlvae::IoError);
   CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("missing"), trainer), contains("does not exist"),
@@ -337,4 +340,135 @@ TEST_CASE("divergence: a NaN parameter stops the step with DivergenceError and S
   CHECK_THROWS_WITH_AS(adam.step(values, grad), contains("the gradient is not finite"), mlvae::DivergenceError);
   CHECK(values == mlvae::Vector<double>::Ones(3));
   CHECK(adam.step_count() == 0);
+}
+
+TEST_CASE("checkpoint: a single bit flip anywhere in the payload is caught by the CRC-32") {
+  TempDir tmp;
+  const auto data = toy_data<double>(40);
+  auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Rng init(1);
+  model.initialize(init);
+  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
+  train_steps(trainer, 3);
+  const std::string bin = tmp.file("c.bin"), json = tmp.file("c.json"), bad = tmp.file("bad");
+  mlvae::save_checkpoint(bin, trainer);
+  mlvae::save_checkpoint(json, trainer, CheckpointFormat::Json);
+  auto model2 = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Trainer<decltype(model2)> target(model2, data, toy_keys(40), toy_options());
+  const auto untouched = model2.parameters().values;
+
+  // Binary: flip the lowest bit of a parameter's lowest mantissa byte — the loaded value would be
+  // finite and plausible, so only the checksum can tell. Parameters start after the header.
+  const std::string good = read_bytes(bin);
+  const std::string arch = model.describe();
+  const std::size_t arch_at = good.find(arch);
+  REQUIRE(arch_at != std::string::npos);
+  for (std::size_t offset : {std::size_t{200}, std::size_t{1000}, good.size() / 2}) {
+    std::string bytes = good;
+    bytes[arch_at + arch.size() + offset] ^= 1;
+    write_bytes(bad, bytes);
+    CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(bad, target), contains("CRC-32"), mlvae::IoError);
+    CHECK_THROWS_WITH_AS(mlvae::load_model(bad, model2), contains("corrupted or truncated checkpoint"),
+                         mlvae::IoError);
+  }
+  CHECK(model2.parameters().values == untouched);
+
+  // JSON: change one digit of a stored parameter (still valid JSON, still finite).
+  std::string text = read_bytes(json);
+  const std::size_t params = text.find("\"parameters\"");
+  REQUIRE(params != std::string::npos);
+  std::size_t digit = text.find_first_of("123456789", params + 40);
+  REQUIRE(digit != std::string::npos);
+  text[digit] = text[digit] == '9' ? '8' : static_cast<char>(text[digit] + 1);
+  write_bytes(bad, text);
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(bad, target), contains("CRC-32 of the JSON text"), mlvae::IoError);
+  CHECK(model2.parameters().values == untouched);
+
+  // The unchanged files load.
+  mlvae::load_checkpoint(bin, target);
+  mlvae::load_checkpoint(json, target);
+  CHECK(model2.parameters().values == model.parameters().values);
+}
+
+TEST_CASE("checkpoint: version 1 files without a checksum still load") {
+  TempDir tmp;
+  const auto data = toy_data<double>(40);
+  auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Rng init(1);
+  model.initialize(init);
+  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
+  train_steps(trainer, 3);
+  mlvae::save_checkpoint(tmp.file("c.bin"), trainer);
+  std::string bytes = read_bytes(tmp.file("c.bin"));
+  bytes.resize(bytes.size() - 4);  // version 1 had no trailer
+  REQUIRE(bytes[25] == 2);
+  bytes[25] = 1;
+  write_bytes(tmp.file("v1.bin"), bytes);
+  auto model2 = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Trainer<decltype(model2)> target(model2, data, toy_keys(40), toy_options());
+  mlvae::load_checkpoint(tmp.file("v1.bin"), target);
+  CHECK(model2.parameters().values == model.parameters().values);
+  CHECK(mlvae::read_checkpoint_info(tmp.file("v1.bin")).version == 1u);
+}
+
+TEST_CASE("checkpoint: truncated JSON and random bytes are reported in words") {
+  TempDir tmp;
+  const auto data = toy_data<double>(40);
+  auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Rng init(1);
+  model.initialize(init);
+  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
+  mlvae::save_checkpoint(tmp.file("c.json"), trainer, CheckpointFormat::Json);
+  const std::string text = read_bytes(tmp.file("c.json"));
+  write_bytes(tmp.file("cut.json"), text.substr(0, text.size() / 2));
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("cut.json"), trainer),
+                       contains("truncated JSON at byte " + std::to_string(text.size() / 2)), mlvae::IoError);
+  write_bytes(tmp.file("bad.json"), "{\"format\": \"mlvae-checkpoint\", \"version\": 2,, }");
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("bad.json"), trainer), contains("invalid JSON at byte 44"),
+                       mlvae::IoError);
+  write_bytes(tmp.file("other.json"), "{\"name\": \"a JSON file of something else\"}");
+  CHECK_THROWS_WITH_AS(mlvae::read_checkpoint_info(tmp.file("other.json")), contains("not an mlvae checkpoint"),
+                       mlvae::IoError);
+  write_bytes(tmp.file("array.json"), "[1, 2, 3]");
+  CHECK_THROWS_WITH_AS(mlvae::read_checkpoint_options(tmp.file("array.json")), contains("not an mlvae checkpoint"),
+                       mlvae::IoError);
+
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::string junk(64 + rng() % 4096, '\0');
+    for (char& c : junk) c = static_cast<char>(rng() & 0xff);
+    if (junk[0] == '{' || junk[0] == ' ') junk[0] = 'x';
+    write_bytes(tmp.file("random"), junk);
+    CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("random"), trainer), contains("not an mlvae checkpoint"),
+                         mlvae::IoError);
+  }
+  // A binary file cut inside its header.
+  mlvae::save_checkpoint(tmp.file("c.bin"), trainer);
+  write_bytes(tmp.file("head"), read_bytes(tmp.file("c.bin")).substr(0, 20));
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("head"), trainer), contains("truncated checkpoint"),
+                       mlvae::IoError);
+}
+
+TEST_CASE("checkpoint: stale temporaries of a killed save are removed and nothing else is") {
+  TempDir tmp;
+  const auto data = toy_data<double>(40);
+  auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Rng init(1);
+  model.initialize(init);
+  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
+  const std::string live = "c.bin.tmp-" + std::to_string(::getppid()) + "-17";  // a running process's
+  const std::vector<std::string> stale{"c.bin.tmp-3735928559-2837465", "c.bin.tmp-4000000000-1"};
+  const std::vector<std::string> kept{live, "c.bin.tmp-abc", "c.bin.tmp-12", "d.bin.tmp-3735928559-1",
+                                      "c.bin.tmp-3735928559-1.keep", "c.bin.other"};
+  for (const auto& name : stale) write_bytes(tmp.file(name), "partial");
+  for (const auto& name : kept) write_bytes(tmp.file(name), "someone else's");
+  mlvae::save_checkpoint(tmp.file("c.bin"), trainer);
+  for (const auto& name : stale) CHECK_MESSAGE(!fs::exists(tmp.file(name)), name);
+  for (const auto& name : kept) CHECK_MESSAGE(read_bytes(tmp.file(name)) == "someone else's", name);
+  CHECK(fs::exists(tmp.file("c.bin")));
+  // The temporaries of this process carry its pid and never outlive a save.
+  int temporaries = 0;
+  for (const auto& e : fs::directory_iterator(tmp.path))
+    if (e.path().filename().string().rfind("c.bin.tmp-" + std::to_string(::getpid()) + "-", 0) == 0) ++temporaries;
+  CHECK(temporaries == 0);
 }

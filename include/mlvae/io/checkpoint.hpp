@@ -9,6 +9,14 @@
 /// and every length against what the receiving model/trainer expects BEFORE allocating, and turns
 /// every failure (cereal::Exception, RapidJSON errors, bad_alloc, inconsistent values) into an
 /// mlvae::IoError naming the file. A failed load leaves the model and trainer unchanged.
+///
+/// Integrity (format version 2): a checkpoint file carries a CRC-32 (zlib) of its bytes, checked
+/// before anything is parsed: binary files end with the CRC of every byte before it (4 bytes,
+/// little-endian); JSON files end with a field "crc32" (8 hex digits), the CRC of the whole text
+/// with those digits written as "00000000". Version 1 files (no checksum) are still read. Files
+/// that are not checkpoints, truncated files and bad JSON are named as such before any parsing.
+/// Every save removes stale temporaries of its own naming left by a killed save (see
+/// write_file_atomically).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -22,6 +30,8 @@
 #include <cereal/archives/portable_binary.hpp>
 #include <cereal/cereal.hpp>
 #include <cereal/types/string.hpp>
+#include <rapidjson/error/en.h>  // after cereal's JSON archive, which configures RapidJSON
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -42,7 +52,10 @@
 #include <utility>
 #include <vector>
 
-#include <unistd.h>  // fsync (POSIX)
+#include <climits>
+#include <csignal>
+#include <sys/types.h>
+#include <unistd.h>  // fsync, getpid (POSIX)
 
 namespace mlvae {
 
@@ -54,8 +67,10 @@ enum class CheckpointFormat {
 
 /// The first field of every checkpoint, and the version this build writes and reads.
 inline constexpr const char* checkpoint_format_tag = "mlvae-checkpoint";
-/// The checkpoint format version this build writes and accepts.
-inline constexpr std::uint32_t checkpoint_version = 1;
+/// The checkpoint format version this build writes (2: with a CRC-32 of the file).
+inline constexpr std::uint32_t checkpoint_version = 2;
+/// The oldest version this build reads (1: the same fields, no checksum).
+inline constexpr std::uint32_t checkpoint_oldest_version = 1;
 
 /// What a checkpoint file says about itself (read by read_checkpoint_info without a model).
 struct CheckpointInfo {
@@ -207,8 +222,9 @@ CheckpointInfo load_header(Archive& ar) {
   require<IoError>(tag == checkpoint_format_tag, "not an mlvae checkpoint (format tag '", tag.substr(0, 40),
                    "', expected '", checkpoint_format_tag, "')");
   ar(cereal::make_nvp("version", info.version));
-  require<IoError>(info.version == checkpoint_version, "unexpected checkpoint version ", info.version,
-                   " (this build reads ", checkpoint_version, ")");
+  require<IoError>(info.version >= checkpoint_oldest_version && info.version <= checkpoint_version,
+                   "unexpected checkpoint version ", info.version, " (this build reads ", checkpoint_oldest_version,
+                   " to ", checkpoint_version, ")");
   load_string(ar, "kind", info.kind, "bytes of checkpoint kind");
   load_string(ar, "scalar_type", info.scalar_type, "bytes of scalar type");
   ar(cereal::make_nvp("scalar_size", info.scalar_size));
@@ -364,17 +380,113 @@ inline bool looks_like_json(const std::string& bytes) {
   return false;
 }
 
+/// CRC-32 (zlib's, the one of gzip and PNG) of `n` bytes.
+inline std::uint32_t crc32_of(const char* data, std::size_t n) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, std::size_t{1} << 30));
+    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    n -= chunk;
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+inline std::uint32_t read_le32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+inline std::string hex32(std::uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(v));
+  return buf;
+}
+
+/// The last field of a version-2 JSON checkpoint, as written before its value is filled in.
+inline constexpr const char* json_crc_field = "\"crc32\": \"";
+inline constexpr const char* json_crc_placeholder = "00000000";
+
+/// Checks the version found in a file before anything else is read.
+inline void check_version(std::uint32_t version) {
+  require<IoError>(version >= checkpoint_oldest_version && version <= checkpoint_version,
+                   "unexpected checkpoint version ", version, " (this build reads ", checkpoint_oldest_version, " to ",
+                   checkpoint_version, ")");
+}
+
+/// A binary checkpoint starts with cereal's endianness byte, the tag's 8-byte length (16) and the
+/// tag, then the uint32 version. Checks all that, then the CRC-32 trailer of a version-2 file.
+inline void check_binary_envelope(const std::string& bytes) {
+  const std::string tag = checkpoint_format_tag;
+  std::string expected(1, bytes.empty() ? '\x01' : bytes[0]);
+  expected += std::string("\x10\0\0\0\0\0\0\0", 8) + tag;
+  const std::size_t head = expected.size();  // 25
+  const std::size_t common = std::min(head, bytes.size());
+  const bool prefix_ok = (bytes.empty() || bytes[0] == '\x00' || bytes[0] == '\x01') &&
+                         bytes.compare(0, common, expected, 0, common) == 0;
+  require<IoError>(prefix_ok, "not an mlvae checkpoint (it does not start with the '", tag,
+                   "' tag of a binary checkpoint, nor with '{' of a JSON one)");
+  require<IoError>(bytes.size() >= head + 4, "truncated checkpoint: the file ends after ", bytes.size(),
+                   " bytes, inside its header");
+  const std::uint32_t version = read_le32(bytes.data() + head);
+  check_version(version);
+  if (version < 2) return;
+  require<IoError>(bytes.size() >= head + 8, "truncated checkpoint: the file ends after ", bytes.size(),
+                   " bytes, inside its header");
+  const std::size_t body = bytes.size() - 4;
+  const std::uint32_t stored = read_le32(bytes.data() + body), computed = crc32_of(bytes.data(), body);
+  require<IoError>(stored == computed, "corrupted or truncated checkpoint: the CRC-32 of its first ", body,
+                   " bytes is ", hex32(computed), " but the file records ", hex32(stored));
+}
+
+/// Parses the JSON text once to report syntax errors in words (truncated JSON at byte N), checks
+/// the tag and the version, then the CRC-32 of a version-2 file.
+inline void check_json_envelope(const std::string& text) {
+  RAPIDJSON_NAMESPACE::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError()) {
+    const std::size_t at = doc.GetErrorOffset();
+    std::size_t last = text.find_last_not_of(" \t\r\n");
+    if (last == std::string::npos) last = 0;
+    require<IoError>(at <= last, "truncated JSON at byte ", at, " (the file ends inside the JSON document)");
+    throw IoError(concat("invalid JSON at byte ", at, ": ", RAPIDJSON_NAMESPACE::GetParseError_En(doc.GetParseError())));
+  }
+  const char* tag = checkpoint_format_tag;
+  require<IoError>(doc.IsObject() && doc.HasMember("format") && doc["format"].IsString() &&
+                       std::string(doc["format"].GetString()) == tag,
+                   "not an mlvae checkpoint (a JSON document without the field \"format\": \"", tag, "\")");
+  require<IoError>(doc.HasMember("version") && doc["version"].IsUint(),
+                   "not an mlvae checkpoint (no unsigned integer field \"version\")");
+  const std::uint32_t version = doc["version"].GetUint();
+  check_version(version);
+  if (version < 2) return;
+  const std::size_t at = text.rfind(json_crc_field);
+  const std::size_t digits = at == std::string::npos ? at : at + std::strlen(json_crc_field);
+  require<IoError>(at != std::string::npos && digits + 8 <= text.size() && doc.HasMember("crc32") &&
+                       doc["crc32"].IsString() && doc["crc32"].GetStringLength() == 8,
+                   "corrupted checkpoint: the version-2 field \"crc32\" (8 hex digits) is missing");
+  std::string zeroed = text;
+  zeroed.replace(digits, 8, json_crc_placeholder);
+  const std::string stored = text.substr(digits, 8), computed = hex32(crc32_of(zeroed.data(), zeroed.size()));
+  require<IoError>(stored == computed, "corrupted checkpoint: the CRC-32 of the JSON text is ", computed,
+                   " but the file records ", stored);
+}
+
 /// Runs `body(archive)` on an input archive over `bytes` (format detected), turning every
-/// failure into an IoError naming `path`.
+/// failure into an IoError naming `path`. The envelope (tag, version, CRC-32, JSON syntax) is
+/// checked first, so damaged files are reported in words before cereal reads a field.
 template <typename Body>
 void with_input_archive(const std::string& path, const std::string& bytes, Body&& body) {
   try {
+    require<IoError>(!bytes.empty(), "the file is empty");
     std::istringstream in(bytes, std::ios::binary);
     if (looks_like_json(bytes)) {
+      check_json_envelope(bytes);
       cereal::JSONInputArchive ar(in);
       body(ar);
     } else {
-      require<IoError>(!bytes.empty(), "the file is empty");
+      check_binary_envelope(bytes);
       cereal::PortableBinaryInputArchive ar(in);
       body(ar);
     }
@@ -391,31 +503,88 @@ void with_input_archive(const std::string& path, const std::string& bytes, Body&
   }
 }
 
-/// Serialises with `body(archive)` into memory in the chosen format.
+/// Serialises with `body(archive)` into memory in the chosen format, and seals it with its CRC-32:
+/// a 4-byte little-endian trailer (binary) or a last field "crc32" (JSON).
 template <typename Body>
 std::string write_to_string(CheckpointFormat format, Body&& body) {
   std::ostringstream out(std::ios::binary);
   if (format == CheckpointFormat::Json) {
-    cereal::JSONOutputArchive ar(out);
-    body(ar);
-  } else {
+    {
+      cereal::JSONOutputArchive ar(out);
+      body(ar);
+      ar(cereal::make_nvp("crc32", std::string(json_crc_placeholder)));
+    }  // the archive's destructor completes the JSON document
+    std::string text = out.str();
+    const std::size_t at = text.rfind(json_crc_field);
+    require<IoError>(at != std::string::npos, "internal error: the JSON checkpoint has no crc32 field");
+    text.replace(at + std::strlen(json_crc_field), 8, hex32(crc32_of(text.data(), text.size())));
+    return text;
+  }
+  {
     cereal::PortableBinaryOutputArchive ar(out);
     body(ar);
-  }  // the archive's destructor completes the JSON document
-  return out.str();
+  }
+  std::string bytes = out.str();
+  const std::uint32_t crc = crc32_of(bytes.data(), bytes.size());
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((crc >> (8 * i)) & 0xffu));
+  return bytes;
+}
+
+/// True for `name` == `stem` + ".tmp-" + digits + "-" + digits: the temporary files that
+/// write_file_atomically creates (the first number is the writer's process id). `pid` gets it.
+inline bool is_own_temporary_name(const std::string& name, const std::string& stem, unsigned long long& pid) {
+  const std::string prefix = stem + ".tmp-";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
+  const std::string rest = name.substr(prefix.size());
+  const std::size_t dash = rest.find('-');
+  if (dash == std::string::npos || dash == 0 || dash + 1 >= rest.size() || dash > 19 || rest.size() - dash - 1 > 20)
+    return false;
+  for (std::size_t i = 0; i < rest.size(); ++i)
+    if (i != dash && (rest[i] < '0' || rest[i] > '9')) return false;
+  pid = std::stoull(rest.substr(0, dash));
+  return true;
+}
+
+/// Removes the temporaries of earlier saves to `target` that a killed process left behind:
+/// files in the same directory named exactly `<name>.tmp-<pid>-<number>` whose process is no
+/// longer running (or is this process: one save at a time per target). Other files are never
+/// touched; failures to remove are ignored (the save itself does not depend on them).
+inline void remove_stale_temporaries(const std::filesystem::path& dir, const std::string& stem) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  if (ec) return;
+  const auto self = static_cast<unsigned long long>(::getpid());
+  std::vector<fs::path> stale;
+  for (; it != end; it.increment(ec)) {
+    if (ec) break;
+    unsigned long long pid = 0;
+    const std::string name = it->path().filename().string();
+    if (!is_own_temporary_name(name, stem, pid)) continue;
+    std::error_code type_ec;
+    if (!it->is_regular_file(type_ec)) continue;
+    // A pid that cannot be a live process (0, too large) or that no longer runs is stale.
+    const bool alive = pid != self && pid > 0 && pid <= static_cast<unsigned long long>(INT_MAX) &&
+                       (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+    if (!alive) stale.push_back(it->path());
+  }
+  for (const auto& p : stale) fs::remove(p, ec);
 }
 
 }  // namespace detail
 
-/// Writes `bytes` to `path` atomically: a uniquely named temporary file in the same directory is
-/// written, flushed and fsync'ed, then renamed over `path`. On any failure the temporary file is
-/// removed, `path` is left as it was, and IoError is thrown.
+/// Writes `bytes` to `path` atomically: a uniquely named temporary file in the same directory,
+/// `<name>.tmp-<pid>-<random>`, is written, flushed and fsync'ed, then renamed over `path`. On any
+/// failure the temporary file is removed, `path` is left as it was, and IoError is thrown.
+/// Temporaries of this exact naming left by a killed save (their process no longer runs) are
+/// removed first; no other file is touched.
 inline void write_file_atomically(const std::string& path, const std::string& bytes) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  detail::remove_stale_temporaries(dir, target.filename().string());
   std::random_device device;
-  const fs::path temp = dir / (target.filename().string() + ".tmp-" + std::to_string(device()) + "-" +
+  const fs::path temp = dir / (target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
                                std::to_string(device()));
   std::FILE* f = std::fopen(temp.string().c_str(), "wb");
   require<IoError>(f != nullptr, "cannot write checkpoint '", path, "': cannot create the temporary file '",
