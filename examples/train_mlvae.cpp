@@ -1,34 +1,41 @@
-// train_mlvae — trains an ML-VAE on Fashion-MNIST grouped by class (the paper's MNIST setup:
-// MLP 784-500-tanh, content 10 + style 10, decoder 20-500-784, Adam 1e-3), prints one progress
-// line per epoch, and writes a content/style swap grid, reconstructions and a CSV training log.
-// Writes a training checkpoint (atomically) at the end of every epoch and, with --checkpoint-every N,
-// every N optimiser steps; --resume PATH continues a run exactly where its checkpoint left it.
-#include <mlvae/mlvae.hpp>
-
-#include <CLI/CLI.hpp>
+// train_mlvae — trains an ML-VAE on grouped data: Fashion-MNIST grouped by class by default (the
+// paper's MNIST setup: MLP 784-500-tanh, content 10 + style 10, decoder 20-500-784, Adam 1e-3), or
+// your own observations from a .npy, CSV or IDX file with group keys from a file or a column.
+// Shows progress (a live bar on a terminal), prints one line per epoch, writes train_log.csv and,
+// for image data, a content/style swap grid and reconstructions; draws training_curves.png with
+// matplotlib when /usr/bin/python3 has it. Writes a training checkpoint (atomically) at the end of
+// every epoch and, with --checkpoint-every N, every N optimiser steps; --resume PATH continues a run
+// exactly where its checkpoint left it (conflicting options are errors, see --help).
+#include "example_support.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 namespace {
 
+using example::Index;
+using example::T;
+
 struct Options {
   int epochs = 10;
-  mlvae::Index groups_per_batch = 16;
-  mlvae::Index group_size = 16;
-  mlvae::Index max_group_size = 0;  // 0: fixed size
+  Index groups_per_batch = 16;
+  Index group_size = 16;
+  Index max_group_size = 0;  // 0: fixed size
   std::uint64_t seed = 1;
   int threads = 0;
   double learning_rate = 1e-3;
-  mlvae::Index hidden = 500, style = 10, content = 10;
-  std::size_t train_limit = mlvae::idx_all_items;
-  std::string data_dir = mlvae::fashion_mnist_default_dir();
+  Index hidden = 500, style = 10, content = 10;
+  int layers = 1;
+  std::string likelihood = "auto";
+  double variance = 1.0;
+  example::DataOptions data;
   std::string out_dir = "out/train_mlvae";
   bool quiet = false;
   std::string arch = "mlp";
@@ -37,55 +44,48 @@ struct Options {
   std::string checkpoint_format = "binary";
   std::string resume;
   std::string on_divergence = "throw";
+  std::string python = "/usr/bin/python3";
+  long long stop_after_steps = 0;  // 0: run to --epochs
+  std::map<std::string, bool> given;  // options named on the command line
 };
 
-// Picks `per_group` test images of each class (first occurrences), as consecutive groups.
-template <typename T>
-void class_groups(const mlvae::LabelledImages<T>& data, mlvae::Index per_group, mlvae::Matrix<T>& x,
-                  std::vector<mlvae::Index>& offsets) {
-  std::vector<std::vector<mlvae::Index>> members(10);
-  for (std::size_t i = 0; i < data.labels.size(); ++i) {
-    auto& m = members[static_cast<std::size_t>(data.labels[i])];
-    if (static_cast<mlvae::Index>(m.size()) < per_group) m.push_back(static_cast<mlvae::Index>(i));
-  }
-  std::vector<mlvae::Index> indices;
-  offsets.assign(1, 0);
-  for (const auto& m : members) {
-    if (m.empty()) continue;
-    indices.insert(indices.end(), m.begin(), m.end());
-    offsets.push_back(static_cast<mlvae::Index>(indices.size()));
-  }
-  mlvae::gather_columns(data.images, indices, x);
-}
+/// Thrown by the step callback to end a run early (--stop-after-steps); the checkpoint is written first.
+struct StopRequested {};
 
-std::string format_duration(double seconds) {
-  const long s = static_cast<long>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  return buf;
+const char* const log_header =
+    "epoch,first_step,last_step,steps_per_epoch,train_elbo_per_group,train_reconstruction,train_style_kl,"
+    "train_content_kl,test_elbo_per_group,test_elbo_per_image,test_reconstruction,test_style_kl,test_content_kl,"
+    "images_per_s,seconds";
+
+// A resumed run keeps the sampler, noise and Adam options of its checkpoint: an option named on
+// the command line that differs from the stored value is an error, not silently ignored.
+void check_resume_options(const Options& opt, const mlvae::TrainerOptions& stored) {
+  auto conflict = [&](const char* name, auto mine, auto theirs) {
+    if (opt.given.count(name) && opt.given.at(name) && mine != theirs)
+      throw mlvae::ArgumentError(mlvae::detail::concat(
+          name, " ", mine, " differs from the checkpoint's ", theirs, " ('", opt.resume,
+          "'): a resumed run keeps the sampler, noise and Adam options of its checkpoint; omit ", name,
+          " to continue it, or start a new run"));
+  };
+  conflict("--groups-per-batch", opt.groups_per_batch, stored.sampler.groups_per_batch);
+  conflict("--group-size", opt.group_size, stored.sampler.min_group_size);
+  conflict("--max-group-size", opt.max_group_size > 0 ? opt.max_group_size : opt.group_size,
+           stored.sampler.max_group_size);
+  conflict("--seed", opt.seed, stored.sampler.seed - 1);  // the sampler seed is --seed + 1
+  conflict("--lr", opt.learning_rate, stored.adam.learning_rate);
 }
 
 template <typename Model>
-int run(const Options& opt, Model&& model) {
-  using T = typename std::decay_t<Model>::Scalar;
+int run(const Options& opt, example::LoadedData& data, Model&& model) {
+  using M = std::decay_t<Model>;
   namespace fs = std::filesystem;
   const int threads = mlvae::set_threads(opt.threads);
   fs::create_directories(opt.out_dir);
-
-  auto train = mlvae::load_fashion_mnist<T>("train", opt.data_dir, opt.train_limit);
-  auto test = mlvae::load_fashion_mnist<T>("test", opt.data_dir);
-  if (model.data_size() == 64 * 64 && train.images.rows() == 28 * 28) {
-    // The 64×64 architecture: Fashion-MNIST upscaled bilinearly to 64×64.
-    for (auto* split : {&train, &test}) {
-      split->images = mlvae::resize_images(split->images, split->height, split->width, 64, 64);
-      split->height = split->width = 64;
-    }
-  }
-  std::cout << "train_mlvae: " << train.size() << " training and " << test.size()
-            << " test images from " << opt.data_dir << ", " << threads << " thread(s)\n";
-
-  mlvae::require<mlvae::ShapeError>(train.images.rows() == model.data_size(), "--arch ", opt.arch, " expects images of ",
-                                    model.data_size(), " pixels, the data have ", train.images.rows());
+  const auto& train = data.train;
+  const auto& test = data.test;
+  std::cout << "train_mlvae: " << data.description << "; " << threads << " thread(s)\n";
+  mlvae::require<mlvae::ShapeError>(train.x.rows() == model.data_size(), "the model expects ", model.data_size(),
+                                    " features, the data have ", train.x.rows());
   mlvae::Rng init(opt.seed);
   model.initialize(init);
   std::cout << model.describe() << "\n  " << model.parameters().size() << " parameters\n";
@@ -95,11 +95,15 @@ int run(const Options& opt, Model&& model) {
   topt.sampler = {opt.groups_per_batch, opt.group_size, opt.max_group_size > 0 ? opt.max_group_size : opt.group_size,
                   opt.seed + 1};
   topt.noise_seed = opt.seed + 2;
-  // A resumed run takes the sampler, noise and Adam options from its checkpoint.
-  if (!opt.resume.empty()) topt = mlvae::read_checkpoint_options(opt.resume);
+  if (!opt.resume.empty()) {
+    topt = mlvae::read_checkpoint_options(opt.resume);
+    check_resume_options(opt, topt);
+  }
   topt.on_divergence =
       opt.on_divergence == "skip" ? mlvae::DivergencePolicy::SkipStep : mlvae::DivergencePolicy::Throw;
-  mlvae::Trainer<std::decay_t<Model>> trainer(model, train.images, train.labels, topt);
+  mlvae::Trainer<M> trainer(model, train.x, train.keys, topt);
+  // The test ELBO uses the training group size (the checkpoint's when resuming).
+  const Index eval_group_size = topt.sampler.min_group_size;
 
   const auto format = opt.checkpoint_format == "json" ? mlvae::CheckpointFormat::Json : mlvae::CheckpointFormat::Binary;
   const std::string checkpoint_path =
@@ -111,110 +115,208 @@ int run(const Options& opt, Model&& model) {
   if (!opt.resume.empty()) {
     mlvae::load_checkpoint(opt.resume, trainer);
     continue_current = trainer.epoch_in_progress();
-    first_epoch = static_cast<int>(trainer.sampler().epoch()) + (continue_current ? 0 : 1);
+    const auto started = static_cast<int>(trainer.sampler().epoch());
+    const int completed = continue_current ? started - 1 : started;
+    first_epoch = completed + 1;
     std::cout << "resumed from " << opt.resume << ": " << trainer.optimizer().step_count() << " steps done, "
-              << (continue_current ? "continuing" : "starting") << " epoch " << first_epoch << " at step "
-              << (continue_current ? trainer.step_in_epoch() + 1 : 1) << "\n";
+              << completed << " epoch(s) completed; sampler, noise and Adam options from the checkpoint ("
+              << topt.sampler.groups_per_batch << " groups of " << topt.sampler.min_group_size
+              << (topt.sampler.max_group_size != topt.sampler.min_group_size
+                      ? ".." + std::to_string(topt.sampler.max_group_size)
+                      : std::string())
+              << " per batch, lr " << topt.adam.learning_rate << "); " << threads
+              << " thread(s) (results do not depend on the thread count)\n";
+    mlvae::require<mlvae::ArgumentError>(opt.epochs >= first_epoch || (!continue_current && opt.epochs == completed),
+                                         "--epochs ", opt.epochs, " is below the ",
+                                         continue_current ? started : completed, " epoch(s) the checkpoint '",
+                                         opt.resume, "' has ", continue_current ? "started" : "completed",
+                                         "; --epochs counts all epochs of the run, so ask for more to continue");
+    if (continue_current)
+      std::cout << "  continuing epoch " << first_epoch << " at step " << trainer.step_in_epoch() + 1 << " of "
+                << trainer.sampler().batches_per_epoch()
+                << "; that epoch's train numbers average the remaining steps only (marked in the log)\n";
+    else if (opt.epochs == completed)
+      std::cout << "  nothing to train: the checkpoint has completed all " << completed
+                << " epoch(s) of --epochs; writing the outputs of the stored model\n";
   }
 
-  std::ofstream log(opt.out_dir + "/train_log.csv", opt.resume.empty() ? std::ios::trunc : std::ios::app);
-  if (opt.resume.empty())
-    log << "epoch,train_elbo_per_group,train_reconstruction,train_style_kl,train_content_kl,test_elbo_per_group,"
-           "test_elbo_per_image,test_reconstruction,test_style_kl,test_content_kl,images_per_s,seconds\n";
+  // The log: a new run starts it; a resumed run appends, and starts it (with its header) in a new --out.
+  const std::string log_path = opt.out_dir + "/train_log.csv";
+  bool write_header = opt.resume.empty();
+  if (!opt.resume.empty()) {
+    std::ifstream existing(log_path);
+    std::string first_line;
+    if (!existing || !std::getline(existing, first_line) || first_line.empty()) {
+      write_header = true;
+      std::cout << "  " << log_path << " is new: it starts at epoch " << first_epoch << "\n";
+    } else {
+      mlvae::require<mlvae::ArgumentError>(first_line == log_header, "'", log_path,
+                                           "' has other columns than this train_mlvae writes (an older version?); "
+                                           "move it away or resume into a new --out");
+    }
+  }
+  std::ofstream log(log_path, write_header ? std::ios::trunc : std::ios::app);
+  mlvae::require<mlvae::IoError>(static_cast<bool>(log), "cannot write '", log_path, "'");
+  if (write_header) log << log_header << '\n';
 
-  const auto start = std::chrono::steady_clock::now();
+  const long long steps_per_epoch = trainer.sampler().batches_per_epoch();
+  const long long total_steps = std::max<long long>(
+      0, (opt.epochs - first_epoch + 1) * steps_per_epoch - (continue_current ? trainer.step_in_epoch() : 0));
+  example::Progress progress(total_steps, opt.quiet);
+  long long steps_this_run = 0;
   for (int epoch = first_epoch; epoch <= opt.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
+    const bool partial = epoch == first_epoch && continue_current;
+    const long long first_step = partial ? trainer.step_in_epoch() + 1 : 1;
+    const std::string label = "epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs);
     const auto on_step = [&](const mlvae::StepReport& r) {
       if (opt.checkpoint_every > 0 && !r.skipped && r.global_step % opt.checkpoint_every == 0)
         mlvae::save_checkpoint(checkpoint_path, trainer, format);
-      if (opt.quiet || r.step_in_epoch % 50 != 0) return;
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::cout << "\r  epoch " << epoch << " step " << r.step_in_epoch << "/" << r.steps_per_epoch
-                << "  elbo/group " << r.terms.elbo_per_group << "  "
-                << static_cast<long>(static_cast<double>(r.step_in_epoch) * static_cast<double>(r.terms.images) / el)
-                << " img/s   " << std::flush;
+      progress.step(r, label);
+      if (opt.stop_after_steps > 0 && ++steps_this_run == opt.stop_after_steps) {
+        mlvae::save_checkpoint(checkpoint_path, trainer, format);
+        throw StopRequested{};
+      }
     };
-    const mlvae::LossTerms tr =
-        (epoch == first_epoch && continue_current) ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
+    mlvae::LossTerms tr;
+    try {
+      tr = partial ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
+    } catch (const StopRequested&) {
+      progress.clear_line();
+      std::cout << "stopped after " << steps_this_run << " step(s) (--stop-after-steps), in epoch " << epoch
+                << " at step " << trainer.step_in_epoch() << " of " << steps_per_epoch << "; wrote " << checkpoint_path
+                << " (continue with --resume " << checkpoint_path << ")\n";
+      return 0;
+    }
     mlvae::save_checkpoint(checkpoint_path, trainer, format);  // atomically; refuses non-finite state
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const mlvae::LossTerms te = mlvae::evaluate_dataset(model, test.images, test.labels, opt.group_size);
+    const mlvae::LossTerms te =
+        mlvae::evaluate_dataset(model, test.x, test.keys, eval_group_size, topt.sampler.groups_per_batch);
     const double images_per_s = static_cast<double>(tr.images) / seconds;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double left = elapsed / (epoch - first_epoch + 1) * (opt.epochs - epoch);
-    std::printf("\repoch %3d/%d  train elbo/group %9.2f (rec %9.2f  kl style %7.2f  kl content %6.2f)  "
-                "test elbo/group %9.2f  elbo/image %8.2f  %7.0f img/s  left %s\n",
+    const long long last_step = trainer.step_in_epoch();
+    progress.clear_line();
+    std::printf("epoch %3d/%d  train elbo/group %9.2f (rec %9.2f  kl style %7.2f  kl content %6.2f)  "
+                "test elbo/group %9.2f  elbo/image %8.2f  %7.0f img/s  left %s%s\n",
                 epoch, opt.epochs, tr.elbo_per_group, tr.reconstruction, tr.style_kl, tr.content_kl,
-                te.elbo_per_group, te.elbo_per_image, images_per_s, format_duration(left).c_str());
+                te.elbo_per_group, te.elbo_per_image, images_per_s,
+                example::format_duration(progress.seconds_left()).c_str(),
+                partial ? mlvae::detail::concat("  [train: steps ", first_step, "-", last_step,
+                                                " only, resumed mid-epoch]").c_str()
+                        : "");
     if (trainer.skipped_steps() > 0)
       std::printf("  %lld step(s) skipped so far (non-finite loss or gradient)\n", trainer.skipped_steps());
     std::fflush(stdout);
-    log << epoch << ',' << tr.elbo_per_group << ',' << tr.reconstruction << ',' << tr.style_kl << ','
-        << tr.content_kl << ',' << te.elbo_per_group << ',' << te.elbo_per_image << ',' << te.reconstruction << ','
-        << te.style_kl << ',' << te.content_kl << ',' << images_per_s << ',' << seconds << '\n';
+    log << epoch << ',' << first_step << ',' << last_step << ',' << steps_per_epoch << ',' << tr.elbo_per_group << ','
+        << tr.reconstruction << ',' << tr.style_kl << ',' << tr.content_kl << ',' << te.elbo_per_group << ','
+        << te.elbo_per_image << ',' << te.reconstruction << ',' << te.style_kl << ',' << te.content_kl << ','
+        << images_per_s << ',' << seconds << '\n';
     log.flush();
   }
 
-  // Swap grid: rows take the style of one test image each, columns the content of one test
-  // group (16 images of one class); header row/column show the sources.
-  mlvae::Matrix<T> groups_x, style_x;
-  std::vector<mlvae::Index> offsets;
-  class_groups(test, 16, groups_x, offsets);
-  std::vector<mlvae::Index> style_indices;
-  for (mlvae::Index i = 0; i < 10; ++i) style_indices.push_back(1000 + 37 * i);
-  mlvae::gather_columns(test.images, style_indices, style_x);
-  const auto grid = mlvae::swap_grid(model, style_x, groups_x, offsets);
-  const std::string swap_path = opt.out_dir + "/swap_grid.png";
-  mlvae::write_image_grid(swap_path, grid, test.height, test.width, style_x.cols() + 1,
-                          static_cast<mlvae::Index>(offsets.size()), 2, 2);
-
-  // Reconstructions: for each of the 10 class groups, 8 originals (odd rows) over their
-  // reconstructions (even rows).
-  const auto recon = mlvae::reconstruct(model, groups_x, offsets);
-  const mlvae::Index per_row = 8, rows = static_cast<mlvae::Index>(offsets.size()) - 1;
-  mlvae::Matrix<T> pairs(groups_x.rows(), 2 * rows * per_row);
-  for (mlvae::Index g = 0; g < rows; ++g)
-    for (mlvae::Index k = 0; k < per_row; ++k) {
-      pairs.col((2 * g) * per_row + k) = groups_x.col(offsets[static_cast<std::size_t>(g)] + k);
-      pairs.col((2 * g + 1) * per_row + k) = recon.col(offsets[static_cast<std::size_t>(g)] + k);
-    }
-  const std::string recon_path = opt.out_dir + "/reconstructions.png";
-  mlvae::write_image_grid(recon_path, pairs, test.height, test.width, 2 * rows, per_row, 2, 2);
-  std::cout << "wrote " << swap_path << " (rows: style of one test image; columns: content of one test class "
-            << "group), " << recon_path << " (originals above reconstructions) and " << opt.out_dir
-            << "/train_log.csv\n";
+  if (test.is_image()) {
+    // Swap grid: rows take the style of one test image each, columns the content of one test
+    // group (up to 16 images of one key); header row/column show the sources.
+    mlvae::Matrix<T> groups_x, style_x;
+    std::vector<Index> offsets;
+    example::key_groups(test, 16, 10, groups_x, offsets);
+    mlvae::gather_columns(test.x, example::spread_indices(test.size(), 10), style_x);
+    const auto grid = mlvae::swap_grid(model, style_x, groups_x, offsets);
+    const std::string swap_path = opt.out_dir + "/swap_grid.png";
+    mlvae::write_image_grid(swap_path, grid, test.height, test.width, style_x.cols() + 1,
+                            static_cast<Index>(offsets.size()), 2, 2);
+    // Reconstructions: for each group, up to 8 originals (odd rows) over their reconstructions.
+    const auto recon = mlvae::reconstruct(model, groups_x, offsets);
+    const Index rows = static_cast<Index>(offsets.size()) - 1;
+    Index per_row = 8;
+    for (Index g = 0; g < rows; ++g) per_row = std::min(per_row, offsets[g + 1] - offsets[g]);
+    mlvae::Matrix<T> pairs(groups_x.rows(), 2 * rows * per_row);
+    for (Index g = 0; g < rows; ++g)
+      for (Index k = 0; k < per_row; ++k) {
+        pairs.col((2 * g) * per_row + k) = groups_x.col(offsets[static_cast<std::size_t>(g)] + k);
+        pairs.col((2 * g + 1) * per_row + k) = recon.col(offsets[static_cast<std::size_t>(g)] + k);
+      }
+    const std::string recon_path = opt.out_dir + "/reconstructions.png";
+    mlvae::write_image_grid(recon_path, pairs, test.height, test.width, 2 * rows, per_row, 2, 2);
+    std::cout << "wrote " << swap_path << " (rows: style of one test image; columns: content of one test group), "
+              << recon_path << " (originals above reconstructions) and " << log_path << "\n";
+  } else {
+    std::cout << "wrote " << log_path << " (no image grids: the observations are not images; pass --image-shape HxW "
+              << "if they are)\n";
+  }
+  if (example::run_plot_script(opt.python, "plot_training.py",
+                               "'" + log_path + "' '" + opt.out_dir + "/training_curves.png'"))
+    std::cout << "wrote " << opt.out_dir << "/training_curves.png\n";
   return 0;
+}
+
+template <typename Likelihood>
+int run_mlp(const Options& opt, example::LoadedData& data, Likelihood likelihood) {
+  example::check_likelihood<Likelihood>(data);
+  const Index d = data.train.x.rows();
+  if (opt.layers == 2)
+    return run(opt, data, mlvae::make_mlp2_mlvae<T>(d, opt.hidden, opt.style, opt.content, likelihood));
+  return run(opt, data, mlvae::make_mlp_mlvae_with<T>(d, opt.hidden, opt.style, opt.content, likelihood));
+}
+
+int dispatch(const Options& opt) {
+  example::LoadedData data = example::load_data(opt.data, opt.seed + 3);
+  const std::string lik = example::choose_likelihood(opt.likelihood, data.train);
+  if (opt.arch != "mlp") {
+    mlvae::require<mlvae::ArgumentError>(lik == "bernoulli" && data.train.height == 28 && data.train.width == 28,
+                                         "--arch ", opt.arch, " needs 28x28 images with a Bernoulli likelihood; the "
+                                         "data are ", data.description, " with likelihood ", lik);
+    example::check_likelihood<mlvae::BernoulliLikelihood<T>>(data);
+    if (opt.arch == "conv28") return run(opt, data, mlvae::make_conv28_mlvae<T>(opt.style, opt.content));
+    for (auto* split : {&data.train, &data.test}) {  // the 64x64 architecture: images upscaled bilinearly
+      split->x = mlvae::resize_images(split->x, split->height, split->width, 64, 64);
+      split->height = split->width = 64;
+    }
+    return run(opt, data, mlvae::make_conv64_mlvae<T>(opt.style, opt.content));
+  }
+  if (lik == "bernoulli") return run_mlp(opt, data, mlvae::BernoulliLikelihood<T>{});
+  if (lik == "gaussian") return run_mlp(opt, data, mlvae::GaussianLikelihood<T>(static_cast<T>(opt.variance)));
+  return run_mlp(opt, data, mlvae::GaussianLearnedVarianceLikelihood<T>{});
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Options opt;
-  CLI::App app{"Train an ML-VAE on Fashion-MNIST grouped by class; writes a swap grid and reconstructions."};
-  app.add_option("--epochs", opt.epochs, "training epochs")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI::App app{"Train an ML-VAE on grouped data (default: Fashion-MNIST grouped by class, or your own .npy / CSV / "
+               "IDX file); writes train_log.csv, checkpoints and, for images, a swap grid and reconstructions."};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later option wins
+  app.add_option("--epochs", opt.epochs, "training epochs (of the whole run, when resuming)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--groups-per-batch", opt.groups_per_batch, "groups in each minibatch")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--group-size", opt.group_size, "observations per group (minimum when --max-group-size is set)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-group-size", opt.max_group_size, "draw each group's size uniformly in [group-size, this]")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--seed", opt.seed, "seed of initialisation, batches and noise")->capture_default_str();
-  app.add_option("--threads", opt.threads, "threads (0: OMP_NUM_THREADS or all cores)")
+  app.add_option("--seed", opt.seed, "seed of initialisation, split, batches and noise")->capture_default_str();
+  app.add_option("--threads", opt.threads, "threads (0: OMP_NUM_THREADS or all cores); results do not depend on it")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lr", opt.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--arch", opt.arch,
-                 "model: mlp (the paper's 784-500-tanh MLP), conv28 (conv encoder, transposed-conv decoder) or "
-                 "conv64 (the 64x64 conv architecture, on Fashion-MNIST upscaled to 64x64)")
+                 "model: mlp (tanh MLP, sizes from --hidden/--layers/--style/--content), conv28 (conv encoder, "
+                 "transposed-conv decoder, 28x28 images) or conv64 (the 64x64 conv architecture, on 28x28 images "
+                 "upscaled to 64x64)")
       ->check(CLI::IsMember({"mlp", "conv28", "conv64"}))
       ->capture_default_str();
-  app.add_option("--hidden", opt.hidden, "hidden units")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--hidden", opt.hidden, "hidden units per layer (mlp)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--layers", opt.layers, "hidden layers in the encoder trunk and in the decoder (mlp)")
+      ->check(CLI::Range(1, 2))->capture_default_str();
   app.add_option("--style", opt.style, "style latent dimensions")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--content", opt.content, "content latent dimensions")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--train-limit", opt.train_limit, "use only the first N training images")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--data", opt.data_dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
+  app.add_option("--likelihood", opt.likelihood,
+                 "observation model: bernoulli (values in [0, 1]), gaussian (fixed --variance), gaussian-learned "
+                 "(per-feature variance from the decoder), auto (bernoulli when the data lie in [0, 1], else gaussian)")
+      ->check(CLI::IsMember({"auto", "bernoulli", "gaussian", "gaussian-learned"}))
+      ->capture_default_str();
+  app.add_option("--variance", opt.variance, "variance of --likelihood gaussian")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  opt.data.add_to(app);
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
   app.add_option("--checkpoint-every", opt.checkpoint_every,
@@ -225,22 +327,30 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-format", opt.checkpoint_format, "checkpoint archive format")
       ->check(CLI::IsMember({"binary", "json"}))->capture_default_str();
   app.add_option("--resume", opt.resume,
-                 "continue the run saved in this checkpoint up to --epochs epochs in total (sampler, noise and "
-                 "Adam options come from the checkpoint; model options and --threads must match)")
+                 "continue the run saved in this checkpoint up to --epochs epochs in total. Sampler, noise and Adam "
+                 "options come from the checkpoint (--group-size, --groups-per-batch, --max-group-size, --seed or "
+                 "--lr that differ are errors); model options and the data must match (checked); --threads may "
+                 "differ (results do not depend on it)")
       ->check(CLI::ExistingFile);
   app.add_option("--on-divergence", opt.on_divergence,
                  "on a non-finite loss or gradient: stop with an error, or skip the step and count it")
       ->check(CLI::IsMember({"throw", "skip"}))->capture_default_str();
+  app.add_option("--stop-after-steps", opt.stop_after_steps,
+                 "stop after N optimiser steps of this invocation and write the checkpoint (for time-limited jobs; "
+                 "continue with --resume)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  for (const char* name : {"--groups-per-batch", "--group-size", "--max-group-size", "--seed", "--lr"})
+    opt.given[name] = app.count(name) > 0;
   if (opt.max_group_size > 0 && opt.max_group_size < opt.group_size) {
     std::cerr << "--max-group-size (" << opt.max_group_size << ") must be >= --group-size (" << opt.group_size
               << ")\n";
     return 2;
   }
   try {
-    if (opt.arch == "conv28") return run(opt, mlvae::make_conv28_mlvae<float>(opt.style, opt.content));
-    if (opt.arch == "conv64") return run(opt, mlvae::make_conv64_mlvae<float>(opt.style, opt.content));
-    return run(opt, mlvae::make_mlp_mlvae<float>(784, opt.hidden, opt.style, opt.content));
+    return dispatch(opt);
   } catch (const std::exception& e) {
     std::cerr << "train_mlvae: " << e.what() << "\n";
     return 1;

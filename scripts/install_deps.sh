@@ -3,12 +3,14 @@
 # mlvae needs when run as root with apt-get (one `apt-get update`, then one `apt-get install -y`
 # of whatever is missing); MLVAE_SKIP_APT=1 skips it.
 
-# Debian packages mlvae needs (build, tests, examples, clang/OpenMP, data set).
+# Debian packages mlvae needs (build, tests, examples, clang/OpenMP, data set; matplotlib draws the
+# examples' figures, scikit-learn ships the wine table of the README's own-data example).
 PACKAGES=(
   cmake g++ make python3
   libeigen3-dev doctest-dev libcereal-dev zlib1g-dev libpng-dev libcli11-dev
   libomp-dev
   dataset-fashion-mnist
+  python3-matplotlib python3-sklearn
 )
 
 install_packages() {

@@ -1,15 +1,18 @@
 /// @file
 /// mlvae/mlvae.hpp — the whole public API of mlvae in one include.
 /// Header-only C++17 on Eigen: layers with hand-derived backprop, Gaussian/group-posterior
-/// distributions, ML-VAE and VAE models, Adam, grouped minibatches, IDX data, PNG output.
+/// distributions, ML-VAE and VAE models, Adam, grouped minibatches, IDX / .npy / CSV data, PNG output.
 #pragma once
 
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/threads.hpp"
 #include "mlvae/core/types.hpp"
+#include "mlvae/data/csv.hpp"
+#include "mlvae/data/dataset.hpp"
 #include "mlvae/data/grouped_sampler.hpp"
 #include "mlvae/data/idx.hpp"
+#include "mlvae/data/npy.hpp"
 #include "mlvae/data/resize.hpp"
 #include "mlvae/dist/gaussian.hpp"
 #include "mlvae/dist/group_posterior.hpp"
@@ -18,7 +21,6 @@
 #include "mlvae/eval/inference.hpp"
 #include "mlvae/eval/likelihood.hpp"
 #include "mlvae/eval/manipulation.hpp"
-#include "mlvae/io/plot.hpp"
 #include "mlvae/io/checkpoint.hpp"
 #include "mlvae/io/png.hpp"
 #include "mlvae/model/architectures.hpp"

@@ -36,6 +36,17 @@ struct BernoulliLikelihood {
   static Index output_rows(Index data_rows) { return data_rows; }
   /// "Bernoulli", as recorded in checkpoints.
   std::string describe() const { return name; }
+  /// Checks that every value of `x` lies in [0, 1] (what a Bernoulli likelihood can model).
+  /// @throws ArgumentError naming `what`, the first value outside and where it is.
+  template <typename X>
+  static void check_data(const Eigen::MatrixBase<X>& x, const std::string& what) {
+    if (x.size() == 0 || (x.minCoeff() >= T(0) && x.maxCoeff() <= T(1))) return;
+    for (Index j = 0; j < x.cols(); ++j)
+      for (Index i = 0; i < x.rows(); ++i)
+        require<ArgumentError>(x(i, j) >= T(0) && x(i, j) <= T(1), "the Bernoulli likelihood models values in [0, 1]",
+                               " but the ", what, " holds ", x(i, j), " (observation ", j, ", feature ", i,
+                               "); use a Gaussian likelihood or rescale the data");
+  }
 
   /// log p(x | logits) per column, in the stable form x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}).
   template <typename X, typename O>
@@ -85,6 +96,11 @@ struct GaussianLikelihood {
   static Index output_rows(Index data_rows) { return data_rows; }
   /// "Gaussian(variance=σ²)", as recorded in checkpoints.
   std::string describe() const { return detail::concat(name, "(variance=", variance, ")"); }
+  /// Any finite data can be modelled. @throws ArgumentError naming `what` on NaN or infinity.
+  template <typename X>
+  static void check_data(const Eigen::MatrixBase<X>& x, const std::string& what) {
+    require<ArgumentError>(x.allFinite(), "the ", what, " holds NaN or infinite values");
+  }
 
   /// log p(x | μ) per column, −½ Σ ((x − μ)²/σ² + log 2πσ²), into `out` (1 x batch).
   /// Throws ShapeError unless μ has the shape of x.
@@ -116,6 +132,11 @@ struct GaussianLearnedVarianceLikelihood {
   static Index output_rows(Index data_rows) { return 2 * data_rows; }
   /// "GaussianLearnedVariance", as recorded in checkpoints.
   std::string describe() const { return name; }
+  /// Any finite data can be modelled. @throws ArgumentError naming `what` on NaN or infinity.
+  template <typename X>
+  static void check_data(const Eigen::MatrixBase<X>& x, const std::string& what) {
+    require<ArgumentError>(x.allFinite(), "the ", what, " holds NaN or infinite values");
+  }
 
   /// log p(x | μ, σ²) per column, −½ Σ ((x − μ)²/σ² + log σ² + log 2π), into `out` (1 x batch).
   /// Throws ShapeError unless the decoder output is 2·rows(x) x cols(x).
