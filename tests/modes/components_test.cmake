@@ -58,8 +58,8 @@ case(io ok "core=TRUE io=TRUE" ON -DMLVAE_COMPONENTS=io -DMLVAE_LINK=mlvae::io)
 case(core_alone ok "core=TRUE io= mlvae=" ON -DMLVAE_COMPONENTS=core -DMLVAE_LINK=mlvae::core ${no_optional})
 case(optional_io ok "core=TRUE io=FALSE" OFF -DMLVAE_COMPONENTS=core -DMLVAE_OPTIONAL_COMPONENTS=io
   -DMLVAE_LINK=mlvae::core -DCMAKE_DISABLE_FIND_PACKAGE_ZLIB=ON)
-case(io_without_zlib fail "mlvae component 'io' needs ZLIB \\(Debian: zlib1g-dev\\), not found" OFF
+case(io_without_zlib fail "component 'io' needs ZLIB" OFF
   -DMLVAE_COMPONENTS=io -DMLVAE_LINK=mlvae::io -DCMAKE_DISABLE_FIND_PACKAGE_ZLIB=ON)
-case(unknown_component fail "mlvae has no component 'cuda' \\(this mlvae provides: core, io, mlvae\\)" OFF
+case(unknown_component fail "has no component 'cuda'" OFF
   -DMLVAE_COMPONENTS=cuda -DMLVAE_LINK=mlvae::core)
 message(STATUS "consumer_components: OK")
