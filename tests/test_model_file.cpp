@@ -250,3 +250,35 @@ TEST_CASE("model file: a cereal checkpoint is recognised and a non-finite model 
   CHECK_THROWS_AS(mlvae::export_model(path, model), mlvae::DivergenceError);
   CHECK_FALSE(std::filesystem::exists(path));
 }
+
+TEST_CASE("model file: every single-byte corruption and every truncation is caught or harmless") {
+  const auto original = small_mlp<float>(4);
+  const std::string good = mlvae::model_file_bytes(original);
+  auto model = small_mlp<float>(4);
+  const auto before = model.parameters().values;
+  // Any flipped byte without a matching checksum, and any truncation: an IoError.
+  for (std::size_t at = 0; at < good.size(); ++at) {
+    std::string bad = good;
+    bad[at] = static_cast<char>(bad[at] ^ 0x5A);
+    CHECK_THROWS_AS(mlvae::load_model_file(bad.data(), bad.size(), model), IoError);
+    CHECK_THROWS_AS(mlvae::load_model_file(good.data(), at, model), IoError);
+  }
+  CHECK(model.parameters().values == before);
+  // The same edits with a recomputed checksum (a writer bug, or a forged file): the parser must
+  // never read out of bounds; an edit of the header is refused, one of a parameter may load.
+  int loaded = 0;
+  for (std::size_t at = 0; at + 4 < good.size(); ++at) {
+    std::string bad = good;
+    bad[at] = static_cast<char>(bad[at] ^ 0x5A);
+    fix_checksum(bad);
+    auto target = small_mlp<float>(4);
+    try {
+      mlvae::load_model_file(bad.data(), bad.size(), target);
+      ++loaded;
+    } catch (const IoError&) {
+      CHECK(target.parameters().values == before);
+    }
+  }
+  const std::size_t header = good.size() - 4 - 4 * static_cast<std::size_t>(original.parameters().size());
+  CHECK(loaded <= static_cast<int>(good.size() - header - 4));  // only parameter bytes can load
+}

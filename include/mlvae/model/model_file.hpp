@@ -97,6 +97,15 @@ struct model_file_is_mlvae<Model, std::void_t<decltype(std::declval<const Model&
                                               decltype(std::declval<const Model&>().content_size())>>
     : std::true_type {};
 
+/// The latent sizes a model file records: {style, content} for an ML-VAE, {latent} for a VAE.
+template <typename Model>
+std::vector<std::int64_t> model_file_latents(const Model& model) {
+  if constexpr (model_file_is_mlvae<Model>::value)
+    return {static_cast<std::int64_t>(model.style_size()), static_cast<std::int64_t>(model.content_size())};
+  else
+    return {static_cast<std::int64_t>(model.latent_size())};
+}
+
 /// Strings and size lists longer than this are refused before anything is allocated.
 inline constexpr std::uint32_t model_file_max_string = 1u << 20;
 inline constexpr std::uint32_t model_file_max_sizes = 16;
@@ -281,6 +290,14 @@ void load_model_file_view(const ModelFileView& view, Model& model, const std::st
     raise_error<IoError>(concat("model file '", source, "': architecture differs (first difference at character ",
                                 at, "): the file holds ", info.description, ", this model is ", want));
   }
+  const std::vector<std::int64_t> latents = model_file_latents(model);
+  require<IoError>(info.latent_sizes == latents, "model file '", source, "': latent sizes differ: the file holds ",
+                   latent_list(info.latent_sizes), ", this model has ", latent_list(latents));
+  const std::string name = ModelFileArchitecture<Model>::name();
+  const std::vector<std::int64_t> sizes = ModelFileArchitecture<Model>::sizes(model);
+  require<IoError>(info.architecture_name == name && info.architecture_sizes == sizes, "model file '", source,
+                   "': architecture differs: the file names '", info.architecture_name, "' ",
+                   latent_list(info.architecture_sizes), ", this model is '", name, "' ", latent_list(sizes));
   require<IoError>(info.parameter_count == model.parameters().size(), "model file '", source,
                    "': parameter count differs: the file holds ", info.parameter_count, ", this model has ",
                    model.parameters().size());
@@ -339,19 +356,11 @@ std::string model_file_bytes(const Model& model) {
   w.u32(model_file_version);
   w.u64(0);  // file size, patched below
   w.u32(static_cast<std::uint32_t>(sizeof(T)));
-  if constexpr (detail::model_file_is_mlvae<Model>::value) {
-    w.string("MLVAE");
-    w.string(ModelFileArchitecture<Model>::name());
-    w.i64_list(ModelFileArchitecture<Model>::sizes(model));
-    w.string(model.describe());
-    w.i64_list({model.style_size(), model.content_size()});
-  } else {
-    w.string("VAE");
-    w.string("");
-    w.i64_list({});
-    w.string(model.describe());
-    w.i64_list({model.latent_size()});
-  }
+  w.string(detail::model_file_is_mlvae<Model>::value ? "MLVAE" : "VAE");
+  w.string(ModelFileArchitecture<Model>::name());
+  w.i64_list(ModelFileArchitecture<Model>::sizes(model));
+  w.string(model.describe());
+  w.i64_list(detail::model_file_latents(model));
   w.u64(static_cast<std::uint64_t>(values.size()));
   w.scalars(values.data(), values.size());
   std::string& out = w.str();
