@@ -4,6 +4,7 @@
 /// distributions, ML-VAE and VAE models, Adam, grouped minibatches, IDX / .npy / CSV data, PNG output.
 #pragma once
 
+#include "mlvae/core/crc32.hpp"
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/threads.hpp"
@@ -26,6 +27,7 @@
 #include "mlvae/model/architectures.hpp"
 #include "mlvae/model/conv_architectures.hpp"
 #include "mlvae/model/loss_terms.hpp"
+#include "mlvae/model/model_file.hpp"
 #include "mlvae/model/mlvae.hpp"
 #include "mlvae/model/vae.hpp"
 #include "mlvae/nn/activations.hpp"

@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace mlvae {
 
@@ -28,6 +29,19 @@ using MatrixMap = Eigen::Map<Matrix<T>>;
 template <typename T>
 /// Vector view over external memory.
 using VectorMap = Eigen::Map<Vector<T>>;
+
+#ifdef MLVAE_FLOAT_ONLY
+/// True in float-only builds (MLVAE_FLOAT_ONLY defined; docs/architecture.md, "Build modes"): models,
+/// parameter stores and Adam then refuse any scalar but float at compile time.
+inline constexpr bool float_only = true;
+#else
+/// True in float-only builds (MLVAE_FLOAT_ONLY defined; docs/architecture.md, "Build modes").
+inline constexpr bool float_only = false;
+#endif
+
+/// Whether `T` may be a model's scalar: float, or double unless the build is float-only.
+template <typename T>
+inline constexpr bool is_model_scalar_v = std::is_same_v<T, float> || (!float_only && std::is_same_v<T, double>);
 
 /// Resizes `m` to rows x cols only when its shape differs, so a steady-state step never reallocates.
 template <typename Derived>

@@ -97,6 +97,8 @@ public:
   const MLVAEOptions<T>& options() const { return options_; }
   /// The shared encoder trunk.
   Trunk& trunk() { return trunk_; }
+  /// The shared encoder trunk (read-only).
+  const Trunk& trunk() const { return trunk_; }
   /// The style head, features -> [mean; log-variance] of s.
   StyleHead& style_head() { return style_head_; }
   /// The content head, features -> [mean; log-variance] of the member's content estimate.

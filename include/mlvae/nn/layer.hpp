@@ -85,6 +85,7 @@ void initialize_weights(Eigen::DenseBase<Derived>& w, Init init, Index fan_in, I
 /// and checkpoints all see the whole model as one vector.
 template <typename T>
 struct ParameterStore {
+  static_assert(is_model_scalar_v<T>, "mlvae: parameters are float or double; with MLVAE_FLOAT_ONLY defined, float only");
   /// The parameter values, each layer's slice contiguous.
   Vector<T> values;
   /// dLoss/dvalues, same layout as `values`; layers' backward passes add into it.

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 namespace mlvae {
 
@@ -44,6 +45,8 @@ template <typename T>
 /// The Adam optimiser (Kingma & Ba 2015) over one flat parameter vector, with optional
 /// decoupled weight decay and global-norm gradient clipping; results do not depend on the thread count.
 class Adam {
+  static_assert(is_model_scalar_v<T>, "mlvae: Adam runs on float or double; with MLVAE_FLOAT_ONLY defined, float only");
+
 public:
   /// Zero moments for `parameter_count` parameters; throws ArgumentError when `options` are invalid.
   explicit Adam(Index parameter_count, AdamOptions options = {}) : options_(options) {
@@ -60,6 +63,14 @@ public:
   /// gradient norm before clipping. Throws DivergenceError, leaving `values` untouched, when a
   /// gradient is not finite.
   double step(Eigen::Ref<Vector<T>> values, const Eigen::Ref<const Vector<T>>& gradients) {
+    double norm = 0;
+    if (!try_step(values, gradients, norm)) raise_error<DivergenceError>(divergence_message(norm));
+    return norm;
+  }
+
+  /// step() without the error: returns false, leaving `values` and the state untouched, when a
+  /// gradient is not finite. `norm` receives the global gradient norm before clipping either way.
+  bool try_step(Eigen::Ref<Vector<T>> values, const Eigen::Ref<const Vector<T>>& gradients, double& norm) {
     require<ShapeError>(values.size() == first_moment_.size() && gradients.size() == first_moment_.size(),
                         "Adam::step: expected ", first_moment_.size(), " parameters and gradients, found ",
                         values.size(), " and ", gradients.size());
@@ -73,9 +84,8 @@ public:
         partial_sums_(c) = static_cast<double>(gradients.segment(off, len).squaredNorm());
       }
     });
-    const double norm = std::sqrt(partial_sums_.sum());
-    require<DivergenceError>(std::isfinite(norm), "Adam::step: the gradient is not finite (norm ", norm,
-                             ") at step ", step_ + 1, "; parameters left unchanged");
+    norm = std::sqrt(partial_sums_.sum());
+    if (!std::isfinite(norm)) return false;
     const T scale = (options_.clip_norm > 0 && norm > options_.clip_norm) ? T(options_.clip_norm / norm) : T(1);
     ++step_;
     const T b1 = T(options_.beta1), b2 = T(options_.beta2);
@@ -95,7 +105,13 @@ public:
         p -= lr * ((m * c1) / ((v * c2).sqrt() + eps) + wd * p);
       }
     });
-    return norm;
+    return true;
+  }
+
+  /// The message of the DivergenceError step() reports for a non-finite gradient norm `norm`.
+  std::string divergence_message(double norm) const {
+    return detail::concat("Adam::step: the gradient is not finite (norm ", norm, ") at step ", step_ + 1,
+                          "; parameters left unchanged");
   }
 
   /// Number of updates taken so far (t).
