@@ -53,7 +53,7 @@ struct CsvTable {
       if (names[c] == name) return c;
     std::string available;
     for (std::size_t c = 0; c < names.size() && c < 30; ++c) available += (c ? ", " : "") + names[c];
-    throw ArgumentError(detail::concat("CSV file '", path, "': no column '", name, "' (columns: ", available,
+    raise_error<ArgumentError>(detail::concat("CSV file '", path, "': no column '", name, "' (columns: ", available,
                                        names.size() > 30 ? ", ..." : "", ")"));
   }
 
