@@ -446,9 +446,11 @@ private:
       const int label = labels[static_cast<std::size_t>(j)];
       auto d_col = d_logits_.col(j);
       if (label >= 0) {
-        // −(s α) d log π_y / da = −s α (e_y − π).
-        d_col.array() += s * alpha * log_probs_.col(j).array().exp();
-        d_col(label) -= s * alpha;
+        // −(s α) log π_y through the log-softmax: g = −s α e_y gives −s α (e_y − π).
+        ensure_shape(g_, K, 1);
+        g_.setZero();
+        g_(label) = -s * alpha;
+        log_softmax_backward<T>(log_probs_.col(j), g_, d_col);
       } else if (relaxed) {
         categorical_entropy_backward<T>(log_probs_.col(j), entropy_.col(j), -s, d_col);
         gumbel_softmax_backward<T>(soft_.col(j), d_soft_.col(j), tau, d_col);
@@ -469,7 +471,7 @@ private:
   ParameterStore<T> params_;
   std::vector<Index> col_src_;
   std::vector<int> col_class_;
-  Matrix<T> log_probs_, eps_, gumbel_, soft_, style_in_, dec_in_, x_cols_, d_out_, d_u_, d_h_, d_logits_, d_soft_;
+  Matrix<T> g_, log_probs_, eps_, gumbel_, soft_, style_in_, dec_in_, x_cols_, d_out_, d_u_, d_h_, d_logits_, d_soft_;
   RowVector<T> entropy_, log_likelihood_, kl_, column_weight_, bound_;
 };
 
