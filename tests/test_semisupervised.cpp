@@ -371,3 +371,21 @@ TEST_CASE("semi-supervised training lowers the loss and learns the labels of a t
   CHECK(last.loss < first);
   CHECK(classification_error(model, data, truth) < 0.05);
 }
+
+TEST_CASE("semi-supervised conv28 model: one training step on images of 28x28") {
+  auto model = make_conv28_semisupervised<float>(10, 8);
+  Rng init(2);
+  model.initialize(init);
+  CHECK(model.model_kind() == "SemiSupervisedVAE/siddharth");
+  Matrix<float> x(784, 3);
+  for (Index j = 0; j < x.cols(); ++j)
+    for (Index i = 0; i < x.rows(); ++i) x(i, j) = static_cast<float>(init.uniform());
+  Rng noise(3);
+  const SemiSupervisedTerms terms = model.forward_backward(x, {4, -1, -1}, noise);
+  CHECK(std::isfinite(terms.loss));
+  CHECK(terms.labelled == 1);
+  CHECK(terms.unlabelled == 2);
+  CHECK(model.parameters().gradients.allFinite());
+  CHECK(model.parameters().gradients.cwiseAbs().maxCoeff() > 0);
+  CHECK(model.predict(x).size() == 3);
+}
