@@ -13,6 +13,8 @@ import sys
 def main(out):
     rows = []
     for path in sorted(glob.glob(os.path.join(out, "*_seed*", "results.csv"))):
+        if not os.path.exists(os.path.join(os.path.dirname(path), "done")):
+            continue  # unfinished run
         with open(path, newline="") as f:
             last = list(csv.DictReader(f))[-1]
         rows.append(last)
