@@ -6,7 +6,7 @@
 #
 #   bash scripts/semisupervised_experiment.sh [OUT_DIR]     (default out/semisupervised)
 #
-# Environment: JOBS (parallel runs, default 2), EPOCHS (3), UNLABELLED (20000), SEEDS ("1 2 3"),
+# Environment: JOBS (parallel runs, default 2), EPOCHS (5), UNLABELLED (20000), SEEDS ("1 2 3"),
 # LABELS ("100 600 1000 3000"), ALPHA (10), EXTRA (more train_semisupervised options),
 # CONTROL_LABELS ("100"): label counts for the control run with (almost) no unlabelled data — the same
 # steps, labelled batches and alpha, but an unlabelled pool of one batch (96 images) — in OUT/control.
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/semisupervised}
 JOBS=${JOBS:-2}
-EPOCHS=${EPOCHS:-3}
+EPOCHS=${EPOCHS:-5}
 UNLABELLED=${UNLABELLED:-20000}
 SEEDS=${SEEDS:-"1 2 3"}
 LABELS=${LABELS:-"100 600 1000 3000"}
