@@ -80,6 +80,11 @@ int run(const Options& opt, Model&& model) {
   mlvae::gather_columns(train.images, held_out, validation_x);
   for (mlvae::Index i : held_out) validation_labels.push_back(train.labels[static_cast<std::size_t>(i)]);
 
+  std::cout << "train_semisupervised: " << labelled.size() << " labelled and " << unlabelled.size()
+            << " unlabelled training images, " << test.size() << " test images from " << opt.data_dir << ", "
+            << threads << " thread(s)\n"
+            << model.describe() << "\n  " << model.parameters().size() << " parameters\n";
+
   // The floor: softmax regression on the pixels of the labelled images alone (eval/classifier.hpp defaults:
   // standardised pixels, L2 1e-4, 200 full-batch Adam epochs).
   mlvae::Matrix<T> labelled_x;
@@ -92,10 +97,6 @@ int run(const Options& opt, Model&& model) {
 
   mlvae::Rng init(opt.seed);
   model.initialize(init);
-  std::cout << "train_semisupervised: " << labelled.size() << " labelled and " << unlabelled.size()
-            << " unlabelled training images, " << test.size() << " test images from " << opt.data_dir << ", "
-            << threads << " thread(s)\n"
-            << model.describe() << "\n  " << model.parameters().size() << " parameters\n";
 
   mlvae::SemiSupervisedTrainerOptions topt;
   topt.adam.learning_rate = opt.learning_rate;
