@@ -69,10 +69,11 @@ inline std::vector<int> toy_keys(mlvae::Index n) {
   return k;
 }
 
-/// n optimisation steps, starting a new epoch whenever one ends (as run_epoch does).
-template <typename Trainer>
+/// n optimisation steps, starting a new epoch whenever one ends (as run_epoch does). `Report` is
+/// the trainer's step report type (SemiSupervisedStepReport for a SemiSupervisedTrainer).
+template <typename Trainer, typename Report = mlvae::StepReport>
 void train_steps(Trainer& trainer, int n) {
-  mlvae::StepReport report;
+  Report report;
   for (int done = 0; done < n;) {
     if (trainer.step(report))
       ++done;

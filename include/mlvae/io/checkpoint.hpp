@@ -101,6 +101,21 @@ std::string model_kind_name() {
   return has_style_content<Model>::value ? "MLVAE" : "VAE";
 }
 
+template <typename Model, typename = void>
+struct has_model_kind : std::false_type {};
+template <typename Model>
+struct has_model_kind<Model, std::void_t<decltype(std::declval<const Model&>().model_kind())>> : std::true_type {};
+
+/// The kind recorded in a checkpoint: the model's own model_kind() when it has one (e.g. the
+/// semi-supervised VAE's "SemiSupervisedVAE/m2"), else "MLVAE" or "VAE".
+template <typename Model>
+std::string model_kind_of(const Model& model) {
+  if constexpr (has_model_kind<Model>::value)
+    return model.model_kind();
+  else
+    return model_kind_name<Model>();
+}
+
 template <typename Model>
 std::vector<std::int64_t> model_latent_sizes(const Model& model) {
   if constexpr (has_style_content<Model>::value)
@@ -243,7 +258,7 @@ CheckpointInfo describe_model(const Model& model, const char* kind) {
   info.kind = kind;
   info.scalar_type = scalar_type_name<T>();
   info.scalar_size = static_cast<std::uint32_t>(sizeof(T));
-  info.model_kind = model_kind_name<Model>();
+  info.model_kind = model_kind_of(model);
   info.architecture = model.describe();
   info.latent_sizes = model_latent_sizes(model);
   info.parameter_count = static_cast<std::int64_t>(model.parameters().size());
