@@ -128,10 +128,12 @@ public:
 
   /// Renders the image with factor values `f` (shape, scale, orientation, x, y) into `out`
   /// (4096 entries, row-major: pixel (row r, column c) at r·64 + c; x moves along columns, y
-  /// along rows).
+  /// along rows). `out` may be a temporary block such as `m.col(j)` (Eigen's const-cast idiom for
+  /// writable expressions).
   /// @throws ShapeError / ArgumentError on a wrong count or a value out of range.
   template <typename Derived>
-  static void render(const std::vector<int>& f, Eigen::DenseBase<Derived>&& out) {
+  static void render(const std::vector<int>& f, const Eigen::DenseBase<Derived>& out_) {
+    auto& out = const_cast<Eigen::DenseBase<Derived>&>(out_);
     require<ShapeError>(out.size() == pixels, "DSprites::render: expected an output of ", pixels, " values, found ",
                         out.size());
     (void)grid().index_of(f);  // validates the values
@@ -155,10 +157,10 @@ public:
 
   /// Renders observation `index` into `out` (see render()).
   template <typename Derived>
-  static void render(Index index, Eigen::DenseBase<Derived>&& out) {
+  static void render(Index index, const Eigen::DenseBase<Derived>& out) {
     std::vector<int> f;
     grid().factors_of(index, f);
-    render(f, std::move(out));
+    render(f, out);
   }
 
   /// Renders the observations `indices` as the columns of `out` (4096 x indices.size()).
