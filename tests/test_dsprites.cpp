@@ -160,3 +160,45 @@ TEST_CASE("dSprites: the heart is not symmetric under a 180 degree rotation") {
       asymmetric += DSprites::inside(2, i / 20.0, j / 20.0) != DSprites::inside(2, -i / 20.0, -j / 20.0);
   CHECK(asymmetric > 100);
 }
+
+TEST_CASE("dSprites groups share their factors and pairs differ in exactly k") {
+  const FactorGrid& g = DSprites::grid();
+  Rng rng(4);
+  std::vector<Index> indices, offsets;
+  sample_shared_factor_groups(g, {DSprites::Shape, DSprites::Scale}, 5, 8, rng, indices, offsets);
+  REQUIRE(offsets == std::vector<Index>{0, 8, 16, 24, 32, 40});
+  int other_differs = 0;
+  for (std::size_t grp = 0; grp + 1 < offsets.size(); ++grp) {
+    const auto first = g.factors_of(indices[static_cast<std::size_t>(offsets[grp])]);
+    for (Index i = offsets[grp] + 1; i < offsets[grp + 1]; ++i) {
+      const auto f = g.factors_of(indices[static_cast<std::size_t>(i)]);
+      CHECK(f[0] == first[0]);
+      CHECK(f[1] == first[1]);
+      other_differs += f[3] != first[3];
+    }
+  }
+  CHECK(other_differs > 20);  // the unshared factors do vary
+  for (const int k : {1, 3, 4}) {
+    sample_pairs_differing_in(g, k, 50, rng, indices, offsets);
+    REQUIRE(indices.size() == 100);
+    for (std::size_t p = 0; p < 50; ++p) {
+      const auto a = g.factors_of(indices[2 * p]), b = g.factors_of(indices[2 * p + 1]);
+      int differ = 0;
+      for (int j = 0; j < 5; ++j) differ += a[static_cast<std::size_t>(j)] != b[static_cast<std::size_t>(j)];
+      CHECK(differ == k);
+    }
+  }
+  sample_pairs_differing_in(g, 0, 200, rng, indices, offsets);  // k drawn per pair from 1..4
+  std::vector<int> seen(6, 0);
+  for (std::size_t p = 0; p < 200; ++p) {
+    const auto a = g.factors_of(indices[2 * p]), b = g.factors_of(indices[2 * p + 1]);
+    int differ = 0;
+    for (int j = 0; j < 5; ++j) differ += a[static_cast<std::size_t>(j)] != b[static_cast<std::size_t>(j)];
+    ++seen[static_cast<std::size_t>(differ)];
+  }
+  CHECK(seen[0] == 0);
+  CHECK(seen[5] == 0);
+  for (int d = 1; d <= 4; ++d) CHECK(seen[static_cast<std::size_t>(d)] > 20);
+  CHECK_THROWS_AS(sample_pairs_differing_in(g, 5, 1, rng, indices, offsets), ArgumentError);
+  CHECK_THROWS_AS(sample_shared_factor_groups(g, {7}, 1, 2, rng, indices, offsets), ArgumentError);
+}

@@ -193,4 +193,65 @@ private:
   static constexpr double kSpan = 32.0;
 };
 
+/// Groups for weakly supervised training (ML-VAE): `groups` groups of `group_size` observations;
+/// within a group the factors listed in `shared` take one common value, the others are drawn
+/// independently for each member. Writes the members' grid indices (a group's members contiguous)
+/// and CSR `offsets` (groups + 1 entries), as GroupedBatch lays them out.
+/// @throws ArgumentError on a factor number outside the grid or non-positive sizes.
+inline void sample_shared_factor_groups(const FactorGrid& grid, const std::vector<int>& shared, Index groups,
+                                        Index group_size, Rng& rng, std::vector<Index>& indices,
+                                        std::vector<Index>& offsets) {
+  require<ArgumentError>(groups >= 1 && group_size >= 1, "sample_shared_factor_groups: expected positive sizes, found ",
+                         groups, " groups of ", group_size);
+  for (const int k : shared)
+    require<ArgumentError>(k >= 0 && k < grid.num_factors(), "sample_shared_factor_groups: factor ", k,
+                           " is not in [0, ", grid.num_factors(), ")");
+  indices.clear();
+  offsets.assign(1, 0);
+  std::vector<int> common, f;
+  for (Index g = 0; g < groups; ++g) {
+    grid.sample_factors(rng, common);
+    for (Index i = 0; i < group_size; ++i) {
+      grid.sample_factors(rng, f);
+      for (const int k : shared) f[static_cast<std::size_t>(k)] = common[static_cast<std::size_t>(k)];
+      indices.push_back(grid.index_of(f));
+    }
+    offsets.push_back(static_cast<Index>(indices.size()));
+  }
+}
+
+/// Pairs as in Locatello et al. 2020 (weakly supervised disentanglement): the second observation
+/// of a pair shares every factor of the first but `k`, which are chosen uniformly among the
+/// factors and redrawn to a different value (factors of a single value are never chosen). `k` = 0
+/// draws k uniformly from 1 … (varying factors − 1) for each pair, as their "k = rnd" setting.
+/// Output layout as sample_shared_factor_groups() with groups of two.
+/// @throws ArgumentError unless 0 ≤ k < the number of factors with more than one value.
+inline void sample_pairs_differing_in(const FactorGrid& grid, int k, Index pairs, Rng& rng,
+                                      std::vector<Index>& indices, std::vector<Index>& offsets) {
+  std::vector<int> varying;
+  for (int j = 0; j < grid.num_factors(); ++j)
+    if (grid.factor_size(j) > 1) varying.push_back(j);
+  const int count = static_cast<int>(varying.size());
+  require<ArgumentError>(k >= 0 && k < count && pairs >= 1, "sample_pairs_differing_in: expected 0 <= k < ", count,
+                         " (the factors that vary) and pairs >= 1, found k = ", k, ", pairs = ", pairs);
+  indices.clear();
+  offsets.assign(1, 0);
+  std::vector<int> f, order = varying;
+  for (Index p = 0; p < pairs; ++p) {
+    grid.sample_factors(rng, f);
+    indices.push_back(grid.index_of(f));
+    const int changed = k > 0 ? k : 1 + static_cast<int>(rng.uniform_index(static_cast<std::uint64_t>(count - 1)));
+    for (int i = 0; i < changed; ++i)  // partial Fisher–Yates: the first `changed` entries of a permutation
+      std::swap(order[static_cast<std::size_t>(i)],
+                order[static_cast<std::size_t>(i) + rng.uniform_index(static_cast<std::uint64_t>(count - i))]);
+    for (int i = 0; i < changed; ++i) {
+      const std::size_t j = static_cast<std::size_t>(order[static_cast<std::size_t>(i)]);
+      const int size = grid.factor_size(static_cast<int>(j));
+      f[j] = (f[j] + 1 + static_cast<int>(rng.uniform_index(static_cast<std::uint64_t>(size - 1)))) % size;
+    }
+    indices.push_back(grid.index_of(f));
+    offsets.push_back(static_cast<Index>(indices.size()));
+  }
+}
+
 }  // namespace mlvae
