@@ -70,6 +70,11 @@ public:
   /// The decoder, z -> the likelihood's parameters.
   Decoder& decoder() { return decoder_; }
 
+  /// The weight β on the closed-form KL (β-VAE; 1 is the ELBO).
+  T kl_weight() const { return kl_weight_; }
+  /// Sets the weight β on the closed-form KL.
+  void set_kl_weight(T weight) { kl_weight_ = weight; }
+
   /// Replaces kl_weight·KL(q(z|x) ‖ p(z)) in the loss by the weighted decomposition
   /// α·MI + β·TC_between + γ·TC_within + δ·KL_dim estimated on each batch (β-TCVAE: one-dimensional
   /// blocks; HFVAE: blocks of several dimensions). The reported ELBO keeps the closed-form KL.
