@@ -10,8 +10,9 @@
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/types.hpp"
 
-#include <array>
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
