@@ -1,9 +1,9 @@
 // disentangle — trains a VAE, β-VAE, β-TCVAE, HFVAE or ML-VAE on dSprites generated on the fly
 // (data/dsprites.hpp), then measures disentanglement with the metrics of disentanglement_lib
 // (eval/disentanglement.hpp). Prints progress and the metrics; writes metrics.csv, the codes and
-// factors the metrics used (codes.csv), and latent traversal grids (one row per latent dimension,
-// values −2 … 2 around the posterior mean of one image). docs/disentanglement.md explains the
-// objectives; docs/results.md has measured numbers and the commands that produced them.
+// factors the metrics used (codes.csv), reconstructions, and latent traversal grids (one row per
+// latent dimension, values −2 … 2 around the posterior mean of one image). docs/disentanglement.md
+// explains the objectives; docs/results.md has measured numbers and the commands behind them.
 #include <mlvae/mlvae.hpp>
 #include <mlvae/data/dsprites.hpp>
 #include <mlvae/eval/disentanglement.hpp>
@@ -282,7 +282,20 @@ int run(const Options& opt, Model&& model) {
     const std::string path = opt.out_dir + "/traversal_" + std::to_string(t) + ".png";
     mlvae::write_image_grid(path, images, 64, 64, L, columns, 2, 1);
   }
-  std::cout << "wrote " << opt.out_dir << "/metrics.csv, codes.csv and " << opt.traversals << " traversal grid(s)\n";
+  // Reconstructions: 8 random images (top row) and the decoded posterior means (bottom row).
+  {
+    std::vector<Index> shown(8);
+    for (auto& i : shown) i = grid.sample_index(traversal_rng);
+    mlvae::Matrix<double> codes;
+    encode_means(model, shown, scratch, codes);
+    Mat decoded, both(mlvae::DSprites::pixels, 16);
+    decode_codes(model, Mat(codes.cast<float>()), decoded);
+    both.leftCols(8) = scratch;
+    both.rightCols(8) = decoded;
+    mlvae::write_image_grid(opt.out_dir + "/reconstructions.png", both, 64, 64, 2, 8, 2, 1);
+  }
+  std::cout << "wrote " << opt.out_dir << "/metrics.csv, codes.csv, reconstructions.png and " << opt.traversals
+            << " traversal grid(s)\n";
   return 0;
 }
 
