@@ -34,8 +34,8 @@ declare -A CONFIG=(
 MODELS=${MODELS:-"vae beta-vae beta-tcvae hfvae mlvae-shape mlvae-paired-k1"}
 
 jobs_file=$(mktemp)
-for name in $MODELS; do
-  for seed in $SEEDS; do
+for seed in $SEEDS; do  # seed-major: every configuration gets its first seeds early
+  for name in $MODELS; do
     dir="$OUT/$name/seed$seed"
     mkdir -p "$dir"
     echo "nice -n 5 $BIN ${CONFIG[$name]} $COMMON $EXTRA --seed $seed --out $dir > $dir/log.txt 2>&1 && echo done $name $seed" >> "$jobs_file"

@@ -23,7 +23,7 @@ def fmt(values):
         return "–"
     if len(values) == 1:
         return f"{values[0]:.3f}"
-    if abs(statistics.mean(values)) >= 100:
+    if abs(statistics.mean(values)) >= 10:
         return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
@@ -39,7 +39,8 @@ def main():
         with open(path) as f:
             for row in csv.DictReader(f):
                 data.setdefault((config, row["representation"], row["metric"]), []).append(float(row["value"]))
-    configs = list(seeds)
+    order = ["vae", "beta-vae", "beta-tcvae", "hfvae"]
+    configs = sorted(seeds, key=lambda c: (order.index(c) if c in order else len(order), c))
     print("| model | seeds | β-VAE | FactorVAE | MIG | DCI D | DCI C | DCI I | SAP | held-out ELBO/image |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for c in configs:
