@@ -3,16 +3,20 @@
 /// an encoder stack to [mean; log-variance] of one latent z, a decoder, a likelihood policy.
 /// Objective per image: E_q[log p(x | z)] − KL(q(z|x) ‖ N(0, I)), averaged over the minibatch.
 /// In LossTerms every image is its own group; the KL is reported as `style_kl`.
+/// β-VAE: kl_weight = β. β-TCVAE and HFVAE: set_kl_decomposition() replaces the weighted KL in the
+/// loss by the weighted minibatch decomposition of dist/kl_decomposition.hpp (docs/disentanglement.md).
 #pragma once
 
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/types.hpp"
 #include "mlvae/dist/gaussian.hpp"
+#include "mlvae/dist/kl_decomposition.hpp"
 #include "mlvae/dist/likelihood.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/nn/layer.hpp"
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -65,6 +69,23 @@ public:
   Encoder& encoder() { return encoder_; }
   /// The decoder, z -> the likelihood's parameters.
   Decoder& decoder() { return decoder_; }
+
+  /// The weight β on the closed-form KL (β-VAE; 1 is the ELBO).
+  T kl_weight() const { return kl_weight_; }
+  /// Sets the weight β on the closed-form KL.
+  void set_kl_weight(T weight) { kl_weight_ = weight; }
+
+  /// Replaces kl_weight·KL(q(z|x) ‖ p(z)) in the loss by the weighted decomposition
+  /// α·MI + β·TC_between + γ·TC_within + δ·KL_dim estimated on each batch (β-TCVAE: one-dimensional
+  /// blocks; HFVAE: blocks of several dimensions). The reported ELBO keeps the closed-form KL.
+  /// @throws ArgumentError when the blocks do not cover latent_size().
+  void set_kl_decomposition(const KLDecompositionOptions& options) { decomposition_.emplace(latent_size_, options); }
+  /// Back to the closed-form KL weighted by kl_weight.
+  void clear_kl_decomposition() { decomposition_.reset(); }
+  /// Whether the loss uses the decomposition.
+  bool uses_kl_decomposition() const { return decomposition_.has_value(); }
+  /// The decomposition's terms on the last batch (zero when it is not used).
+  const KLDecompositionTerms& last_kl_decomposition() const { return last_decomposition_; }
 
   /// Architecture string, e.g. for checkpoints and logs.
   std::string describe() const {
@@ -130,18 +151,30 @@ private:
     terms.style_kl = kl / N;
     terms.elbo_per_group = terms.elbo_per_image = (rec - kl) / N;
     terms.loss = -(rec - static_cast<double>(kl_weight_) * kl) / N;
+    ensure_shape(d_enc_, 2 * L, n);
+    d_enc_.setZero();
+    auto d_mean = d_enc_.topRows(L);
+    auto d_logvar = d_enc_.bottomRows(L);
+    if (decomposition_) {
+      // The batch mean of the weighted terms, and (backward) its partials wrt z, mean, logvar.
+      ensure_shape(dz_total_, L, n);
+      dz_total_.setZero();
+      last_decomposition_ = decomposition_->evaluate(mean, logvar, z_, backward, dz_total_, d_mean, d_logvar);
+      terms.loss = -rec / N + last_decomposition_.weighted;
+    }
     if (!backward) return terms;
 
     params_.zero_gradients();
     const T w = T(1) / T(n);
     likelihood_.gradient(x, out, -w, d_out_);
     const Matrix<T>& dz = decoder_.backward(d_out_);
-    ensure_shape(d_enc_, 2 * L, n);
-    d_enc_.setZero();
-    auto d_mean = d_enc_.topRows(L);
-    auto d_logvar = d_enc_.bottomRows(L);
-    reparameterize_backward(logvar, eps_, dz, d_mean, d_logvar);
-    kl_to_standard_normal_backward(mean, logvar, T(w * kl_weight_), d_mean, d_logvar);
+    if (decomposition_) {
+      dz_total_ += dz;
+      reparameterize_backward(logvar, eps_, dz_total_, d_mean, d_logvar);
+    } else {
+      reparameterize_backward(logvar, eps_, dz, d_mean, d_logvar);
+      kl_to_standard_normal_backward(mean, logvar, T(w * kl_weight_), d_mean, d_logvar);
+    }
     encoder_.backward(d_enc_, false);
     return terms;
   }
@@ -152,7 +185,9 @@ private:
   T kl_weight_;
   Index latent_size_ = 0;
   ParameterStore<T> params_;
-  Matrix<T> eps_, z_, d_out_, d_enc_;
+  std::optional<KLDecomposition<T>> decomposition_;
+  KLDecompositionTerms last_decomposition_;
+  Matrix<T> eps_, z_, d_out_, d_enc_, dz_total_;
   RowVector<T> log_likelihood_, kl_;
 };
 

@@ -95,7 +95,16 @@ public:
   bool step(StepReport& report) {
     if (!sampler_.next(batch_)) return false;
     gather_columns(data_, batch_.indices, x_);
-    const LossTerms terms = detail::model_step(model_, x_, batch_.group_offsets, noise_, true);
+    step_on_batch(x_, batch_.group_offsets, report);
+    return true;
+  }
+
+  /// One optimisation step, exactly as step() takes it, on a batch the caller provides (columns `x`,
+  /// groups given by `offsets` as in GroupedBatch; a plain VAE ignores them): for data generated on
+  /// the fly (data/dsprites.hpp) instead of the trainer's own sampler. Counts as a step of the
+  /// current epoch; the same divergence policy applies.
+  void step_on_batch(const Matrix<T>& x, const std::vector<Index>& offsets, StepReport& report) {
+    const LossTerms terms = detail::model_step(model_, x, offsets, noise_, true);
     report.skipped = false;
     report.gradient_norm = 0;
     // No try/catch: the core also builds without exceptions (core/error.hpp).
@@ -118,7 +127,6 @@ public:
     report.steps_per_epoch = sampler_.batches_per_epoch();
     report.global_step = optimizer_.step_count();
     report.terms = terms;
-    return true;
   }
 
   /// Runs one whole epoch (starting a new one), calling `on_step` after every step; returns the
