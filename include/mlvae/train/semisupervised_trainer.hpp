@@ -79,13 +79,17 @@ public:
     const SemiSupervisedTerms terms = model_.forward_backward(x_, batch_.labels, noise_);
     report.skipped = false;
     report.gradient_norm = 0;
-    try {
-      require<DivergenceError>(std::isfinite(terms.loss), "SemiSupervisedTrainer: the loss is not finite (",
-                               terms.loss, ") at epoch ", sampler_.epoch(), " step ", step_in_epoch_ + 1,
-                               "; parameters left unchanged");
-      report.gradient_norm = optimizer_.step(model_.parameters().values, model_.parameters().gradients);
-    } catch (const DivergenceError&) {
-      if (options_.on_divergence == DivergencePolicy::Throw) throw;
+    // No try/catch: the core also builds without exceptions (core/error.hpp), as in Trainer.
+    const bool loss_finite = std::isfinite(terms.loss);
+    if (!loss_finite ||
+        !optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, report.gradient_norm)) {
+      if (options_.on_divergence == DivergencePolicy::Throw) {
+        if (!loss_finite)
+          raise_error<DivergenceError>(detail::concat("SemiSupervisedTrainer: the loss is not finite (", terms.loss,
+                                                      ") at epoch ", sampler_.epoch(), " step ", step_in_epoch_ + 1,
+                                                      "; parameters left unchanged"));
+        raise_error<DivergenceError>(optimizer_.divergence_message(report.gradient_norm));
+      }
       report.skipped = true;
       ++skipped_steps_;
     }
