@@ -1,12 +1,14 @@
 /// @file
 /// mlvae/core/crc32.hpp — CRC-32 (IEEE 802.3 / zlib / PNG: reflected polynomial 0xEDB88320, initial
-/// value and final XOR 0xFFFFFFFF) in the standard library alone, for the model file's checksum
-/// (docs/model_file.md). Check value: crc32("123456789") == 0xCBF43926.
+/// value and final XOR 0xFFFFFFFF) in the standard library alone: the checksum of model files (docs/model_file.md) and
+/// checkpoints (io/checkpoint.hpp). Check value: crc32("123456789") == 0xCBF43926.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 namespace mlvae {
 
@@ -35,5 +37,12 @@ inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size
 
 /// The CRC-32 of `size` bytes at `data`.
 inline std::uint32_t crc32(const void* data, std::size_t size) { return crc32_update(0, data, size); }
+
+/// `v` as 8 lower-case hex digits, as checksums are printed in messages and stored in JSON checkpoints.
+inline std::string hex32(std::uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(v));
+  return buf;
+}
 
 }  // namespace mlvae

@@ -10,7 +10,7 @@
 /// every failure (cereal::Exception, RapidJSON errors, bad_alloc, inconsistent values) into an
 /// mlvae::IoError naming the file. A failed load leaves the model and trainer unchanged.
 ///
-/// Integrity (format version 2): a checkpoint file carries a CRC-32 (zlib) of its bytes, checked
+/// Integrity (format version 2): a checkpoint file carries a CRC-32 (the zlib/PNG polynomial, core/crc32.hpp) of its bytes, checked
 /// before anything is parsed: binary files end with the CRC of every byte before it (4 bytes,
 /// little-endian); JSON files end with a field "crc32" (8 hex digits), the CRC of the whole text
 /// with those digits written as "00000000". Version 1 files (no checksum) are still read. Files
@@ -19,6 +19,7 @@
 /// write_file_atomically).
 #pragma once
 
+#include "mlvae/core/crc32.hpp"
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/types.hpp"
@@ -31,7 +32,6 @@
 #include <cereal/cereal.hpp>
 #include <cereal/types/string.hpp>
 #include <rapidjson/error/en.h>  // after cereal's JSON archive, which configures RapidJSON
-#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -395,28 +395,10 @@ inline bool looks_like_json(const std::string& bytes) {
   return false;
 }
 
-/// CRC-32 (zlib's, the one of gzip and PNG) of `n` bytes.
-inline std::uint32_t crc32_of(const char* data, std::size_t n) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, std::size_t{1} << 30));
-    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
-    data += chunk;
-    n -= chunk;
-  }
-  return static_cast<std::uint32_t>(crc);
-}
-
 inline std::uint32_t read_le32(const char* p) {
   std::uint32_t v = 0;
   for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
   return v;
-}
-
-inline std::string hex32(std::uint32_t v) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(v));
-  return buf;
 }
 
 /// The last field of a version-2 JSON checkpoint, as written before its value is filled in.
@@ -450,7 +432,7 @@ inline void check_binary_envelope(const std::string& bytes) {
   require<IoError>(bytes.size() >= head + 8, "truncated checkpoint: the file ends after ", bytes.size(),
                    " bytes, inside its header");
   const std::size_t body = bytes.size() - 4;
-  const std::uint32_t stored = read_le32(bytes.data() + body), computed = crc32_of(bytes.data(), body);
+  const std::uint32_t stored = read_le32(bytes.data() + body), computed = crc32(bytes.data(), body);
   require<IoError>(stored == computed, "corrupted or truncated checkpoint: the CRC-32 of its first ", body,
                    " bytes is ", hex32(computed), " but the file records ", hex32(stored));
 }
@@ -483,7 +465,7 @@ inline void check_json_envelope(const std::string& text) {
                    "corrupted checkpoint: the version-2 field \"crc32\" (8 hex digits) is missing");
   std::string zeroed = text;
   zeroed.replace(digits, 8, json_crc_placeholder);
-  const std::string stored = text.substr(digits, 8), computed = hex32(crc32_of(zeroed.data(), zeroed.size()));
+  const std::string stored = text.substr(digits, 8), computed = hex32(crc32(zeroed.data(), zeroed.size()));
   require<IoError>(stored == computed, "corrupted checkpoint: the CRC-32 of the JSON text is ", computed,
                    " but the file records ", stored);
 }
@@ -532,7 +514,7 @@ std::string write_to_string(CheckpointFormat format, Body&& body) {
     std::string text = out.str();
     const std::size_t at = text.rfind(json_crc_field);
     require<IoError>(at != std::string::npos, "internal error: the JSON checkpoint has no crc32 field");
-    text.replace(at + std::strlen(json_crc_field), 8, hex32(crc32_of(text.data(), text.size())));
+    text.replace(at + std::strlen(json_crc_field), 8, hex32(crc32(text.data(), text.size())));
     return text;
   }
   {
@@ -540,7 +522,7 @@ std::string write_to_string(CheckpointFormat format, Body&& body) {
     body(ar);
   }
   std::string bytes = out.str();
-  const std::uint32_t crc = crc32_of(bytes.data(), bytes.size());
+  const std::uint32_t crc = crc32(bytes.data(), bytes.size());
   for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((crc >> (8 * i)) & 0xffu));
   return bytes;
 }

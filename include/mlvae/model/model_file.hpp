@@ -152,12 +152,6 @@ private:
   std::string out_;
 };
 
-inline std::string hex32(std::uint32_t v) {
-  char buf[11];
-  std::snprintf(buf, sizeof buf, "0x%08x", static_cast<unsigned>(v));
-  return buf;
-}
-
 /// Reads fixed-width little-endian fields, refusing to read past the end (naming the field).
 class ModelFileReader {
 public:
@@ -243,7 +237,7 @@ inline ModelFileView parse_model_file(const void* data, std::size_t size, const 
                   static_cast<std::uint32_t>(bytes[size - 2]) << 16 | static_cast<std::uint32_t>(bytes[size - 1]) << 24;
   const std::uint32_t computed = crc32(bytes, size - 4);
   require<IoError>(computed == info.checksum, "model file '", source, "': checksum mismatch (stored ",
-                   hex32(info.checksum), ", computed ", hex32(computed), "): the file is corrupted");
+                   "0x", hex32(info.checksum), ", computed 0x", hex32(computed), "): the file is corrupted");
   ModelFileReader body(bytes, size - 4, source);  // fields may not reach into the checksum
   body.le(8, "magic");
   body.le(4, "version");
