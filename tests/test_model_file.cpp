@@ -116,6 +116,10 @@ TEST_CASE("model file: float and double models round-trip exactly through a path
   auto loaded = mlvae::make_mlp_mlvae<float>(12, 8, 3, 2);
   mlvae::load_model_file(path, loaded);
   CHECK(loaded.parameters().values == model.parameters().values);
+  mlvae::export_model(path, small_mlp<float>(5));  // replaces the file; no temporary left behind
+  CHECK(mlvae::read_model_file_info(path).architecture_sizes == std::vector<std::int64_t>{12, 5, 3, 2});
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  CHECK_THROWS_WITH_AS(mlvae::export_model(dir.file("missing/model.mlvae"), model), contains("cannot open"), IoError);
 
   const auto model_d = small_mlp<double>();
   const std::string bytes_d = mlvae::model_file_bytes(model_d);

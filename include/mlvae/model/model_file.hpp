@@ -377,8 +377,12 @@ void export_model(const std::string& path, const Model& model) {
   bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
   ok = (std::fclose(f) == 0) && ok;
   if (ok && std::rename(temporary.c_str(), path.c_str()) != 0) {
-    std::remove(path.c_str());  // platforms whose rename does not replace an existing file
+#ifdef _WIN32
+    std::remove(path.c_str());  // Windows' rename does not replace an existing file
     ok = std::rename(temporary.c_str(), path.c_str()) == 0;
+#else
+    ok = false;
+#endif
   }
   if (!ok) std::remove(temporary.c_str());
   require<IoError>(ok, "export_model: writing '", path, "' failed");
