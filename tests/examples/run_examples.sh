@@ -35,6 +35,12 @@ idx)  # a 300-image IDX set in Fashion-MNIST's layout; and a test split of 5 ima
     "$OUT/train/checkpoint.bin"
   run "${TRAIN[@]}" --data "$DATA/tinytest" --out "$OUT/tinytest"
   expect_file "$OUT/tinytest/swap_grid.png"
+  run "${EVAL[@]}" --data "$DATA/tinytest" --out "$OUT/tinytest_eval"
+  expect_file "$OUT/tinytest_eval/results.csv" "$OUT/tinytest_eval/swap_grid_test_rows-style_cols-content.png"
+  # A single IDX file with its keys in an IDX label file, split 80/20.
+  run "${TRAIN[@]}" --data "$DATA/idx/train-images-idx3-ubyte" --groups "$DATA/idx/train-labels-idx1-ubyte" \
+    --out "$OUT/idx_file"
+  expect_file "$OUT/idx_file/swap_grid.png"
   run "${EVAL[@]}" --data "$DATA/idx" --held-out-classes 8,9 --out "$OUT/eval"
   expect_file "$OUT/eval/results.csv" "$OUT/eval/swap_grid_test_rows-style_cols-content.png" \
     "$OUT/eval/swap_grid_unseen_rows-style_cols-content.png" "$OUT/eval/generate_test_col0-real_rest-prior-style.png"
