@@ -102,6 +102,12 @@ resume)  # resume conflicts are errors or reported; a resumed run equals an unin
   head -1 "$OUT/resumed/train_log.csv" | grep -q "^epoch,first_step," || fail "no header in the new log"
   grep -q "^2,11,20," "$OUT/resumed/train_log.csv" || { cat "$OUT/resumed/train_log.csv"; fail "partial epoch not logged"; }
   cmp "$OUT/whole/checkpoint.bin" "$OUT/resumed/checkpoint.bin" || fail "resumed run differs from the whole run"
+  # A single file split with --seed 4: resuming without --seed splits it the same way.
+  C=(--data "$DATA/table.csv" --group-column site --label-column kind --standardize --quiet --epochs 2)
+  run "${TRAIN[@]}" "${C[@]}" --seed 4 --out "$OUT/csv_whole"
+  run "${TRAIN[@]}" "${C[@]}" --seed 4 --stop-after-steps 10 --out "$OUT/csv_part" > /dev/null
+  run "${TRAIN[@]}" "${C[@]}" --resume "$OUT/csv_part/checkpoint.bin" --out "$OUT/csv_part" > /dev/null
+  cmp "$OUT/csv_whole/checkpoint.bin" "$OUT/csv_part/checkpoint.bin" || fail "resumed CSV run differs"
   # Nothing left to train: said, and the outputs are written from the stored model.
   run "${R[@]}" --epochs 2 --resume "$OUT/whole/checkpoint.bin" --out "$OUT/whole" > "$OUT/again.log"
   grep -q "nothing to train" "$OUT/again.log" || fail "nothing-to-train not reported"
