@@ -118,7 +118,7 @@ plots)  # matplotlib figures when /usr/bin/python3 has matplotlib
   expect_file "$OUT/train/training_curves.png"
   run "${EVAL[@]}" --data "$DATA/table.csv" --group-column site --label-column kind --standardize --python /usr/bin/python3 \
     --out "$OUT/eval"
-  expect_file "$OUT/eval/accuracy_vs_group_size.png" "$OUT/eval/training_curves.png"
+  expect_file "$OUT/eval/accuracy_vs_group_size.png" "$OUT/eval/training_curves.png" "$OUT/eval/feature_r2.png"
   ;;
 *) fail "unknown case" ;;
 esac
