@@ -400,7 +400,9 @@ int run(const Options& opt, example::LoadedData& all, MLModel&& mlvae_model, VAE
   const bool figures = example::run_plot_script(opt.python, "plot_results.py",
                                                 "'" + opt.out_dir + "/results.csv' '" + opt.out_dir + "'");
   std::cout << "\nwrote " << opt.out_dir << "/results.csv"
-            << (figures ? ", accuracy_vs_group_size.png, training_curves.png" : "")
+            << (figures ? std::string(", accuracy_vs_group_size.png, training_curves.png") +
+                              (test.is_image() ? "" : ", feature_r2.png")
+                        : std::string())
             << (test.is_image() ? ", swap/interpolation/generation grids" : ", feature_r2.csv") << " ("
             << fmt(seconds, 0) << " s)\n";
   return 0;

@@ -61,7 +61,8 @@ struct DataOptions {
     app.add_option("--image-shape", image_shape, "HxW: the observations are images of H x W pixels (grids are drawn)");
     app.add_flag("--standardize", standardize,
                  "scale every feature to mean 0 and standard deviation 1 (statistics of the training split)");
-    app.add_option("--train-limit", train_limit, "use only the first N training observations")
+    app.add_option("--train-limit", train_limit,
+                   "use only the first N training observations (before held-out keys are set aside)")
         ->check(CLI::PositiveNumber);
   }
 };

@@ -259,7 +259,11 @@ int run_mlp(const Options& opt, example::LoadedData& data, Likelihood likelihood
 }
 
 int dispatch(const Options& opt) {
-  example::LoadedData data = example::load_data(opt.data, opt.seed + 3);
+  // The train/test split of a single file depends on the run's seed: a resumed run takes it from
+  // the checkpoint (its sampler seed is --seed + 1), so it trains on the same observations.
+  std::uint64_t seed = opt.seed;
+  if (!opt.resume.empty()) seed = mlvae::read_checkpoint_options(opt.resume).sampler.seed - 1;
+  example::LoadedData data = example::load_data(opt.data, seed + 3);
   const std::string lik = example::choose_likelihood(opt.likelihood, data.train);
   if (opt.arch != "mlp") {
     mlvae::require<mlvae::ArgumentError>(lik == "bernoulli" && data.train.height == 28 && data.train.width == 28,
@@ -329,8 +333,9 @@ int main(int argc, char** argv) {
   app.add_option("--resume", opt.resume,
                  "continue the run saved in this checkpoint up to --epochs epochs in total. Sampler, noise and Adam "
                  "options come from the checkpoint (--group-size, --groups-per-batch, --max-group-size, --seed or "
-                 "--lr that differ are errors); model options and the data must match (checked); --threads may "
-                 "differ (results do not depend on it)")
+                 "--lr that differ are errors; a single --data file is split as in the first run); model options "
+                 "must match (checked) and so must the data options (only the number of training observations is "
+                 "checked); --threads may differ (results do not depend on it)")
       ->check(CLI::ExistingFile);
   app.add_option("--on-divergence", opt.on_divergence,
                  "on a non-finite loss or gradient: stop with an error, or skip the step and count it")

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Figures of evaluate_mlvae from its results.csv: accuracy_vs_group_size.png (class accuracy from the
-content codes against the number of accumulated observations, with style, VAE and chance) and
-training_curves.png (ELBO per observation by epoch, ML-VAE and VAE).
+content codes against the number of accumulated observations, with style, VAE and chance),
+training_curves.png (ELBO per observation by epoch, ML-VAE and VAE) and, for data that are not
+images, feature_r2.png (how much of each feature the content and the style codes explain).
 
 Usage: /usr/bin/python3 scripts/plot_results.py out/evaluate_mlvae/results.csv out/evaluate_mlvae
 (evaluate_mlvae runs it itself when /usr/bin/python3 has matplotlib; Debian: python3-matplotlib).
@@ -65,6 +66,27 @@ def main(results_path, out_dir):
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "training_curves.png"), dpi=120)
+    plt.close(fig)
+
+    r2 = {}
+    for r in pick(metric="feature_r2", model="mlvae"):
+        r2.setdefault(r["classifier"], {})[r["latent"]] = float(r["value"])
+    if r2:
+        names = list(r2)
+        y = range(len(names))
+        fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.28 * len(names)))
+        ax.barh([i - 0.2 for i in y], [r2[n].get("content", 0) for n in names], height=0.4, label="content")
+        ax.barh([i + 0.2 for i in y], [r2[n].get("style", 0) for n in names], height=0.4, label="style")
+        ax.set_yticks(list(y))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(min(0.0, min(min(v.values()) for v in r2.values())), 1)
+        ax.set_xlabel("R² of the feature from a linear fit on the codes (test split)")
+        ax.set_title("what the content and the style codes explain")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "feature_r2.png"), dpi=120)
 
 
 if __name__ == "__main__":

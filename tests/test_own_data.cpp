@@ -241,3 +241,18 @@ TEST_CASE("gradient check: MLP builders with Gaussian likelihoods and two hidden
   // The default builder and the generic one build the same type (old checkpoints still load).
   CHECK(std::is_same_v<mlvae::MlpMLVAE<float>, mlvae::MlpMLVAEWith<float, mlvae::BernoulliLikelihood<float>>>);
 }
+
+TEST_CASE("trainer: data the likelihood cannot model are refused before training") {
+  mlvae::Matrix<double> x = mlvae_test::toy_data(12);
+  auto bernoulli = mlvae::make_mlp_mlvae<double>(12, 5, 2, 2);
+  x(3, 7) = 3.0;
+  CHECK_THROWS_WITH_AS((mlvae::Trainer<decltype(bernoulli)>(bernoulli, x, mlvae_test::toy_keys(12))),
+                       contains("[0, 1] but the training data given to the Trainer holds 3 (observation 7, feature 3)"),
+                       mlvae::ArgumentError);
+  x(3, 7) = -1.0;
+  CHECK_THROWS_AS((mlvae::Trainer<decltype(bernoulli)>(bernoulli, x, mlvae_test::toy_keys(12))), mlvae::ArgumentError);
+  // The same data are fine for a Gaussian likelihood.
+  auto gaussian = mlvae::make_mlp_mlvae_with<double>(12, 5, 2, 2, mlvae::GaussianLikelihood<double>(1.0));
+  mlvae::Trainer<decltype(gaussian)> ok(gaussian, x, mlvae_test::toy_keys(12));
+  CHECK(ok.sampler().observation_count() == 12);
+}

@@ -35,6 +35,12 @@ idx)  # a 300-image IDX set in Fashion-MNIST's layout; and a test split of 5 ima
     "$OUT/train/checkpoint.bin"
   run "${TRAIN[@]}" --data "$DATA/tinytest" --out "$OUT/tinytest"
   expect_file "$OUT/tinytest/swap_grid.png"
+  run "${EVAL[@]}" --data "$DATA/tinytest" --out "$OUT/tinytest_eval"
+  expect_file "$OUT/tinytest_eval/results.csv" "$OUT/tinytest_eval/swap_grid_test_rows-style_cols-content.png"
+  # A single IDX file with its keys in an IDX label file, split 80/20.
+  run "${TRAIN[@]}" --data "$DATA/idx/train-images-idx3-ubyte" --groups "$DATA/idx/train-labels-idx1-ubyte" \
+    --out "$OUT/idx_file"
+  expect_file "$OUT/idx_file/swap_grid.png"
   run "${EVAL[@]}" --data "$DATA/idx" --held-out-classes 8,9 --out "$OUT/eval"
   expect_file "$OUT/eval/results.csv" "$OUT/eval/swap_grid_test_rows-style_cols-content.png" \
     "$OUT/eval/swap_grid_unseen_rows-style_cols-content.png" "$OUT/eval/generate_test_col0-real_rest-prior-style.png"
@@ -96,6 +102,12 @@ resume)  # resume conflicts are errors or reported; a resumed run equals an unin
   head -1 "$OUT/resumed/train_log.csv" | grep -q "^epoch,first_step," || fail "no header in the new log"
   grep -q "^2,11,20," "$OUT/resumed/train_log.csv" || { cat "$OUT/resumed/train_log.csv"; fail "partial epoch not logged"; }
   cmp "$OUT/whole/checkpoint.bin" "$OUT/resumed/checkpoint.bin" || fail "resumed run differs from the whole run"
+  # A single file split with --seed 4: resuming without --seed splits it the same way.
+  C=(--data "$DATA/table.csv" --group-column site --label-column kind --standardize --quiet --epochs 2)
+  run "${TRAIN[@]}" "${C[@]}" --seed 4 --out "$OUT/csv_whole"
+  run "${TRAIN[@]}" "${C[@]}" --seed 4 --stop-after-steps 10 --out "$OUT/csv_part" > /dev/null
+  run "${TRAIN[@]}" "${C[@]}" --resume "$OUT/csv_part/checkpoint.bin" --out "$OUT/csv_part" > /dev/null
+  cmp "$OUT/csv_whole/checkpoint.bin" "$OUT/csv_part/checkpoint.bin" || fail "resumed CSV run differs"
   # Nothing left to train: said, and the outputs are written from the stored model.
   run "${R[@]}" --epochs 2 --resume "$OUT/whole/checkpoint.bin" --out "$OUT/whole" > "$OUT/again.log"
   grep -q "nothing to train" "$OUT/again.log" || fail "nothing-to-train not reported"
@@ -106,7 +118,7 @@ plots)  # matplotlib figures when /usr/bin/python3 has matplotlib
   expect_file "$OUT/train/training_curves.png"
   run "${EVAL[@]}" --data "$DATA/table.csv" --group-column site --label-column kind --standardize --python /usr/bin/python3 \
     --out "$OUT/eval"
-  expect_file "$OUT/eval/accuracy_vs_group_size.png" "$OUT/eval/training_curves.png"
+  expect_file "$OUT/eval/accuracy_vs_group_size.png" "$OUT/eval/training_curves.png" "$OUT/eval/feature_r2.png"
   ;;
 *) fail "unknown case" ;;
 esac

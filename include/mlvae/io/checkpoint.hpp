@@ -13,7 +13,8 @@
 /// Integrity (format version 2): a checkpoint file carries a CRC-32 (the zlib/PNG polynomial, core/crc32.hpp) of its bytes, checked
 /// before anything is parsed: binary files end with the CRC of every byte before it (4 bytes,
 /// little-endian); JSON files end with a field "crc32" (8 hex digits), the CRC of the whole text
-/// with those digits written as "00000000". Version 1 files (no checksum) are still read. Files
+/// with those digits written as "00000000" (a JSON file edited by hand fails the check until its
+/// crc32 is recomputed). Version 1 files (no checksum) are still read. Files
 /// that are not checkpoints, truncated files and bad JSON are named as such before any parsing.
 /// Every save removes stale temporaries of its own naming left by a killed save (see
 /// write_file_atomically).

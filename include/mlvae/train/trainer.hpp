@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -27,6 +28,14 @@ template <typename Model>
 struct is_grouped_model<Model, std::void_t<decltype(std::declval<Model&>().forward_backward(
                                    std::declval<const Matrix<typename Model::Scalar>&>(),
                                    std::declval<const std::vector<Index>&>(), std::declval<Rng&>()))>>
+    : std::true_type {};
+
+/// Detects a model whose likelihood can check data (Likelihood::check_data(x, what)).
+template <typename Model, typename = void>
+struct has_likelihood_check : std::false_type {};
+template <typename Model>
+struct has_likelihood_check<Model, std::void_t<decltype(std::declval<const Model&>().likelihood().check_data(
+                                       std::declval<const Matrix<typename Model::Scalar>&>(), std::string()))>>
     : std::true_type {};
 
 template <typename Model>
@@ -81,7 +90,8 @@ public:
 
   /// Sets up the sampler over `keys` (one per column of `data`), Adam over the model's parameters and the noise Rng.
   /// Throws ShapeError when data rows ≠ model.data_size() or keys.size() ≠ data columns, ArgumentError on
-  /// non-finite data or invalid options.
+  /// non-finite data, data the model's likelihood cannot model (Likelihood::check_data, e.g. values outside
+  /// [0, 1] under a Bernoulli likelihood) or invalid options.
   Trainer(Model& model, const Matrix<T>& data, std::vector<int> keys, TrainerOptions options = {})
       : model_(model), data_(data), options_(options),
         sampler_((check_data(model, data, keys), std::move(keys)), options.sampler),
@@ -193,7 +203,11 @@ private:
                         " features per observation, the data has ", data.rows(), " rows");
     require<ShapeError>(static_cast<Index>(keys.size()) == data.cols(), "Trainer: expected one key per observation (",
                         data.cols(), "), found ", keys.size());
+    require<ArgumentError>(data.cols() > 0, "Trainer: the training data hold 0 observations (columns)");
     require<ArgumentError>(data.allFinite(), "Trainer: the training data contain NaN or infinite values");
+    // Data the likelihood cannot model (e.g. values outside [0, 1] under a Bernoulli likelihood).
+    if constexpr (detail::has_likelihood_check<Model>::value)
+      model.likelihood().check_data(data, "training data given to the Trainer");
     return 0;
   }
 
