@@ -37,7 +37,7 @@ int export_from(const Options& opt, Model model) {
   const mlvae::ModelFileInfo info = mlvae::read_model_file_info(opt.out);
   std::cout << "export_model: wrote " << opt.out << " (" << info.file_size << " bytes, architecture '"
             << info.architecture_name << "', " << info.parameter_count << " float parameters, CRC-32 "
-            << mlvae::detail::hex32(info.checksum) << ")\n";
+            << "0x" << mlvae::hex32(info.checksum) << ")\n";
   if (opt.observations <= 0) return 0;
 
   auto test = mlvae::load_fashion_mnist<float>("test", opt.data_dir, static_cast<std::size_t>(opt.observations));
