@@ -2,14 +2,16 @@
 """Recomputes disentanglement metrics from a codes.csv written by examples/disentangle, with numpy and
 scikit-learn (Debian: python3-sklearn), as an independent check of eval/disentanglement.hpp.
 
-  crosscheck_metrics.py RUN_DIR [RUN_DIR ...] [--no-sklearn]
+  crosscheck_metrics.py RUN_DIR [RUN_DIR ...] [--no-sklearn] [--style S]
 
 For each run directory (holding codes.csv and metrics.csv) prints:
   - MIG recomputed on exactly the same sample (numpy histogram edges + digitize, scikit-learn's
     mutual_info_score) next to the value mlvae wrote: the two must agree;
   - DCI with gradient-boosted trees and SAP with a linear SVM (C = 0.01, balanced) — the models
     disentanglement_lib uses, where mlvae substitutes logistic regression and a 20-bin majority
-    classifier — on a 2:1 train/test split of the same sample, to show what the substitutions change.
+    classifier — on a 2:1 train/test split of the same sample, to show what the substitutions change;
+  - with --style S (an ML-VAE with S style dimensions first): for the style and the content block,
+    the largest normalised MI I(code; factor) / H(factor) of any of the block's dimensions, per factor.
 """
 import csv
 import sys
@@ -80,9 +82,30 @@ def sap_svm(codes, factors, split):
     return float(np.mean(top[-1] - top[-2]))
 
 
+def block_mi(codes, factors, first, count):
+    from sklearn.metrics import mutual_info_score
+    d = discretize(codes[first:first + count])
+    h = np.array([mutual_info_score(f, f) for f in factors])
+    m = np.array([[mutual_info_score(f, c) for f in factors] for c in d])
+    return m.max(axis=0) / h
+
+
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    sklearn_models = "--no-sklearn" not in sys.argv
+    argv = sys.argv[1:]
+    style = None
+    if "--style" in argv:
+        at = argv.index("--style")
+        style = int(argv[at + 1])
+        del argv[at:at + 2]
+    args = [a for a in argv if not a.startswith("--")]
+    sklearn_models = "--no-sklearn" not in argv
+    if style is not None:
+        print("run,block," + ",".join(f"max_mi_over_h_factor{k}" for k in range(5)))
+        for run in args:
+            codes, factors, _ = load(run)
+            for name, first, count in (("style", 0, style), ("content", style, codes.shape[0] - style)):
+                print(f"{run},{name}," + ",".join(f"{v:.3f}" for v in block_mi(codes, factors, first, count)))
+        return
     print("run,mig_mlvae,mig_recomputed" + (",dci_d_gbt,dci_c_gbt,dci_i_gbt,sap_svm" if sklearn_models else ""))
     for run in args:
         codes, factors, ours = load(run)

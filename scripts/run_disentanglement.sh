@@ -2,12 +2,12 @@
 # Reproduces the dSprites disentanglement table of docs/results.md: every model of
 # examples/disentangle.cpp for seeds 1 2 3 on the same small budget, then the mean ± sd table.
 #   bash scripts/run_disentanglement.sh            # builds `disentangle` (release preset) first
-# Environment: STEPS (5000), SEEDS ("1 2 3"), JOBS (parallel runs, 2), OUT (out/disentangle_results),
+# Environment: STEPS (4000), SEEDS ("1 2 3"), JOBS (parallel runs, 2), OUT (out/disentangle_results),
 # MODELS (subset of the configurations below), EXTRA (more options for every run), BIN (the
 # executable; SKIP_BUILD=1 uses it as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-5000}
+STEPS=${STEPS:-4000}
 SEEDS=${SEEDS:-"1 2 3"}
 JOBS=${JOBS:-2}
 OUT=${OUT:-out/disentangle_results}

@@ -22,7 +22,7 @@ def fmt(values):
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
+        return f"{values[0]:.1f}" if abs(values[0]) >= 10 else f"{values[0]:.3f}"
     if abs(statistics.mean(values)) >= 10:
         return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
