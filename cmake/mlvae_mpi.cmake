@@ -12,7 +12,8 @@ find_package(MPI REQUIRED COMPONENTS CXX) # Debian: libopenmpi-dev openmpi-bin
 add_library(mlvae_mpi INTERFACE)
 add_library(mlvae::mpi ALIAS mlvae_mpi)
 target_link_libraries(mlvae_mpi INTERFACE mlvae::mlvae MPI::MPI_CXX)
-target_compile_definitions(mlvae_mpi INTERFACE MLVAE_WITH_MPI)
+# The removed MPI-2 C++ bindings are not used; skipping them keeps <mpi.h> warning-free.
+target_compile_definitions(mlvae_mpi INTERFACE MLVAE_WITH_MPI OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 message(STATUS "mlvae: MPI layer enabled (${MPI_CXX_LIBRARY_VERSION_STRING})")
 
 if(NOT MLVAE_BUILD_TESTS)
@@ -106,8 +107,9 @@ if(CMAKE_CUDA_COMPILER AND MLVAE_NCCL_INCLUDE_DIR AND MLVAE_NCCL_LIBRARY)
   find_package(CUDAToolkit REQUIRED)
   add_executable(mlvae_nccl_worker ${PROJECT_SOURCE_DIR}/tests/mpi/nccl_worker.cu)
   # MPI's include path and libraries rather than MPI::MPI_CXX, whose -pthread nvcc rejects.
-  target_include_directories(mlvae_nccl_worker PRIVATE ${PROJECT_SOURCE_DIR}/include ${MPI_CXX_INCLUDE_DIRS}
-    ${MLVAE_NCCL_INCLUDE_DIR})
+  target_include_directories(mlvae_nccl_worker PRIVATE ${PROJECT_SOURCE_DIR}/include)
+  target_include_directories(mlvae_nccl_worker SYSTEM PRIVATE ${MPI_CXX_INCLUDE_DIRS} ${MLVAE_NCCL_INCLUDE_DIR})
+  target_compile_definitions(mlvae_nccl_worker PRIVATE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
   target_link_libraries(mlvae_nccl_worker PRIVATE ${MPI_CXX_LIBRARIES} CUDA::cudart ${MLVAE_NCCL_LIBRARY})
   target_compile_features(mlvae_nccl_worker PRIVATE cxx_std_17)
   target_compile_options(mlvae_nccl_worker PRIVATE
