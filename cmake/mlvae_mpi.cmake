@@ -16,6 +16,16 @@ target_link_libraries(mlvae_mpi INTERFACE mlvae::mlvae MPI::MPI_CXX)
 target_compile_definitions(mlvae_mpi INTERFACE MLVAE_WITH_MPI OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 message(STATUS "mlvae: MPI layer enabled (${MPI_CXX_LIBRARY_VERSION_STRING})")
 
+# ---- Benchmark (not built by ALL): mpirun -np N bin/mlvae_bench_data_parallel ----------------
+find_package(CLI11 CONFIG QUIET)
+if(TARGET CLI11::CLI11)
+  add_executable(mlvae_bench_data_parallel EXCLUDE_FROM_ALL
+    ${PROJECT_SOURCE_DIR}/benchmarks/mpi/bench_data_parallel.cpp)
+  target_link_libraries(mlvae_bench_data_parallel PRIVATE mlvae::mpi CLI11::CLI11)
+  mlvae_configure_target(mlvae_bench_data_parallel NATIVE)
+  set_target_properties(mlvae_bench_data_parallel PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
+endif()
+
 if(NOT MLVAE_BUILD_TESTS)
   return()
 endif()
@@ -124,3 +134,4 @@ if(CMAKE_CUDA_COMPILER AND MLVAE_NCCL_INCLUDE_DIR AND MLVAE_NCCL_LIBRARY)
 else()
   message(STATUS "mlvae: no nvcc or NCCL: the NCCL layer (mlvae/mpi/nccl.hpp) is not compiled")
 endif()
+
