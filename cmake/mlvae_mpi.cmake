@@ -87,10 +87,13 @@ set_tests_properties(mpi_resume_check_np1 PROPERTIES
   PASS_REGULAR_EXPRESSION "PASSED" FAIL_REGULAR_EXPRESSION "FAILED")
 
 # Faults: each must END the job (the PASS expression is the clear error it ends with).
-mlvae_mpi_test(mpi_dead_rank_np3 3 dead-rank)
-set_tests_properties(mpi_dead_rank_np3 PROPERTIES
-  PASS_REGULAR_EXPRESSION "process rank 2 with PID [0-9]+ on node [^ ]+ exited on signal 9"
-  FAIL_REGULAR_EXPRESSION "training finished|PASSED")
+# Kill one rank of a running 3-rank job from outside (SIGKILL): the whole job must end.
+add_test(NAME mpi_dead_rank_np3
+  COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/kill_rank.sh ${MPIEXEC_EXECUTABLE}
+          $<TARGET_FILE:mlvae_mpi_worker> ${PROJECT_BINARY_DIR}/mpi_dead_rank ${mlvae_mpirun_flags})
+set_tests_properties(mpi_dead_rank_np3 PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT OMP_NUM_THREADS=1
+  RESOURCE_LOCK mlvae_mpi PROCESSORS 3
+  PASS_REGULAR_EXPRESSION "PASSED: the job ended" FAIL_REGULAR_EXPRESSION "FAILED")
 mlvae_mpi_test(mpi_invalid_data_np2 2 invalid-data)
 set_tests_properties(mpi_invalid_data_np2 PROPERTIES
   PASS_REGULAR_EXPRESSION "mlvae rank 1/2: error: Trainer: the training data contain NaN"

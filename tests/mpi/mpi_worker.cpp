@@ -11,7 +11,8 @@
 //   resume-check DIR     one process, no MPI at all: resuming DIR/np.ckpt with ShardedGradient(6)
 //                        and training 13 steps from scratch both give DIR/final.model exactly; a
 //                        plain-Trainer resume agrees within the tolerance
-//   dead-rank     rank N-1 kills itself (SIGKILL) at step 5 of a long run; the job must end
+//   dead-rank DIR a long run whose ranks write DIR/rank<r>.pid after 5 steps; tests/mpi/kill_rank.sh
+//                 kills one with SIGKILL and checks that the whole job ends
 //   invalid-data  rank 1's data contain a NaN: it must end the whole job with the Trainer's error
 //   different-data rank 1's data differ from rank 0's: every rank must stop with a clear error
 //   stall         rank 1 sleeps past the collective timeout (2 s): rank 0's watchdog must end it
@@ -19,7 +20,6 @@
 #include "mlvae/mpi/data_parallel.hpp"
 
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -27,6 +27,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -203,17 +205,22 @@ void resume_check(const std::string& dir) {
   expect(d <= 1e-4, "a plain-Trainer resume is not within 1e-4 of the multi-rank continuation");
 }
 
-void dead_rank(mlvae::mpi::Communicator& comm) {
+/// Trains "forever"; after 5 steps each rank writes DIR/rank<r>.pid, for tests/mpi/kill_rank.sh to
+/// kill one of them from outside with SIGKILL. The survivors must be ended, not finish.
+void dead_rank(mlvae::mpi::Communicator& comm, const std::string& dir) {
   const auto data = toy_data<float>(observations);
   Model<float> model = fresh_model<float>();
   mlvae::Trainer<Model<float>> trainer(model, data, toy_keys(observations), options());
   mlvae::mpi::enable_data_parallel(comm, trainer);
   mlvae::StepReport report;
-  for (int step = 0; step < 200000; ++step) {
-    if (step == 5 && comm.rank() == comm.size() - 1) {
-      std::fprintf(stderr, "rank %d kills itself with SIGKILL at step %d\n", comm.rank(), step);
-      std::fflush(stderr);
-      std::raise(SIGKILL);
+  for (int step = 0; step < 2000000; ++step) {
+    if (step == 5) {
+      const std::string path = dir + "/rank" + std::to_string(comm.rank()) + ".pid";
+      if (std::FILE* f = std::fopen((path + ".tmp").c_str(), "w")) {
+        std::fprintf(f, "%d\n", static_cast<int>(getpid()));
+        std::fclose(f);
+        std::filesystem::rename(path + ".tmp", path);
+      }
     }
     if (!trainer.step(report)) trainer.start_epoch();
   }
@@ -272,7 +279,7 @@ int main(int argc, char** argv) {
     } else if (scenario == "resume-continue") {
       resume_continue(comm, dir);
     } else if (scenario == "dead-rank") {
-      dead_rank(comm);
+      dead_rank(comm, dir);
     } else if (scenario == "invalid-data") {
       bad_data(comm, true);
     } else if (scenario == "different-data") {
