@@ -26,6 +26,15 @@ if(TARGET CLI11::CLI11)
   set_target_properties(mlvae_bench_data_parallel PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
 endif()
 
+# train_mlvae runs under mpirun when linked with the layer (it compiles its MPI code under
+# MLVAE_WITH_MPI). Deferred to the end of the top-level directory, when examples/ has been added.
+function(mlvae_mpi_link_examples)
+  if(TARGET train_mlvae)
+    target_link_libraries(train_mlvae PRIVATE mlvae::mpi)
+  endif()
+endfunction()
+cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL mlvae_mpi_link_examples)
+
 if(NOT MLVAE_BUILD_TESTS)
   return()
 endif()
