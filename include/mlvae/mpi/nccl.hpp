@@ -13,6 +13,7 @@
 #include <nccl.h>
 
 #include <cstddef>
+#include <utility>
 #include <type_traits>
 
 namespace mlvae::mpi {
@@ -94,5 +95,14 @@ private:
   void* staging_ = nullptr;
   std::size_t staging_bytes_ = 0;
 };
+
+/// Makes a data-parallel strategy (DataParallel<Model>, mpi/data_parallel.hpp) sum its gradients
+/// with `nccl` instead of MPI_Allreduce (through DataParallel::set_allreduce); `nccl` must outlive
+/// it. A template, so this header stays free of Eigen and the models.
+template <typename Strategy>
+void reduce_with(Strategy& strategy, NcclCommunicator& nccl) {
+  using T = typename Strategy::T;
+  strategy.set_allreduce([&nccl](T* data, std::ptrdiff_t n) { nccl.allreduce_sum(data, n); });
+}
 
 }  // namespace mlvae::mpi
