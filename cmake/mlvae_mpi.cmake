@@ -29,8 +29,19 @@ endif()
 # train_mlvae runs under mpirun when linked with the layer (it compiles its MPI code under
 # MLVAE_WITH_MPI). Deferred to the end of the top-level directory, when examples/ has been added.
 function(mlvae_mpi_link_examples)
-  if(TARGET train_mlvae)
-    target_link_libraries(train_mlvae PRIVATE mlvae::mpi)
+  if(NOT TARGET train_mlvae)
+    return()
+  endif()
+  target_link_libraries(train_mlvae PRIVATE mlvae::mpi)
+  # train_mlvae under mpirun on the examples' tiny IDX set (fixture mlvae_tiny_data, examples/).
+  if(MLVAE_BUILD_TESTS AND TARGET mlvae_mpi_worker)
+    add_test(NAME mpi_train_mlvae
+      COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/train_mlvae_mpi.sh ${MPIEXEC_EXECUTABLE} ${CMAKE_BINARY_DIR}/bin
+              ${CMAKE_BINARY_DIR}/examples/examples_test/data ${PROJECT_BINARY_DIR}/mpi_train_mlvae
+              ${mlvae_mpirun_flags})
+    set_tests_properties(mpi_train_mlvae PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT OMP_NUM_THREADS=1
+      RESOURCE_LOCK mlvae_mpi PROCESSORS 3 FIXTURES_REQUIRED mlvae_tiny_data
+      PASS_REGULAR_EXPRESSION "PASSED" FAIL_REGULAR_EXPRESSION "FAILED")
   endif()
 endfunction()
 cmake_language(DEFER DIRECTORY ${PROJECT_SOURCE_DIR} CALL mlvae_mpi_link_examples)

@@ -48,21 +48,22 @@ struct BatchShard {
   }
 };
 
-/// Advances `rng` exactly as `count` calls of Rng::normal() would, without computing the unused
-/// values (Box–Muller pairs are skipped as raw draws, honouring the cached second value and the
-/// rejection of u1 = 0), so a slice can jump to its part of a batch's noise stream.
+/// Advances `rng` exactly as `count` calls of Rng::normal() would, without computing most of the
+/// unused values: Box–Muller pairs are skipped as raw draws (honouring the cached second value and
+/// the rejection of u1 = 0), except the last one, which is drawn so that even the stale cached
+/// value — saved in checkpoints — is the one the plain stream leaves behind.
 inline void skip_normals(Rng& rng, std::int64_t count) {
   if (count <= 0) return;
   if (rng.has_cached_normal()) {
-    rng.set_state(rng.state(), false, 0.0);
+    rng.set_state(rng.state(), false, rng.cached_normal());  // as normal() does: the value stays, unflagged
     --count;
   }
-  for (; count >= 2; count -= 2) {
+  for (; count > 2; count -= 2) {
     while ((rng() >> 11) == 0) {
     }  // u1 = 0 is redrawn by normal()
     rng();  // u2
   }
-  if (count == 1) rng.normal();  // draws a pair and caches its second value, as normal() does
+  for (; count > 0; --count) rng.normal();
 }
 
 }  // namespace mlvae
