@@ -14,6 +14,7 @@
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/train/trainer.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
