@@ -8,6 +8,10 @@ if(NOT MLVAE_ENABLE_MPI)
   return()
 endif()
 
+if(NOT TARGET mlvae)
+  message(FATAL_ERROR "mlvae: MLVAE_ENABLE_MPI needs the io component (MLVAE_WITH_IO=ON): the MPI layer "
+                      "broadcasts and writes training checkpoints")
+endif()
 find_package(MPI REQUIRED COMPONENTS CXX) # Debian: libopenmpi-dev openmpi-bin
 add_library(mlvae_mpi INTERFACE)
 add_library(mlvae::mpi ALIAS mlvae_mpi)
