@@ -6,7 +6,13 @@
 // matplotlib when /usr/bin/python3 has it. Writes a training checkpoint (atomically) at the end of
 // every epoch and, with --checkpoint-every N, every N optimiser steps; --resume PATH continues a run
 // exactly where its checkpoint left it (conflicting options are errors, see --help).
+// Built with MLVAE_ENABLE_MPI it also runs under `mpirun -np N`: each minibatch's groups are split
+// across the ranks (mlvae/mpi/data_parallel.hpp); rank 0 prints, evaluates and writes every file.
 #include "example_support.hpp"
+
+#ifdef MLVAE_WITH_MPI
+#include "mlvae/mpi/data_parallel.hpp"
+#endif
 
 #include <chrono>
 #include <cstdio>
@@ -14,6 +20,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -46,11 +53,58 @@ struct Options {
   std::string on_divergence = "throw";
   std::string python = "/usr/bin/python3";
   long long stop_after_steps = 0;  // 0: run to --epochs
+  Index shards = 0;                // --deterministic-shards; 0: plain step / MPI_Allreduce
+  double mpi_timeout = 300;        // seconds a collective may take before the rank gives up
   std::map<std::string, bool> given;  // options named on the command line
 };
 
 /// Thrown by the step callback to end a run early (--stop-after-steps); the checkpoint is written first.
 struct StopRequested {};
+
+/// The processes of this run: one, or the ranks of an MPI job (built with MLVAE_ENABLE_MPI and
+/// started by mpirun). Every rank trains on its share of each batch; rank 0 prints, evaluates and
+/// writes the files; checkpoints (written by rank 0) resume on any rank count or on one process.
+struct Job {
+  int rank = 0, size = 1;
+#ifdef MLVAE_WITH_MPI
+  std::unique_ptr<mlvae::mpi::Communicator> comm;  // set when size > 1
+#endif
+  bool root() const { return rank == 0; }
+
+  /// Resumes `trainer` from `path` (MPI: rank 0 reads it and broadcasts the state).
+  template <typename M>
+  void load(const std::string& path, mlvae::Trainer<M>& trainer) {
+#ifdef MLVAE_WITH_MPI
+    if (comm) return mlvae::mpi::load_checkpoint(*comm, path, trainer);
+#endif
+    mlvae::load_checkpoint(path, trainer);
+  }
+  /// Writes the checkpoint (MPI: rank 0 writes, every rank learns of a failure).
+  template <typename M>
+  void save(const std::string& path, mlvae::Trainer<M>& trainer, mlvae::CheckpointFormat format) {
+#ifdef MLVAE_WITH_MPI
+    if (comm) return mlvae::mpi::save_checkpoint(*comm, path, trainer, format);
+#endif
+    mlvae::save_checkpoint(path, trainer, format);
+  }
+  /// How steps compute the gradient: MPI ranks split each batch (summed by MPI_Allreduce, or with
+  /// --deterministic-shards S in a fixed order, bit-identical to one process with the same S);
+  /// one process with S shards accumulates them in the same order (ShardedGradient).
+  template <typename M>
+  void distribute(mlvae::Trainer<M>& trainer, Index shards) {
+#ifdef MLVAE_WITH_MPI
+    if (comm) {
+      mlvae::mpi::enable_data_parallel(
+          *comm, trainer,
+          {shards > 0 ? mlvae::mpi::Reduction::Ordered : mlvae::mpi::Reduction::Allreduce, shards});
+      return;
+    }
+#endif
+    if (shards > 0) trainer.set_gradient_strategy(std::make_shared<mlvae::ShardedGradient<M>>(shards));
+  }
+};
+
+Job job;
 
 const char* const log_header =
     "epoch,first_step,last_step,steps_per_epoch,train_elbo_per_group,train_reconstruction,train_style_kl,"
@@ -80,10 +134,17 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
   using M = std::decay_t<Model>;
   namespace fs = std::filesystem;
   const int threads = mlvae::set_threads(opt.threads);
-  fs::create_directories(opt.out_dir);
+  if (job.root()) fs::create_directories(opt.out_dir);
   const auto& train = data.train;
   const auto& test = data.test;
-  std::cout << "train_mlvae: " << data.description << "; " << threads << " thread(s)\n";
+  std::cout << "train_mlvae: " << data.description << "; " << threads << " thread(s)";
+  if (job.size > 1)
+    std::cout << " per rank x " << job.size << " MPI ranks (each batch's groups split across them; "
+              << (opt.shards > 0 ? "ordered reduction of " + std::to_string(opt.shards) + " shards" : std::string("MPI_Allreduce"))
+              << "; images/s of the whole job)";
+  else if (opt.shards > 0)
+    std::cout << "; gradient of " << opt.shards << " ordered shards";
+  std::cout << "\n";
   mlvae::require<mlvae::ShapeError>(train.x.rows() == model.data_size(), "the model expects ", model.data_size(),
                                     " features, the data have ", train.x.rows());
   mlvae::Rng init(opt.seed);
@@ -113,7 +174,7 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
   int first_epoch = 1;
   bool continue_current = false;
   if (!opt.resume.empty()) {
-    mlvae::load_checkpoint(opt.resume, trainer);
+    job.load(opt.resume, trainer);
     continue_current = trainer.epoch_in_progress();
     const auto started = static_cast<int>(trainer.sampler().epoch());
     const int completed = continue_current ? started - 1 : started;
@@ -140,10 +201,13 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
                 << " epoch(s) of --epochs; writing the outputs of the stored model\n";
   }
 
+  job.distribute(trainer, opt.shards);
+
   // The log: a new run starts it; a resumed run appends, and starts it (with its header) in a new --out.
+  // Rank 0 alone writes it (the other ranks' stream stays closed and ignores writes).
   const std::string log_path = opt.out_dir + "/train_log.csv";
   bool write_header = opt.resume.empty();
-  if (!opt.resume.empty()) {
+  if (!opt.resume.empty() && job.root()) {
     std::ifstream existing(log_path);
     std::string first_line;
     if (!existing || !std::getline(existing, first_line) || first_line.empty()) {
@@ -155,9 +219,12 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
                                            "move it away or resume into a new --out");
     }
   }
-  std::ofstream log(log_path, write_header ? std::ios::trunc : std::ios::app);
-  mlvae::require<mlvae::IoError>(static_cast<bool>(log), "cannot write '", log_path, "'");
-  if (write_header) log << log_header << '\n';
+  std::ofstream log;
+  if (job.root()) {
+    log.open(log_path, write_header ? std::ios::trunc : std::ios::app);
+    mlvae::require<mlvae::IoError>(static_cast<bool>(log), "cannot write '", log_path, "'");
+    if (write_header) log << log_header << '\n';
+  }
 
   const long long steps_per_epoch = trainer.sampler().batches_per_epoch();
   const long long total_steps = std::max<long long>(
@@ -171,10 +238,10 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
     const std::string label = "epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs);
     const auto on_step = [&](const mlvae::StepReport& r) {
       if (opt.checkpoint_every > 0 && !r.skipped && r.global_step % opt.checkpoint_every == 0)
-        mlvae::save_checkpoint(checkpoint_path, trainer, format);
+        job.save(checkpoint_path, trainer, format);
       progress.step(r, label);
       if (opt.stop_after_steps > 0 && ++steps_this_run == opt.stop_after_steps) {
-        mlvae::save_checkpoint(checkpoint_path, trainer, format);
+        job.save(checkpoint_path, trainer, format);
         throw StopRequested{};
       }
     };
@@ -188,8 +255,9 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
                 << " (continue with --resume " << checkpoint_path << ")\n";
       return 0;
     }
-    mlvae::save_checkpoint(checkpoint_path, trainer, format);  // atomically; refuses non-finite state
+    job.save(checkpoint_path, trainer, format);  // atomically; refuses non-finite state
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!job.root()) continue;  // rank 0 evaluates and reports; the others go on to the next epoch
     const mlvae::LossTerms te =
         mlvae::evaluate_dataset(model, test.x, test.keys, eval_group_size, topt.sampler.groups_per_batch);
     const double images_per_s = static_cast<double>(tr.images) / seconds;
@@ -213,6 +281,7 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
     log.flush();
   }
 
+  if (!job.root()) return 0;  // the figures are rank 0's (every rank holds the same model)
   if (test.is_image()) {
     // Swap grid: rows take the style of one test image each, columns the content of one test
     // group (up to 16 images of one key); header row/column show the sources.
@@ -285,6 +354,12 @@ int dispatch(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef MLVAE_WITH_MPI
+  mlvae::mpi::Environment mpi(argc, argv);  // a plain start (no mpirun) is a job of one rank
+  MPI_Comm_rank(MPI_COMM_WORLD, &job.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &job.size);
+  if (!job.root() && !std::freopen("/dev/null", "w", stdout)) return 1;  // progress from rank 0 only
+#endif
   Options opt;
   CLI::App app{"Train an ML-VAE on grouped data (default: Fashion-MNIST grouped by class, or your own .npy / CSV / "
                "IDX file); writes train_log.csv, checkpoints and, for images, a swap grid and reconstructions."};
@@ -344,6 +419,15 @@ int main(int argc, char** argv) {
                  "stop after N optimiser steps of this invocation and write the checkpoint (for time-limited jobs; "
                  "continue with --resume)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--deterministic-shards", opt.shards,
+                 "compute each batch's gradient as S shards of whole groups summed in a fixed order: bit-identical "
+                 "results on any number of MPI ranks and on one process with the same S (0: one plain step, or "
+                 "MPI_Allreduce under mpirun)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--mpi-timeout", opt.mpi_timeout,
+                 "under mpirun: seconds a collective may wait (for a dead, stuck or much slower rank) before this "
+                 "rank ends the job (0: wait forever)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -355,9 +439,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return dispatch(opt);
+#ifdef MLVAE_WITH_MPI
+    if (job.size > 1) job.comm = std::make_unique<mlvae::mpi::Communicator>(MPI_COMM_WORLD, opt.mpi_timeout);
+#endif
+    const int status = dispatch(opt);
+#ifdef MLVAE_WITH_MPI
+    job.comm.reset();
+#endif
+    return status;
   } catch (const std::exception& e) {
-    std::cerr << "train_mlvae: " << e.what() << "\n";
+    std::cerr << "train_mlvae" << (job.size > 1 ? " rank " + std::to_string(job.rank) + "/" + std::to_string(job.size) : "")
+              << ": " << e.what() << "\n";
+#ifdef MLVAE_WITH_MPI
+    if (job.size > 1) MPI_Abort(MPI_COMM_WORLD, 1);  // the other ranks must not wait in a collective
+#endif
     return 1;
   }
 }

@@ -9,6 +9,7 @@ PACKAGES=(
   cmake g++ make python3
   libeigen3-dev doctest-dev libcereal-dev zlib1g-dev libpng-dev libcli11-dev
   libomp-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   python3-matplotlib python3-sklearn
 )

@@ -31,6 +31,7 @@
 #include "mlvae/io/png.hpp"
 #include "mlvae/io/semisupervised_checkpoint.hpp"
 #include "mlvae/model/architectures.hpp"
+#include "mlvae/model/batch_shard.hpp"
 #include "mlvae/model/conv_architectures.hpp"
 #include "mlvae/model/disentangle_architectures.hpp"
 #include "mlvae/model/loss_terms.hpp"
@@ -50,4 +51,5 @@
 #include "mlvae/nn/sequential.hpp"
 #include "mlvae/optim/adam.hpp"
 #include "mlvae/train/semisupervised_trainer.hpp"
+#include "mlvae/train/sharding.hpp"
 #include "mlvae/train/trainer.hpp"

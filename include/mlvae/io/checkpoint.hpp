@@ -769,10 +769,16 @@ inline TrainerOptions read_checkpoint_options(const std::string& path) {
 /// policy is kept. Everything is validated before anything is changed.
 /// @throws IoError naming the file and what differs or is corrupted; the trainer is then unchanged.
 template <typename Model>
-void load_checkpoint(const std::string& path, Trainer<Model>& trainer) {
+void load_checkpoint(const std::string& path, Trainer<Model>& trainer);
+
+/// Restores a training state from checkpoint bytes in memory (what checkpoint_bytes() returns; e.g.
+/// broadcast by data-parallel training) exactly as load_checkpoint() does from a file; `name`
+/// stands for the file in error messages. @throws IoError; the trainer is then unchanged.
+template <typename Model>
+void load_checkpoint_bytes(const std::string& bytes, Trainer<Model>& trainer, const std::string& name) {
   using T = typename Model::Scalar;
   Model& model = trainer.model();
-  const std::string bytes = detail::read_file_bytes(path);
+  const std::string& path = name;
   detail::with_input_archive(path, bytes, [&](auto& ar) {
     const CheckpointInfo info = detail::load_header(ar);
     require<IoError>(info.kind == "training", "expected a training checkpoint, found kind '", info.kind,
@@ -846,6 +852,11 @@ void load_checkpoint(const std::string& path, Trainer<Model>& trainer) {
     trainer.set_step_in_epoch(static_cast<Index>(step_in_epoch));
     trainer.set_skipped_steps(skipped);
   });
+}
+
+template <typename Model>
+void load_checkpoint(const std::string& path, Trainer<Model>& trainer) {
+  load_checkpoint_bytes(detail::read_file_bytes(path), trainer, path);
 }
 
 }  // namespace mlvae

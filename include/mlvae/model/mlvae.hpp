@@ -13,6 +13,7 @@
 #include "mlvae/dist/gaussian.hpp"
 #include "mlvae/dist/group_posterior.hpp"
 #include "mlvae/dist/likelihood.hpp"
+#include "mlvae/model/batch_shard.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/nn/layer.hpp"
 
@@ -124,13 +125,17 @@ public:
   /// Forward and backward pass on one minibatch of whole groups: `x` is data_size x N, group g
   /// occupies columns [offsets[g], offsets[g+1]). Overwrites parameters().gradients with
   /// d loss / d parameters. Noise is drawn from `rng` (N·style then G·content normals).
-  LossTerms forward_backward(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng) {
-    return run(x, offsets, rng, true);
+  /// With a `shard`, `x` is a slice of a larger batch: the noise is the slice's part of the whole
+  /// batch's stream and the terms and gradients are divided by the whole batch's group count
+  /// (model/batch_shard.hpp), so the slices' results add up to the whole batch's.
+  LossTerms forward_backward(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng,
+                             const BatchShard& shard = {}) {
+    return run(x, offsets, rng, true, shard);
   }
 
-  /// Forward pass only: the loss terms on one minibatch (gradients untouched).
-  LossTerms evaluate(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng) {
-    return run(x, offsets, rng, false);
+  /// Forward pass only: the loss terms on one minibatch (gradients untouched); `shard` as in forward_backward().
+  LossTerms evaluate(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng, const BatchShard& shard = {}) {
+    return run(x, offsets, rng, false, shard);
   }
 
   /// Per-observation encodings: style and content means and log-variances (each dims x N).
@@ -167,12 +172,17 @@ private:
                            "MLVAE: the input batch contains NaN or infinite values");
   }
 
-  LossTerms run(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng, bool backward) {
+  LossTerms run(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng, bool backward,
+                const BatchShard& shard) {
     check_input(x);
     check_group_offsets(offsets, x.cols(), "MLVAE");
     const Index n = x.cols();
     const Index groups = static_cast<Index>(offsets.size()) - 1;
     const Index S = style_size_, C = content_size_;
+    shard.check(groups, n, "MLVAE");
+    // The whole batch's sizes: the normaliser and the layout of its noise stream.
+    const Index global_n = shard.whole() ? n : shard.global_columns;
+    const Index global_groups = shard.whole() ? groups : shard.global_groups;
 
     // Encoder: trunk, then both heads on the same features.
     const Matrix<T>& h = trunk_.forward(x);
@@ -189,8 +199,11 @@ private:
     // Reparameterised samples: one style per observation, one content per group.
     ensure_shape(eps_style_, S, n);
     ensure_shape(eps_content_, C, groups);
+    skip_normals(rng, std::int64_t{shard.first_column} * S);
     rng.fill_normal(eps_style_);
+    skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * S + std::int64_t{shard.first_group} * C);
     rng.fill_normal(eps_content_);
+    skip_normals(rng, std::int64_t{global_groups - shard.first_group - groups} * C);
     ensure_shape(z_, S + C, n);
     auto z_style = z_.topRows(S);
     reparameterize(s_mean, s_logvar, eps_style_, z_style);
@@ -208,7 +221,7 @@ private:
     LossTerms terms;
     terms.groups = groups;
     terms.images = n;
-    const double G = static_cast<double>(groups);
+    const double G = static_cast<double>(global_groups);
     const double rec = static_cast<double>(log_likelihood_.sum());
     const double kls = static_cast<double>(kl_style_.sum());
     const double klc = static_cast<double>(kl_content_.sum());
@@ -216,7 +229,7 @@ private:
     terms.style_kl = kls / G;
     terms.content_kl = klc / G;
     terms.elbo_per_group = (rec - kls - klc) / G;
-    terms.elbo_per_image = (rec - kls - klc) / static_cast<double>(n);
+    terms.elbo_per_image = (rec - kls - klc) / static_cast<double>(global_n);
     terms.loss = -(rec - static_cast<double>(options_.style_kl_weight) * kls -
                    static_cast<double>(options_.content_kl_weight) * klc) /
                  G;
@@ -224,7 +237,7 @@ private:
 
     // Backward. loss = −(1/G) [Σ_i log p − β_s Σ_i KL_s − β_c Σ_G KL_c].
     params_.zero_gradients();
-    const T w = T(1) / T(groups);
+    const T w = T(1) / T(global_groups);
     likelihood_.gradient(x, out, -w, d_out_);
     const Matrix<T>& dz = decoder_.backward(d_out_);
 

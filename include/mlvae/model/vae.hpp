@@ -13,6 +13,7 @@
 #include "mlvae/dist/gaussian.hpp"
 #include "mlvae/dist/kl_decomposition.hpp"
 #include "mlvae/dist/likelihood.hpp"
+#include "mlvae/model/batch_shard.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/nn/layer.hpp"
 
@@ -99,10 +100,15 @@ public:
     decoder_.initialize(rng);
   }
 
-  /// Forward and backward on a batch x (data_size x N); overwrites the gradients.
-  LossTerms forward_backward(const Matrix<T>& x, Rng& rng) { return run(x, rng, true); }
-  /// Forward only.
-  LossTerms evaluate(const Matrix<T>& x, Rng& rng) { return run(x, rng, false); }
+  /// Forward and backward on a batch x (data_size x N); overwrites the gradients. With a `shard`,
+  /// `x` is the columns [first_column, first_column + N) of a larger batch: the noise is their part
+  /// of the whole batch's stream and everything is divided by the whole batch's image count
+  /// (model/batch_shard.hpp).
+  LossTerms forward_backward(const Matrix<T>& x, Rng& rng, const BatchShard& shard = {}) {
+    return run(x, rng, true, shard);
+  }
+  /// Forward only; `shard` as in forward_backward().
+  LossTerms evaluate(const Matrix<T>& x, Rng& rng, const BatchShard& shard = {}) { return run(x, rng, false, shard); }
 
   /// Posterior mean and log-variance of each observation (latent x N).
   void encode(const Matrix<T>& x, Matrix<T>& mean, Matrix<T>& logvar) {
@@ -127,14 +133,19 @@ private:
     require<ArgumentError>(x.allFinite(), "VAE: the input batch contains NaN or infinite values");
   }
 
-  LossTerms run(const Matrix<T>& x, Rng& rng, bool backward) {
+  LossTerms run(const Matrix<T>& x, Rng& rng, bool backward, const BatchShard& shard) {
     check_input(x);
     const Index n = x.cols(), L = latent_size_;
+    // Every image is its own group: only the column position matters.
+    const Index global_n = shard.whole() ? n : shard.global_columns;
+    shard.check(0, n, "VAE");
     const Matrix<T>& e = encoder_.forward(x);
     const auto mean = e.topRows(L);
     const auto logvar = e.bottomRows(L);
     ensure_shape(eps_, L, n);
+    skip_normals(rng, std::int64_t{shard.first_column} * L);
     rng.fill_normal(eps_);
+    skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * L);
     ensure_shape(z_, L, n);
     reparameterize(mean, logvar, eps_, z_);
     const Matrix<T>& out = decoder_.forward(z_);
@@ -144,7 +155,7 @@ private:
     LossTerms terms;
     terms.groups = n;
     terms.images = n;
-    const double N = static_cast<double>(n);
+    const double N = static_cast<double>(global_n);
     const double rec = static_cast<double>(log_likelihood_.sum());
     const double kl = static_cast<double>(kl_.sum());
     terms.reconstruction = rec / N;
@@ -165,7 +176,7 @@ private:
     if (!backward) return terms;
 
     params_.zero_gradients();
-    const T w = T(1) / T(n);
+    const T w = T(1) / T(global_n);
     likelihood_.gradient(x, out, -w, d_out_);
     const Matrix<T>& dz = decoder_.backward(d_out_);
     if (decomposition_) {

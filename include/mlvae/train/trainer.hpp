@@ -8,12 +8,14 @@
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/types.hpp"
 #include "mlvae/data/grouped_sampler.hpp"
+#include "mlvae/model/batch_shard.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/optim/adam.hpp"
 
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -40,13 +42,28 @@ struct has_likelihood_check<Model, std::void_t<decltype(std::declval<const Model
 
 template <typename Model>
 LossTerms model_step(Model& model, const Matrix<typename Model::Scalar>& x, const std::vector<Index>& offsets,
-                     Rng& rng, bool backward) {
+                     Rng& rng, bool backward, const BatchShard& shard = {}) {
   if constexpr (is_grouped_model<Model>::value)
-    return backward ? model.forward_backward(x, offsets, rng) : model.evaluate(x, offsets, rng);
+    return backward ? model.forward_backward(x, offsets, rng, shard) : model.evaluate(x, offsets, rng, shard);
   else
-    return backward ? model.forward_backward(x, rng) : model.evaluate(x, rng);
+    return backward ? model.forward_backward(x, rng, shard) : model.evaluate(x, rng, shard);
 }
 }  // namespace detail
+
+/// How a training step turns its minibatch into a gradient: the hook through which data-parallel
+/// training (mlvae/mpi/data_parallel.hpp) and gradient accumulation (train/sharding.hpp) plug into
+/// Trainer without changing its loop. Without a strategy, Trainer runs the model on the whole batch.
+template <typename Model>
+class GradientStrategy {
+public:
+  virtual ~GradientStrategy() = default;
+  /// Leaves d loss / d parameters of the WHOLE `batch` (columns of `data`) in
+  /// model.parameters().gradients and returns the whole batch's loss terms; draws the batch's
+  /// reparameterisation noise from `noise`, leaving it where a plain step would. Every process of a
+  /// data-parallel job must return the same gradient and terms, so that all take the same step.
+  virtual LossTerms compute(Model& model, const Matrix<typename Model::Scalar>& data, const GroupedBatch& batch,
+                            Rng& noise) = 0;
+};
 
 /// What a training step does when the loss or the gradient is not finite.
 enum class DivergencePolicy {
@@ -104,6 +121,10 @@ public:
   /// with `report.skipped` set.
   bool step(StepReport& report) {
     if (!sampler_.next(batch_)) return false;
+    if (strategy_) {  // e.g. data-parallel: this process's share, reduced across processes
+      finish_step(strategy_->compute(model_, data_, batch_, noise_), report);
+      return true;
+    }
     gather_columns(data_, batch_.indices, x_);
     step_on_batch(x_, batch_.group_offsets, report);
     return true;
@@ -112,31 +133,9 @@ public:
   /// One optimisation step, exactly as step() takes it, on a batch the caller provides (columns `x`,
   /// groups given by `offsets` as in GroupedBatch; a plain VAE ignores them): for data generated on
   /// the fly (data/dsprites.hpp) instead of the trainer's own sampler. Counts as a step of the
-  /// current epoch; the same divergence policy applies.
+  /// current epoch; the same divergence policy applies. The gradient strategy is not used here.
   void step_on_batch(const Matrix<T>& x, const std::vector<Index>& offsets, StepReport& report) {
-    const LossTerms terms = detail::model_step(model_, x, offsets, noise_, true);
-    report.skipped = false;
-    report.gradient_norm = 0;
-    // No try/catch: the core also builds without exceptions (core/error.hpp).
-    const bool loss_finite = std::isfinite(terms.loss);
-    if (!loss_finite ||
-        !optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, report.gradient_norm)) {
-      if (options_.on_divergence == DivergencePolicy::Throw) {
-        if (!loss_finite)
-          raise_error<DivergenceError>(detail::concat("Trainer: the loss is not finite (", terms.loss, ") at epoch ",
-                                                      sampler_.epoch(), " step ", step_in_epoch_ + 1,
-                                                      "; parameters left unchanged"));
-        raise_error<DivergenceError>(optimizer_.divergence_message(report.gradient_norm));
-      }
-      report.skipped = true;
-      ++skipped_steps_;
-    }
-    ++step_in_epoch_;
-    report.epoch = sampler_.epoch();
-    report.step_in_epoch = step_in_epoch_;
-    report.steps_per_epoch = sampler_.batches_per_epoch();
-    report.global_step = optimizer_.step_count();
-    report.terms = terms;
+    finish_step(detail::model_step(model_, x, offsets, noise_, true), report);
   }
 
   /// Runs one whole epoch (starting a new one), calling `on_step` after every step; returns the
@@ -187,6 +186,12 @@ public:
   long long skipped_steps() const { return skipped_steps_; }
   /// Sets the skipped-step count (used when a checkpoint is restored).
   void set_skipped_steps(long long n) { skipped_steps_ = n; }
+  /// Sets how steps compute the gradient (nullptr: the whole batch in this process, the default).
+  void set_gradient_strategy(std::shared_ptr<GradientStrategy<Model>> strategy) { strategy_ = std::move(strategy); }
+  /// The gradient strategy (nullptr when the default).
+  const std::shared_ptr<GradientStrategy<Model>>& gradient_strategy() const { return strategy_; }
+  /// The training data (features x observations).
+  const Matrix<T>& data() const { return data_; }
   /// Changes the divergence policy (e.g. for a resumed run).
   void set_divergence_policy(DivergencePolicy p) { options_.on_divergence = p; }
   /// Replaces the Adam options (the optimiser's and those reported by options()), e.g. when a
@@ -198,6 +203,33 @@ public:
   }
 
 private:
+  /// The rest of a step once the model holds the batch's gradient and `terms` its loss terms:
+  /// divergence policy, Adam step, counters and `report`.
+  void finish_step(const LossTerms& terms, StepReport& report) {
+    report.skipped = false;
+    report.gradient_norm = 0;
+    // No try/catch: the core also builds without exceptions (core/error.hpp).
+    const bool loss_finite = std::isfinite(terms.loss);
+    if (!loss_finite ||
+        !optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, report.gradient_norm)) {
+      if (options_.on_divergence == DivergencePolicy::Throw) {
+        if (!loss_finite)
+          raise_error<DivergenceError>(detail::concat("Trainer: the loss is not finite (", terms.loss, ") at epoch ",
+                                                      sampler_.epoch(), " step ", step_in_epoch_ + 1,
+                                                      "; parameters left unchanged"));
+        raise_error<DivergenceError>(optimizer_.divergence_message(report.gradient_norm));
+      }
+      report.skipped = true;
+      ++skipped_steps_;
+    }
+    ++step_in_epoch_;
+    report.epoch = sampler_.epoch();
+    report.step_in_epoch = step_in_epoch_;
+    report.steps_per_epoch = sampler_.batches_per_epoch();
+    report.global_step = optimizer_.step_count();
+    report.terms = terms;
+  }
+
   static int check_data(const Model& model, const Matrix<T>& data, const std::vector<int>& keys) {
     require<ShapeError>(data.rows() == model.data_size(), "Trainer: the model expects ", model.data_size(),
                         " features per observation, the data has ", data.rows(), " rows");
@@ -217,6 +249,7 @@ private:
   GroupedSampler sampler_;
   Adam<T> optimizer_;
   Rng noise_;
+  std::shared_ptr<GradientStrategy<Model>> strategy_;
   GroupedBatch batch_;
   Matrix<T> x_;
   Index step_in_epoch_ = 0;
