@@ -37,7 +37,7 @@ public:
   /// out·in + out.
   Index parameter_count() const { return out_ * in_ + out_; }
   /// "Dense(in->out)".
-  std::string describe() const { return detail::concat("Dense(", in_, "->", out_, ")"); }
+  std::string describe() const { return mlvae::detail::concat("Dense(", in_, "->", out_, ")"); }
   /// Binds to device parameter and gradient slices.
   void bind(T* values, T* gradients) {
     weight_ = values;
@@ -107,7 +107,7 @@ public:
   /// 0.
   Index parameter_count() const { return 0; }
   /// "<Op>(size)".
-  std::string describe() const { return detail::concat(Op::name, "(", size_, ")"); }
+  std::string describe() const { return mlvae::detail::concat(Op::name, "(", size_, ")"); }
   /// No parameters.
   void bind(T*, T*) {}
 
