@@ -1,7 +1,7 @@
 // The device layer (include/mlvae/device/) on Eigen's CPU devices, DefaultDevice and
 // ThreadPoolDevice: the device-generic code that CUDA builds run on a GpuDevice is checked here
-// against the CPU implementation (the reference) on layers, the group posterior, complete ML-VAE
-// steps and Adam, by finite differences in double, for device allocations in steady state, and for
+// against the CPU implementation (the reference) on layers (Dense, activations, conv), the group
+// posterior, complete MLP and conv ML-VAE steps and Adam, by finite differences in double, for device allocations in steady state, and for
 // the CPU -> device -> CPU checkpoint round trip.
 #define EIGEN_USE_THREADS  // ThreadPoolDevice (before the first include of Eigen's Tensor module)
 
@@ -104,6 +104,51 @@ TEST_CASE("device: every activation and Dense match the CPU layers") {
   CHECK(relative_distance(y_dev, y) < 1e-6);
   CHECK(relative_distance(dx_dev, dx) < 1e-6);
   CHECK(relative_distance(g_dev, Matrix<float>(store.gradients)) < 1e-6);
+}
+
+namespace {
+
+/// A layer with parameters on the CPU and its device mirror, in double: output, input gradient and
+/// parameter gradients must agree to rounding.
+template <typename Layer>
+void check_parametric_layer_matches(Layer cpu, Index batch) {
+  DefaultContext ctx;
+  ParameterStore<double> store;
+  bind_layers(store, cpu);
+  Rng rng(4);
+  cpu.initialize(rng);
+  for (Index k = 0; k < store.size(); ++k) store.values(k) += 0.1 * rng.normal();  // non-zero biases
+  const Matrix<double> x = random_matrix<double>(cpu.input_size(), batch, 5);
+  const Matrix<double> dy = random_matrix<double>(cpu.output_size(), batch, 6);
+  const Matrix<double> y = cpu.forward(x);
+  const Matrix<double> dx = cpu.backward(dy);
+  device::device_layer_t<Layer, DefaultContext> dev(ctx, cpu);
+  device::DeviceArray<double, DefaultContext> values(ctx), grads(ctx), xd(ctx), dyd(ctx);
+  values.upload(store.values);
+  grads.resize(store.size(), 1);
+  device::set_zero(ctx.device(), grads.data(), grads.size());
+  dev.bind(values.data(), grads.data());
+  xd.upload(x);
+  dyd.upload(dy);
+  Matrix<double> y_dev, dx_dev, g_dev;
+  dev.forward(xd).download(y_dev);
+  dev.backward(dyd).download(dx_dev);
+  grads.download(g_dev);
+  INFO(cpu.describe());
+  CHECK(dev.describe() == cpu.describe());
+  CHECK(relative_distance(y_dev, y) < 1e-12);
+  CHECK(relative_distance(dx_dev, dx) < 1e-12);
+  CHECK(relative_distance(g_dev, Matrix<double>(store.gradients)) < 1e-12);
+}
+
+}  // namespace
+
+TEST_CASE("device: Conv2d and ConvTranspose2d match the CPU layers") {
+  check_parametric_layer_matches(Conv2d<double>(ImageShape{2, 7, 6}, 3, 3, 2, 1), 4);
+  check_parametric_layer_matches(Conv2d<double>(ImageShape{1, 5, 5}, 2, 2, 1, 0), 3);
+  check_parametric_layer_matches(ConvTranspose2d<double>(ImageShape{3, 4, 3}, 2, 4, 2, 1), 4);
+  check_parametric_layer_matches(ConvTranspose2d<double>(ImageShape{2, 3, 3}, 2, 3, 2, 1, 1), 3);  // output_padding
+  check_parametric_layer_matches(Dense<double>(5, 4), 3);
 }
 
 TEST_CASE("device: group posterior and its backward match the CPU functions for equal and unequal groups") {
@@ -235,6 +280,64 @@ TEST_CASE("device: a complete MLP ML-VAE step matches the CPU model on DefaultDe
       Trunk(Dense<float>(12, 10), Relu<float>(10)), Head(Dense<float>(10, 4)), Head(Dense<float>(10, 6)),
       Decoder(Dense<float>(5, 10), Softplus<float>(10), Dense<float>(10, 24)), {}, {0.5f, 2.0f});
   check_step_matches(ctx, gaussian, x, {0, 6, 12, 18, 24});
+}
+
+namespace {
+
+/// A small conv ML-VAE on 1x8x8 images (both conv layer kinds, Reshape, ReLU).
+template <typename T>
+auto make_small_conv_mlvae() {
+  using Trunk = Sequential<Conv2d<T>, Relu<T>, Reshape<T>, Dense<T>, Tanh<T>>;
+  using Head = Sequential<Dense<T>>;
+  using Decoder = Sequential<Dense<T>, Relu<T>, Reshape<T>, ConvTranspose2d<T>>;
+  using Model = MLVAE<T, Trunk, Head, Head, Decoder>;
+  return Model(Trunk(Conv2d<T>(ImageShape{1, 8, 8}, 3, 4, 2, 1), Relu<T>(3 * 4 * 4),
+                     Reshape<T>(ImageShape{3, 4, 4}, 48), Dense<T>(48, 10), Tanh<T>(10)),
+               Head(Dense<T>(10, 4)), Head(Dense<T>(10, 6)),
+               Decoder(Dense<T>(5, 32), Relu<T>(32), Reshape<T>(ImageShape{32, 1, 1}, ImageShape{2, 4, 4}),
+                       ConvTranspose2d<T>(ImageShape{2, 4, 4}, 1, 4, 2, 1, 0, Init::GlorotUniform)));
+}
+
+}  // namespace
+
+TEST_CASE("device: a complete conv ML-VAE step matches the CPU model") {
+  const Matrix<float> x = random_matrix<float>(64, 12, 3).cwiseAbs().cwiseMin(1.0f);
+  DefaultContext ctx;
+  auto small = make_small_conv_mlvae<float>();
+  check_step_matches(ctx, small, x, {0, 4, 8, 12});
+  Eigen::ThreadPool pool(2);
+  PoolContext pool_ctx(Eigen::ThreadPoolDevice(&pool, 2));
+  auto small2 = make_small_conv_mlvae<float>();
+  check_step_matches(pool_ctx, small2, x, {0, 3, 12});
+  // The conv28 architecture of the paper's experiments (784 pixels), one batch of 2 groups of 4.
+  auto conv28 = make_conv28_mlvae<float>(4, 4);
+  const Matrix<float> images = random_matrix<float>(784, 8, 4).cwiseAbs().cwiseMin(1.0f);
+  check_step_matches(ctx, conv28, images, {0, 4, 8});
+}
+
+TEST_CASE("gradient check: the device conv ML-VAE loss in double precision") {
+  DefaultContext ctx;
+  auto model = make_small_conv_mlvae<double>();
+  Rng init(5);
+  model.initialize(init);
+  for (Index k = 0; k < model.parameters().size(); ++k) model.parameters().values(k) += 0.05 * init.normal();
+  auto dev = device::to_device(model, ctx);
+  const Matrix<double> x = random_matrix<double>(64, 5, 9).cwiseAbs().cwiseMin(1.0);
+  const std::vector<Index> offsets{0, 2, 5};
+  Matrix<double> es, ec;
+  cpu_noise(Rng(8), 2, 3, 5, 2, es, ec);
+  dev.upload_batch(x);
+  dev.forward_backward(offsets, es, ec);
+  Vector<double> analytic;
+  dev.download_gradients(analytic);
+  Vector<double> theta = model.parameters().values;
+  auto loss = [&] {
+    dev.upload_parameters(theta);
+    return dev.evaluate(offsets, es, ec).loss;
+  };
+  const GradientCheckResult result = check_gradient(loss, theta, analytic);
+  INFO(result.report());
+  CHECK(result.passed);
 }
 
 TEST_CASE("gradient check: the device ML-VAE loss in double precision") {

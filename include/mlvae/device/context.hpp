@@ -1,6 +1,6 @@
 /// @file
 /// mlvae/device/context.hpp — the device layer's handle on one compute device: the Eigen device
-/// that evaluates Tensor expressions (`.device(d)`), a counting wrapper around its allocator, host
+/// that evaluates Tensor expressions (`.device(d)`, through assign()), a counting wrapper around its allocator, host
 /// staging memory, host↔device copies and the matrix products. `CpuContext<EigenDevice>` runs on
 /// Eigen's DefaultDevice or ThreadPoolDevice with mlvae's CPU Gemm; `CudaContext`
 /// (device/cuda.cuh, nvcc only) runs on Eigen's GpuDevice with cuBLAS on the same stream.
@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace mlvae::device {
@@ -27,6 +28,20 @@ using TensorMatrix = Eigen::TensorMap<Eigen::Tensor<T, 2, Eigen::ColMajor, Index
 /// A device vector view for Eigen Tensor expressions.
 template <typename T>
 using TensorVector = Eigen::TensorMap<Eigen::Tensor<T, 1, Eigen::ColMajor, Index>>;
+
+/// Evaluates `lhs = rhs` on Eigen device `d`, like `lhs.device(d) = rhs`, but always with Eigen's
+/// element-wise (non-tiled) executor: Eigen 3.4's tiled CPU executor, which it picks for slices and
+/// broadcasts, allocates a scratch buffer on every assignment, and a steady-state step must not
+/// allocate. (On the GPU Eigen has only the element-wise executor.) Every Tensor expression of the
+/// device layer is evaluated through this function.
+template <typename D, typename L, typename R>
+void assign(const D& d, L&& lhs, const R& rhs) {
+  using Lhs = std::remove_reference_t<L>;
+  using Assign = const Eigen::TensorAssignOp<Lhs, const R>;
+  Assign op(lhs, rhs);
+  Eigen::internal::TensorExecutor<Assign, D, Eigen::internal::IsVectorizable<D, Assign>::value,
+                                  Eigen::internal::TiledEvaluation::Off>::run(op, d);
+}
 
 /// Allocation counts of a context (each call to the wrapped allocator counts once).
 struct AllocationCounts {

@@ -52,8 +52,7 @@ public:
     input_ = &x;
     const Index n = x.cols();
     output_.resize(out_, n);
-    output_.tensor().device(ctx_->device()) =
-        TensorMatrix<const T>(bias_, out_, 1).broadcast(Dims2{1, n});
+    assign(ctx_->device(), output_.tensor(), TensorMatrix<const T>(bias_, out_, 1).broadcast(Dims2{1, n}));
     ctx_->gemm(forward_gemm_, Transpose::No, Transpose::No, out_, n, in_, weight_, out_, x.data(), in_,
                output_.data(), out_, true);
     return output_;
@@ -70,9 +69,9 @@ public:
     // The row sum goes to its own buffer first: a reduction that is not the root of an
     // assignment would make Eigen's GPU evaluator allocate a temporary on every call.
     bias_sum_.resize(out_, 1);
-    TensorVector<T>(bias_sum_.data(), out_).device(ctx_->device()) = dy.tensor().sum(Dims1{1});
+    assign(ctx_->device(), TensorVector<T>(bias_sum_.data(), out_), dy.tensor().sum(Dims1{1}));
     TensorMatrix<T> db(bias_grad_, out_, 1);
-    db.device(ctx_->device()) = db + bias_sum_.tensor();
+    assign(ctx_->device(), db, db + bias_sum_.tensor());
     if (need_input_gradient) {
       input_grad_.resize(in_, n);
       ctx_->gemm(input_grad_gemm_, Transpose::Yes, Transpose::No, in_, n, out_, weight_, out_, dy.data(), out_,
@@ -117,7 +116,7 @@ public:
                         x.rows());
     input_ = &x;
     output_.resize(size_, x.cols());
-    output_.tensor().device(ctx_->device()) = TensorActivation<Op>::value(op_, x.tensor());
+    assign(ctx_->device(), output_.tensor(), TensorActivation<Op>::value(op_, x.tensor()));
     return output_;
   }
   /// dx = dy ⊙ f'(x) when asked.
@@ -128,8 +127,8 @@ public:
     if (need_input_gradient) {
       input_grad_.resize(size_, dy.cols());
       const auto& out = output_;
-      input_grad_.tensor().device(ctx_->device()) =
-          TensorActivation<Op>::gradient(op_, dy.tensor(), input_->tensor(), out.tensor());
+      assign(ctx_->device(), input_grad_.tensor(),
+             TensorActivation<Op>::gradient(op_, dy.tensor(), input_->tensor(), out.tensor()));
     }
     return input_grad_;
   }
@@ -219,7 +218,8 @@ private:
 template <typename Layer, typename Ctx>
 struct DeviceLayerOf {
   static_assert(sizeof(Layer) == 0,
-                "mlvae::device: this layer has no device mirror yet (Dense, activations and Sequential do)");
+                "mlvae::device: this layer has no device mirror yet (Dense, the activations, Conv2d, ConvTranspose2d, "
+                "Reshape and Sequential have one; include mlvae/device/conv.hpp for the conv layers)");
 };
 /// Dense → DeviceDense.
 template <typename T, typename Ctx>

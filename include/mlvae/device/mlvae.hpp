@@ -10,6 +10,7 @@
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/types.hpp"
 #include "mlvae/device/context.hpp"
+#include "mlvae/device/conv.hpp"
 #include "mlvae/device/layers.hpp"
 #include "mlvae/device/ops.hpp"
 #include "mlvae/dist/group_posterior.hpp"
@@ -260,7 +261,7 @@ private:
       const auto& ds = style_head_.backward(d_style_out_);
       const auto& dc = content_head_.backward(d_content_out_);
       d_features_.resize(ds.rows(), n);
-      d_features_.tensor().device(d) = ds.tensor() + dc.tensor();
+      assign(d, d_features_.tensor(), ds.tensor() + dc.tensor());
       trunk_.backward(d_features_, false);
       squared_norm_partials(d, gradients_.data(), gradients_.rows(), rb + 2 * n + groups);
     }

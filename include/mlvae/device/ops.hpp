@@ -133,12 +133,12 @@ struct TensorLikelihood<BernoulliLikelihood<T>> {
   /// Writes the per-column log-likelihood (1 x N as a vector of N) of x (D x N) given logits (D x N).
   template <typename D, typename X, typename O, typename L>
   static void log_likelihood(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, L&& out) {
-    out.device(d) = (x * l - l.cwiseMax(T(0)) - (-l.abs()).exp().log1p()).sum(Dims1{0});
+    assign(d, out, (x * l - l.cwiseMax(T(0)) - (-l.abs()).exp().log1p()).sum(Dims1{0}));
   }
   /// Writes weight (x − sigmoid(ℓ)).
   template <typename D, typename X, typename O, typename G>
   static void gradient(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, T weight, G&& grad) {
-    grad.device(d) = weight * (x - l.sigmoid());
+    assign(d, grad, weight * (x - l.sigmoid()));
   }
 };
 
@@ -151,13 +151,13 @@ struct TensorLikelihood<GaussianLikelihood<T>> {
     constexpr double log_two_pi = 1.8378770664093454835606594728112;
     const Index rows = static_cast<Index>(x.dimension(0));
     const T constant = T(static_cast<double>(rows) * (log_two_pi + std::log(static_cast<double>(lik.variance))));
-    out.device(d) = (x - mu).square().sum(Dims1{0});  // a reduction at the root: no GPU temporary
-    out.device(d) = T(-0.5) * (out / lik.variance + constant);
+    assign(d, out, (x - mu).square().sum(Dims1{0}));  // a reduction at the root: no GPU temporary
+    assign(d, out, T(-0.5) * (out / lik.variance + constant));
   }
   /// Writes weight (x − μ)/σ².
   template <typename D, typename X, typename O, typename G>
   static void gradient(const D& d, const GaussianLikelihood<T>& lik, const X& x, const O& mu, T weight, G&& grad) {
-    grad.device(d) = (weight / lik.variance) * (x - mu);
+    assign(d, grad, (weight / lik.variance) * (x - mu));
   }
 };
 
@@ -172,7 +172,7 @@ struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
     const Index rows = static_cast<Index>(x.dimension(0)), cols = static_cast<Index>(x.dimension(1));
     const auto mu = out_rows.slice(Dims2{0, 0}, Dims2{rows, cols});
     const auto logvar = out_rows.slice(Dims2{rows, 0}, Dims2{rows, cols});
-    out.device(d) = (T(-0.5) * ((x - mu).square() * (-logvar).exp() + logvar + log_two_pi)).sum(Dims1{0});
+    assign(d, out, (T(-0.5) * ((x - mu).square() * (-logvar).exp() + logvar + log_two_pi)).sum(Dims1{0}));
   }
   /// Writes weight [(x − μ)/σ²; ½((x − μ)²/σ² − 1)].
   template <typename D, typename X, typename O, typename G>
@@ -181,9 +181,9 @@ struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
     const Index rows = static_cast<Index>(x.dimension(0)), cols = static_cast<Index>(x.dimension(1));
     const auto mu = out_rows.slice(Dims2{0, 0}, Dims2{rows, cols});
     const auto logvar = out_rows.slice(Dims2{rows, 0}, Dims2{rows, cols});
-    grad.slice(Dims2{0, 0}, Dims2{rows, cols}).device(d) = weight * (x - mu) * (-logvar).exp();
-    grad.slice(Dims2{rows, 0}, Dims2{rows, cols}).device(d) =
-        weight * T(0.5) * ((x - mu).square() * (-logvar).exp() - T(1));
+    assign(d, grad.slice(Dims2{0, 0}, Dims2{rows, cols}), weight * (x - mu) * (-logvar).exp());
+    assign(d, grad.slice(Dims2{rows, 0}, Dims2{rows, cols}),
+           weight * T(0.5) * ((x - mu).square() * (-logvar).exp() - T(1)));
   }
 };
 
@@ -193,14 +193,14 @@ struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
 template <typename D, typename M, typename L, typename K>
 void kl_to_standard_normal(const D& d, const M& mean, const L& logvar, K&& kl) {
   using T = typename Eigen::internal::traits<M>::Scalar;
-  kl.device(d) = (T(0.5) * (mean.square() + logvar.exp() - T(1) - logvar)).sum(Dims1{0});
+  assign(d, kl, (T(0.5) * (mean.square() + logvar.exp() - T(1) - logvar)).sum(Dims1{0}));
 }
 
 /// z = mean + e^{½ logvar} ⊙ eps.
 template <typename D, typename M, typename L, typename E, typename Z>
 void reparameterize(const D& d, const M& mean, const L& logvar, const E& eps, Z&& z) {
   using T = typename Eigen::internal::traits<M>::Scalar;
-  z.device(d) = mean + (T(0.5) * logvar).exp() * eps;
+  assign(d, z, mean + (T(0.5) * logvar).exp() * eps);
 }
 
 /// Backward of a reparameterised sample and its weighted KL term together, WRITING (not adding)
@@ -209,8 +209,8 @@ void reparameterize(const D& d, const M& mean, const L& logvar, const E& eps, Z&
 template <typename D, typename M, typename L, typename E, typename DZ, typename T, typename DM, typename DL>
 void sample_and_kl_backward(const D& d, const M& mean, const L& logvar, const E& eps, const DZ& dz, T kl_weight,
                             DM&& dmean, DL&& dlogvar) {
-  dmean.device(d) = dz + kl_weight * mean;
-  dlogvar.device(d) = dz * eps * T(0.5) * (T(0.5) * logvar).exp() + kl_weight * T(0.5) * (logvar.exp() - T(1));
+  assign(d, dmean, dz + kl_weight * mean);
+  assign(d, dlogvar, dz * eps * T(0.5) * (T(0.5) * logvar).exp() + kl_weight * T(0.5) * (logvar.exp() - T(1)));
 }
 
 // ---- Groups (CSR column ranges) ----------------------------------------------------------------
@@ -240,36 +240,36 @@ struct GroupLayout {
 template <typename D, typename In, typename Out>
 void group_sums(const D& d, const GroupLayout& layout, Index rows, const In& in, Out&& out) {
   if (layout.uniform_size > 0) {
-    out.device(d) = in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).sum(Dims1{1});
+    assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).sum(Dims1{1}));
     return;
   }
   for (Index g = 0; g < layout.groups; ++g)
-    out.chip(g, 1).device(d) = in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).sum(Dims1{1});
+    assign(d, out.chip(g, 1), in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).sum(Dims1{1}));
 }
 
 /// out (rows x G) = max over each group's columns of `in` (rows x N).
 template <typename D, typename In, typename Out>
 void group_maxima(const D& d, const GroupLayout& layout, Index rows, const In& in, Out&& out) {
   if (layout.uniform_size > 0) {
-    out.device(d) = in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).maximum(Dims1{1});
+    assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).maximum(Dims1{1}));
     return;
   }
   for (Index g = 0; g < layout.groups; ++g)
-    out.chip(g, 1).device(d) = in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).maximum(Dims1{1});
+    assign(d, out.chip(g, 1), in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).maximum(Dims1{1}));
 }
 
 /// out (rows x N): every column of group g is column g of `in` (rows x G).
 template <typename D, typename In, typename Out>
 void expand_groups(const D& d, const GroupLayout& layout, Index rows, const In& in, Out&& out) {
   if (layout.uniform_size > 0) {
-    out.device(d) = in.reshape(Dims3{rows, 1, layout.groups})
+    assign(d, out, in.reshape(Dims3{rows, 1, layout.groups})
                         .broadcast(Dims3{1, layout.uniform_size, 1})
-                        .reshape(Dims2{rows, layout.columns});
+                        .reshape(Dims2{rows, layout.columns}));
     return;
   }
   for (Index g = 0; g < layout.groups; ++g)
-    out.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).device(d) =
-        in.chip(g, 1).reshape(Dims2{rows, 1}).broadcast(Dims2{1, layout.size(g)});
+    assign(d, out.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}),
+           in.chip(g, 1).reshape(Dims2{rows, 1}).broadcast(Dims2{1, layout.size(g)}));
 }
 
 /// Workspaces of the device group posterior (rows x N and rows x G), owned by the caller.
@@ -301,14 +301,14 @@ void group_posterior(const D& d, const GroupLayout& layout, Index rows, const M&
   auto expanded_max = ws.expanded_a.tensor();
   expand_groups(d, layout, rows, max_precision, expanded_max);
   auto w = ws.weights.tensor();
-  w.device(d) = (-logvar - expanded_max).exp();
+  assign(d, w, (-logvar - expanded_max).exp());
   auto wm = ws.weighted.tensor();
-  wm.device(d) = w * mean;
+  assign(d, wm, w * mean);
   auto weight_sum = ws.group_b.tensor();
   group_sums(d, layout, rows, w, weight_sum);
   group_sums(d, layout, rows, wm, group_mean);
-  group_mean.device(d) = group_mean / weight_sum;
-  group_logvar.device(d) = -(max_precision + weight_sum.log());
+  assign(d, group_mean, group_mean / weight_sum);
+  assign(d, group_logvar, -(max_precision + weight_sum.log()));
 }
 
 /// Backward of group_posterior, WRITING dmean and dlogvar (rows x N) from dgroup_mean and
@@ -329,9 +329,9 @@ void group_posterior_backward(const D& d, const GroupLayout& layout, Index rows,
   expand_groups(d, layout, rows, dgroup_mean, e_dmean);
   expand_groups(d, layout, rows, dgroup_logvar, e_dlogvar);
   auto w = ws.weights.tensor();
-  w.device(d) = (e_logvar - logvar).exp();
-  dmean.device(d) = w * e_dmean;
-  dlogvar.device(d) = w * (e_dlogvar - (mean - e_mean) * e_dmean);
+  assign(d, w, (e_logvar - logvar).exp());
+  assign(d, dmean, w * e_dmean);
+  assign(d, dlogvar, w * (e_dlogvar - (mean - e_mean) * e_dmean));
 }
 
 // ---- Noise -------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ struct CounterNormal {
 template <typename D, typename Out>
 void fill_normal(const D& d, std::uint64_t key, Out&& out) {
   using T = typename Eigen::internal::traits<std::decay_t<Out>>::Scalar;
-  out.device(d) = out.nullaryExpr(CounterNormal<T>{key});
+  assign(d, out, out.nullaryExpr(CounterNormal<T>{key}));
 }
 
 /// A per-stream key from a step key (e.g. stream 0: style noise, stream 1: content noise).
@@ -389,11 +389,11 @@ void squared_norm_partials(const D& d, const T* g, Index n, T* partials) {
   const Index full = n / norm_chunk, tail = n - full * norm_chunk;
   if (full > 0) {
     TensorMatrix<const T> chunks(g, norm_chunk, full);
-    TensorVector<T>(partials, full).device(d) = chunks.square().sum(Dims1{0});
+    assign(d, TensorVector<T>(partials, full), chunks.square().sum(Dims1{0}));
   }
   if (tail > 0) {
     TensorMatrix<const T> last(g + full * norm_chunk, tail, 1);
-    TensorVector<T>(partials + full, 1).device(d) = last.square().sum(Dims1{0});
+    assign(d, TensorVector<T>(partials + full, 1), last.square().sum(Dims1{0}));
   }
 }
 
@@ -413,16 +413,16 @@ template <typename D, typename T>
 void adam_update(const D& d, const AdamCoefficients<T>& k, Index n, T* values, const T* gradients, T* m, T* v) {
   TensorVector<const T> g(gradients, n);
   TensorVector<T> mt(m, n), vt(v, n), p(values, n);
-  mt.device(d) = k.beta1 * mt + (T(1) - k.beta1) * k.scale * g;
-  vt.device(d) = k.beta2 * vt + (T(1) - k.beta2) * (k.scale * g).square();
-  p.device(d) = p - k.lr * ((mt * k.c1) / ((vt * k.c2).sqrt() + k.eps) + k.weight_decay * p);
+  assign(d, mt, k.beta1 * mt + (T(1) - k.beta1) * k.scale * g);
+  assign(d, vt, k.beta2 * vt + (T(1) - k.beta2) * (k.scale * g).square());
+  assign(d, p, p - k.lr * ((mt * k.c1) / ((vt * k.c2).sqrt() + k.eps) + k.weight_decay * p));
 }
 
 /// Sets n device elements to zero.
 template <typename D, typename T>
 void set_zero(const D& d, T* data, Index n) {
   TensorVector<T> t(data, n);
-  t.device(d) = t.constant(T(0));
+  assign(d, t, t.constant(T(0)));
 }
 
 }  // namespace mlvae::device
