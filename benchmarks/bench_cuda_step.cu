@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
     return 77;
   }
   const Index groups = arg(argc, argv, "--groups", 16), size = arg(argc, argv, "--group-size", 16);
-  const int steps = static_cast<int>(arg(argc, argv, "--steps", 50)), reps = static_cast<int>(arg(argc, argv, "--reps", 5));
+  const int steps = static_cast<int>(arg(argc, argv, "--steps", 50)),
+            reps = static_cast<int>(arg(argc, argv, "--reps", 5));
   const int warmup = static_cast<int>(arg(argc, argv, "--warmup", 10));
   const int index = static_cast<int>(arg(argc, argv, "--device", 0));
   try {
@@ -107,7 +108,8 @@ int main(int argc, char** argv) {
     // the same for dW, and again for dx except the first layer of the trunk.
     const double N = static_cast<double>(n);
     auto dense = [&](double in, double out, bool dx) { return 2 * in * out * N * (dx ? 3 : 2); };
-    const double flops = dense(784, 500, false) + 2 * dense(500, 20, true) + dense(20, 500, true) + dense(500, 784, true);
+    const double flops =
+        dense(784, 500, false) + 2 * dense(500, 20, true) + dense(20, 500, true) + dense(500, 784, true);
     const double gflops = flops / median / 1e9;
     std::printf("# %s, sgemm 4096^3 %.0f GFLOP/s (cuBLAS, FP32, no TF32)\n", ctx.describe().c_str(), peak);
     std::printf("RESULT mlvae_cuda mlp groups=%ld group_size=%ld images_per_s=%.1f ms_per_step=%.4f gflops=%.1f "

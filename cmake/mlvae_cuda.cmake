@@ -60,6 +60,21 @@ if(MLVAE_BUILD_TESTS)
   add_dependencies(mlvae_cuda_all mlvae_gpu_tests)
 endif()
 
+# The examples' --device cuda[:N] backend (examples/device_backend.hpp): a static library of one .cu
+# linked into the examples that use it, which then define MLVAE_EXAMPLES_WITH_CUDA.
+if(MLVAE_BUILD_EXAMPLES AND TARGET train_mlvae)
+  add_library(mlvae_device_cuda STATIC examples/device_cuda.cu)
+  mlvae_configure_cuda_target(mlvae_device_cuda)
+  target_link_libraries(mlvae_device_cuda PUBLIC CUDA::cudart CUDA::cublas)
+  foreach(example IN ITEMS train_mlvae evaluate_mlvae)
+    if(TARGET ${example})
+      target_link_libraries(${example} PRIVATE mlvae_device_cuda)
+      target_compile_definitions(${example} PRIVATE MLVAE_EXAMPLES_WITH_CUDA)
+    endif()
+  endforeach()
+  add_dependencies(mlvae_cuda_all mlvae_device_cuda)
+endif()
+
 if(MLVAE_BUILD_BENCHMARKS)
   add_executable(bench_cuda_step benchmarks/bench_cuda_step.cu)
   mlvae_configure_cuda_target(bench_cuda_step)

@@ -16,7 +16,7 @@ cmake --workflow --preset release
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 if [[ "${MLVAE_SKIP_CUDA:-0}" != 1 && -x "$NVCC" ]]; then
   cmake -S . -B build/cuda -DCMAKE_BUILD_TYPE=Release -DMLVAE_ENABLE_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
-    -DMLVAE_BUILD_STATIC_CHECKS=OFF
+    -DMLVAE_BUILD_TESTS=ON -DMLVAE_BUILD_EXAMPLES=ON -DMLVAE_BUILD_BENCHMARKS=ON -DMLVAE_BUILD_STATIC_CHECKS=OFF
   cmake --build build/cuda --target mlvae_cuda_all -j2
   ctest --test-dir build/cuda -L gpu --verbose
 fi

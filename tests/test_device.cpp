@@ -11,6 +11,7 @@
 #include "mlvae/io/checkpoint.hpp"
 #include "mlvae/mlvae.hpp"
 #include "support.hpp"
+#include "../examples/device_backend.hpp"
 
 #include <cmath>
 #include <vector>
@@ -173,7 +174,7 @@ TEST_CASE("device: group posterior and its backward match the CPU functions for 
     o1.resize(dims, n);
     o2.resize(dims, n);
     device::GroupPosteriorWorkspace<double, DefaultContext> ws(ctx);
-    const device::GroupLayout layout(offsets);
+    const device::GroupRanges layout(offsets);
     CHECK((layout.uniform_size == 3) == (offsets[1] == 3));
     device::group_posterior(ctx.device(), layout, dims, m.tensor(), l.tensor(), ws, g1.tensor(), g2.tensor());
     device::group_posterior_backward(ctx.device(), layout, dims, m.tensor(), l.tensor(), g1.tensor(), g2.tensor(),
@@ -365,6 +366,26 @@ TEST_CASE("gradient check: the device ML-VAE loss in double precision") {
   CHECK(analytic.norm() > 0);
 }
 
+TEST_CASE("device: encoding and decoding match the CPU model so the evaluation tools run on a device") {
+  DefaultContext ctx;
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+  Rng init(2);
+  model.initialize(init);
+  auto dev = device::to_device(model, ctx);
+  const Matrix<float> x = mlvae_test::toy_data<float>(10, 3);
+  Matrix<float> cpu[4], on_device[4];
+  model.encode(x, cpu[0], cpu[1], cpu[2], cpu[3]);
+  dev.encode(x, on_device[0], on_device[1], on_device[2], on_device[3]);
+  for (int i = 0; i < 4; ++i) CHECK(relative_distance(on_device[i], cpu[i]) < 1e-6);
+  // eval/ takes either model: strategy-2 codes and a swap grid decoded on the device.
+  const MLVAECodes<float> codes_cpu = encode_mlvae(model, x), codes_dev = encode_mlvae(dev, x);
+  CHECK(relative_distance(codes_dev.content_mean, codes_cpu.content_mean) < 1e-6);
+  const Matrix<float> grid_cpu = swap_grid(model, x.leftCols(2), x, {0, 5, 10});
+  const Matrix<float> grid_dev = swap_grid(dev, x.leftCols(2), x, {0, 5, 10});
+  REQUIRE(grid_dev.cols() == grid_cpu.cols());
+  CHECK(relative_distance(grid_dev, grid_cpu) < 1e-6);
+}
+
 TEST_CASE("device trainer: trains with the host trainer's sampler and guards against divergence") {
   const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
   auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
@@ -470,4 +491,19 @@ TEST_CASE("device allocation: steady-state device steps allocate no device memor
   };
   check(default_ctx);
   check(pool_ctx);
+}
+
+TEST_CASE("examples --device: parsing and a clear message when CUDA is not available") {
+  using mlvae_examples::parse_device;
+  CHECK_FALSE(parse_device("cpu").cuda);
+  CHECK(parse_device("cuda").cuda);
+  CHECK(parse_device("cuda").index == 0);
+  CHECK(parse_device("cuda:3").index == 3);
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:12345"})
+    CHECK_THROWS_WITH_AS(parse_device(bad), doctest::Contains("--device: expected cpu, cuda or cuda:N"),
+                         ArgumentError);
+  mlvae_examples::check_device(parse_device("cpu"));  // never throws
+  // The test suite is built without the examples' CUDA backend: asking for a GPU says so.
+  CHECK_THROWS_WITH_AS(mlvae_examples::check_device(parse_device("cuda")), doctest::Contains("no CUDA device found"),
+                       Error);
 }

@@ -1,12 +1,13 @@
 // GPU tests of the device layer (CTest label `gpu`): the CUDA context runs the same device code
 // that tests/test_device.cpp checks on Eigen's CPU devices. On a machine without a usable GPU this
-// program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks a complete
-// MLP ML-VAE step against the CPU model, counter-based noise against the CPU device, no device
+// program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
+// and conv28 ML-VAE steps against the CPU model, counter-based noise against the host, no device
 // allocation in steady-state training, and the CPU -> GPU -> CPU round trip of the training state.
 #include "mlvae/device/cuda.cuh"  // first: defines EIGEN_USE_GPU
 
 #include "mlvae/device/trainer.hpp"
 #include "mlvae/model/architectures.hpp"
+#include "mlvae/model/conv_architectures.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -35,16 +36,17 @@ mlvae::Matrix<float> uniform_data(mlvae::Index rows, mlvae::Index cols, std::uin
   return x;
 }
 
-void step_matches_cpu(mlvae::device::CudaContext& ctx, const std::vector<mlvae::Index>& offsets) {
+template <typename Model>
+void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::vector<mlvae::Index>& offsets,
+                      const std::string& name) {
   using namespace mlvae;
-  auto model = make_mlp_mlvae<float>(64, 48, 4, 5);
   Rng init(3);
   model.initialize(init);
-  const Matrix<float> x = uniform_data(64, offsets.back(), 4);
+  const Matrix<float> x = uniform_data(model.data_size(), offsets.back(), 4);
   const Index groups = static_cast<Index>(offsets.size()) - 1;
   Rng noise(9);
   Rng copy = noise;
-  Matrix<float> es(4, x.cols()), ec(5, groups);
+  Matrix<float> es(model.style_size(), x.cols()), ec(model.content_size(), groups);
   copy.fill_normal(es);
   copy.fill_normal(ec);
   auto gpu = device::to_device(model, ctx);
@@ -53,11 +55,10 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, const std::vector<mlvae::
   const device::StepResult dev = gpu.forward_backward(offsets, es, ec);
   Vector<float> g;
   gpu.download_gradients(g);
-  const std::string groups_text = "groups of " + std::to_string(offsets[1]) + ".. (" + std::to_string(groups) + ")";
-  expect(std::abs(dev.terms.loss - cpu.loss) <= 1e-4 * std::abs(cpu.loss), "GPU step loss matches the CPU model, " +
-                                                                               groups_text);
-  expect(relative_distance(g, model.parameters().gradients) < 1e-4,
-         "GPU step gradients match the CPU model, " + groups_text);
+  const std::string what = name + ", groups of " + std::to_string(offsets[1]) + ".. (" + std::to_string(groups) + ")";
+  expect(std::abs(dev.terms.loss - cpu.loss) <= 1e-4 * std::abs(cpu.loss),
+         "GPU step loss matches the CPU model, " + what);
+  expect(relative_distance(g, model.parameters().gradients) < 1e-4, "GPU step gradients match the CPU model, " + what);
 }
 
 }  // namespace
@@ -73,8 +74,9 @@ int main() {
     device::CudaContext ctx(0);
     std::printf("device: %s\n", ctx.describe().c_str());
 
-    step_matches_cpu(ctx, {0, 8, 16, 24, 32});
-    step_matches_cpu(ctx, {0, 3, 16, 17, 32});
+    step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5), {0, 8, 16, 24, 32}, "MLP");
+    step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5), {0, 3, 16, 17, 32}, "MLP");
+    step_matches_cpu(ctx, make_conv28_mlvae<float>(4, 5), {0, 8, 16}, "conv28");
 
     // Counter-based normals: the same numbers as on the host, up to libm vs CUDA math.
     {

@@ -169,6 +169,37 @@ public:
     return run(offsets, false).terms;
   }
 
+  /// Per-observation encodings of host images x (data_size() x N), computed on the device: style
+  /// and content means and log-variances (each dims x N, host). The signature of MLVAE::encode,
+  /// so eval/inference.hpp's strategies and eval/manipulation.hpp's grids take a DeviceMLVAE too.
+  void encode(const Matrix<T>& x, Matrix<T>& style_mean, Matrix<T>& style_logvar, Matrix<T>& content_mean,
+              Matrix<T>& content_logvar) {
+    upload_batch(x);
+    const auto& h = trunk_.forward(x_);
+    style_head_.forward(h).download(host_out_);
+    style_mean = host_out_.topRows(style_size_);
+    style_logvar = host_out_.bottomRows(style_size_);
+    content_head_.forward(h).download(host_out_);
+    content_mean = host_out_.topRows(content_size_);
+    content_logvar = host_out_.bottomRows(content_size_);
+  }
+
+  /// The likelihood's mean (e.g. pixel probabilities) for host codes style (S x N) and content
+  /// (C x N), decoded on the device (MLVAE::decode_mean's signature).
+  void decode_mean(const Matrix<T>& style, const Matrix<T>& content, Matrix<T>& mean) {
+    require<ShapeError>(style.rows() == style_size_ && content.rows() == content_size_ && style.cols() == content.cols(),
+                        "DeviceMLVAE::decode_mean: expected style ", style_size_, "xN and content ", content_size_,
+                        "xN, found ", style.rows(), "x", style.cols(), " and ", content.rows(), "x", content.cols());
+    host_out_.resize(style_size_ + content_size_, style.cols());
+    host_out_.topRows(style_size_) = style;
+    host_out_.bottomRows(content_size_) = content;
+    z_.upload(host_out_);
+    const auto& out = decoder_.forward(z_);
+    d_out_.resize(data_size(), style.cols());
+    TensorLikelihood<Likelihood>::mean(ctx_->device(), likelihood_, out.tensor(), d_out_.tensor());
+    d_out_.download(mean);
+  }
+
 private:
   void check_offsets(const std::vector<Index>& offsets) const {
     require<ShapeError>(x_.cols() > 0, "DeviceMLVAE: no batch uploaded (call upload_batch or commit_batch first)");
@@ -198,7 +229,7 @@ private:
 
   StepResult run(const std::vector<Index>& offsets, bool backward) {
     const auto& d = ctx_->device();
-    const GroupLayout layout(offsets);
+    const GroupRanges layout(offsets);
     const Index n = x_.cols(), groups = layout.groups, S = style_size_, C = content_size_;
     const Index chunks = backward ? norm_partial_count(values_.rows()) : 0;
 
@@ -308,6 +339,7 @@ private:
       d_features_, readback_;
   GroupPosteriorWorkspace<T, Ctx> group_ws_;
   HostStaging<T, Ctx> staging_, readback_host_;
+  Matrix<T> host_out_;  // encode / decode_mean results on their way to the caller
 };
 
 /// The device copy of `model` in `ctx`: `auto gpu = to_device(model, ctx);` (the one line a CPU

@@ -120,8 +120,8 @@ struct TensorActivation<activation::SoftplusOp> {
 
 // ---- Likelihoods -------------------------------------------------------------------------------
 
-/// A likelihood (dist/likelihood.hpp) as Tensor expressions: per-column log p(x | out) and
-/// weight · d log p / d out. Specialised for the three likelihoods of mlvae.
+/// A likelihood (dist/likelihood.hpp) as Tensor expressions: per-column log p(x | out),
+/// weight · d log p / d out, and the mean E[x] for pictures. Specialised for the three likelihoods of mlvae.
 template <typename Likelihood>
 struct TensorLikelihood {
   static_assert(sizeof(Likelihood) == 0, "mlvae::device: this likelihood has no Tensor form yet");
@@ -139,6 +139,11 @@ struct TensorLikelihood<BernoulliLikelihood<T>> {
   template <typename D, typename X, typename O, typename G>
   static void gradient(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, T weight, G&& grad) {
     assign(d, grad, weight * (x - l.sigmoid()));
+  }
+  /// Writes E[x] = sigmoid(ℓ) (rows(ℓ) x N).
+  template <typename D, typename O, typename M>
+  static void mean(const D& d, const BernoulliLikelihood<T>&, const O& l, M&& out) {
+    assign(d, out, l.sigmoid());
   }
 };
 
@@ -158,6 +163,11 @@ struct TensorLikelihood<GaussianLikelihood<T>> {
   template <typename D, typename X, typename O, typename G>
   static void gradient(const D& d, const GaussianLikelihood<T>& lik, const X& x, const O& mu, T weight, G&& grad) {
     assign(d, grad, (weight / lik.variance) * (x - mu));
+  }
+  /// Writes E[x] = μ.
+  template <typename D, typename O, typename M>
+  static void mean(const D& d, const GaussianLikelihood<T>&, const O& mu, M&& out) {
+    assign(d, out, mu);
   }
 };
 
@@ -184,6 +194,12 @@ struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
     assign(d, grad.slice(Dims2{0, 0}, Dims2{rows, cols}), weight * (x - mu) * (-logvar).exp());
     assign(d, grad.slice(Dims2{rows, 0}, Dims2{rows, cols}),
            weight * T(0.5) * ((x - mu).square() * (-logvar).exp() - T(1)));
+  }
+  /// Writes E[x] = μ, the top half of the decoder output.
+  template <typename D, typename O, typename M>
+  static void mean(const D& d, const GaussianLearnedVarianceLikelihood<T>&, const O& out_rows, M&& out) {
+    const Index rows = static_cast<Index>(out_rows.dimension(0)) / 2, cols = static_cast<Index>(out_rows.dimension(1));
+    assign(d, out, out_rows.slice(Dims2{0, 0}, Dims2{rows, cols}));
   }
 };
 
@@ -217,14 +233,14 @@ void sample_and_kl_backward(const D& d, const M& mean, const L& logvar, const E&
 
 /// The group layout of a minibatch: CSR offsets, and the common group size when all are equal
 /// (then a group reduction is one reshape-and-reduce; otherwise one reduction per group).
-struct GroupLayout {
+struct GroupRanges {
   const std::vector<Index>* offsets = nullptr;  ///< the CSR offsets (not owned)
   Index groups = 0;                             ///< G
   Index columns = 0;                            ///< N = offsets.back()
   Index uniform_size = 0;                       ///< the common group size, 0 when sizes differ
 
   /// The layout of `offsets` (validated by check_group_offsets beforehand).
-  explicit GroupLayout(const std::vector<Index>& o)
+  explicit GroupRanges(const std::vector<Index>& o)
       : offsets(&o), groups(static_cast<Index>(o.size()) - 1), columns(o.back()) {
     uniform_size = o[1] - o[0];
     for (std::size_t g = 1; g + 1 < o.size(); ++g)
@@ -238,7 +254,7 @@ struct GroupLayout {
 
 /// out (rows x G) = Σ over each group's columns of `in` (rows x N).
 template <typename D, typename In, typename Out>
-void group_sums(const D& d, const GroupLayout& layout, Index rows, const In& in, Out&& out) {
+void group_sums(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
   if (layout.uniform_size > 0) {
     assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).sum(Dims1{1}));
     return;
@@ -249,7 +265,7 @@ void group_sums(const D& d, const GroupLayout& layout, Index rows, const In& in,
 
 /// out (rows x G) = max over each group's columns of `in` (rows x N).
 template <typename D, typename In, typename Out>
-void group_maxima(const D& d, const GroupLayout& layout, Index rows, const In& in, Out&& out) {
+void group_maxima(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
   if (layout.uniform_size > 0) {
     assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).maximum(Dims1{1}));
     return;
@@ -260,7 +276,7 @@ void group_maxima(const D& d, const GroupLayout& layout, Index rows, const In& i
 
 /// out (rows x N): every column of group g is column g of `in` (rows x G).
 template <typename D, typename In, typename Out>
-void expand_groups(const D& d, const GroupLayout& layout, Index rows, const In& in, Out&& out) {
+void expand_groups(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
   if (layout.uniform_size > 0) {
     assign(d, out, in.reshape(Dims3{rows, 1, layout.groups})
                         .broadcast(Dims3{1, layout.uniform_size, 1})
@@ -293,7 +309,7 @@ struct GroupPosteriorWorkspace {
 /// m_G = max_i (−logvar_i), w_i = e^{−logvar_i − m_G}:
 ///   mean_G = Σ w_i mean_i / Σ w_i,   logvar_G = −(m_G + log Σ w_i).
 template <typename D, typename T, typename Ctx, typename M, typename L, typename GM, typename GL>
-void group_posterior(const D& d, const GroupLayout& layout, Index rows, const M& mean, const L& logvar,
+void group_posterior(const D& d, const GroupRanges& layout, Index rows, const M& mean, const L& logvar,
                      GroupPosteriorWorkspace<T, Ctx>& ws, GM&& group_mean, GL&& group_logvar) {
   ws.resize(rows, layout.columns, layout.groups);
   auto max_precision = ws.group_a.tensor();
@@ -316,7 +332,7 @@ void group_posterior(const D& d, const GroupLayout& layout, Index rows, const M&
 ///   dmean_i = w_i dmean_G,   dlogvar_i = w_i (dlogvar_G − (mean_i − mean_G) dmean_G).
 template <typename D, typename T, typename Ctx, typename M, typename L, typename GM, typename GL, typename DGM,
           typename DGL, typename DM, typename DL>
-void group_posterior_backward(const D& d, const GroupLayout& layout, Index rows, const M& mean, const L& logvar,
+void group_posterior_backward(const D& d, const GroupRanges& layout, Index rows, const M& mean, const L& logvar,
                               const GM& group_mean, const GL& group_logvar, const DGM& dgroup_mean,
                               const DGL& dgroup_logvar, GroupPosteriorWorkspace<T, Ctx>& ws, DM&& dmean, DL&& dlogvar) {
   ws.resize(rows, layout.columns, layout.groups);

@@ -99,12 +99,13 @@ public:
     const std::uint64_t key = host_.noise()();
     const StepResult result = model_.forward_backward(batch_.group_offsets, key);
     report.skipped = false;
-    report.gradient_norm = result.gradient_norm;
+    report.gradient_norm = 0;
     try {
       require<DivergenceError>(std::isfinite(result.terms.loss), "DeviceTrainer: the loss is not finite (",
                                result.terms.loss, ") at epoch ", sampler.epoch(), " step ",
                                host_.step_in_epoch() + 1, "; parameters left unchanged");
       optimizer_.step(model_.parameters(), model_.gradients(), result.gradient_norm);
+      report.gradient_norm = result.gradient_norm;
     } catch (const DivergenceError&) {
       if (host_.options().on_divergence == DivergencePolicy::Throw) throw;
       report.skipped = true;
