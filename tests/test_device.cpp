@@ -385,6 +385,14 @@ TEST_CASE("device: encoding and decoding match the CPU model so the evaluation t
   const Matrix<float> grid_dev = swap_grid(dev, x.leftCols(2), x, {0, 5, 10});
   REQUIRE(grid_dev.cols() == grid_cpu.cols());
   CHECK(relative_distance(grid_dev, grid_cpu) < 1e-6);
+  // The importance-sampled log-likelihood, its decoder passes on the device (same seed, same draws).
+  ImportanceSamplingOptions is;
+  is.samples = 20;
+  const LogLikelihoodEstimate ll_cpu = mlvae_log_likelihood(model, x, {0, 4, 10}, is);
+  const LogLikelihoodEstimate ll_dev = mlvae_log_likelihood(dev, x, {0, 4, 10}, is);
+  REQUIRE(ll_dev.log_likelihood.size() == 2);
+  CHECK(ll_dev.mean_log_likelihood() == doctest::Approx(ll_cpu.mean_log_likelihood()).epsilon(1e-5));
+  CHECK(ll_dev.mean_elbo() == doctest::Approx(ll_cpu.mean_elbo()).epsilon(1e-5));
 }
 
 TEST_CASE("device trainer: trains with the host trainer's sampler and guards against divergence") {

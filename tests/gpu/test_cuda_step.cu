@@ -59,6 +59,13 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::v
   expect(std::abs(dev.terms.loss - cpu.loss) <= 1e-4 * std::abs(cpu.loss),
          "GPU step loss matches the CPU model, " + what);
   expect(relative_distance(g, model.parameters().gradients) < 1e-4, "GPU step gradients match the CPU model, " + what);
+  Matrix<float> cpu_codes[4], gpu_codes[4], cpu_mean, gpu_mean;
+  model.encode(x, cpu_codes[0], cpu_codes[1], cpu_codes[2], cpu_codes[3]);
+  gpu.encode(x, gpu_codes[0], gpu_codes[1], gpu_codes[2], gpu_codes[3]);
+  expect(relative_distance(gpu_codes[2], cpu_codes[2]) < 1e-4, "GPU encoding matches the CPU model, " + name);
+  model.decode_mean(cpu_codes[0], cpu_codes[2], cpu_mean);
+  gpu.decode_mean(cpu_codes[0], cpu_codes[2], gpu_mean);
+  expect(relative_distance(gpu_mean, cpu_mean) < 1e-4, "GPU decoding matches the CPU model, " + name);
 }
 
 }  // namespace

@@ -200,6 +200,30 @@ public:
     d_out_.download(mean);
   }
 
+  /// The decoder as the evaluation code uses it (eval/likelihood.hpp): forward(z) of host codes
+  /// runs the device decoder and returns its raw output (the likelihood's parameters) on the host.
+  class HostDecoder {
+  public:
+    /// A view of `model`'s decoder.
+    explicit HostDecoder(DeviceMLVAE& model) : model_(&model) {}
+    /// Decoder output for host codes z ((S + C) x N), downloaded to the host.
+    const Matrix<T>& forward(const Matrix<T>& z) {
+      require<ShapeError>(z.rows() == model_->style_size_ + model_->content_size_, "DeviceMLVAE decoder: expected ",
+                          model_->style_size_ + model_->content_size_, " latent rows, found ", z.rows());
+      model_->z_.upload(z);
+      model_->decoder_.forward(model_->z_).download(model_->host_out_);
+      return model_->host_out_;
+    }
+
+  private:
+    DeviceMLVAE* model_;
+  };
+  /// The decoder, host-facing (see HostDecoder): with encode() and likelihood() this lets
+  /// eval/likelihood.hpp's importance-sampled log-likelihood run its decoder passes on the device.
+  HostDecoder decoder() { return HostDecoder(*this); }
+  /// The observation model (evaluated on the host by the evaluation code).
+  const Likelihood& likelihood() const { return likelihood_; }
+
 private:
   void check_offsets(const std::vector<Index>& offsets) const {
     require<ShapeError>(x_.cols() > 0, "DeviceMLVAE: no batch uploaded (call upload_batch or commit_batch first)");
