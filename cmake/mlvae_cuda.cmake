@@ -3,13 +3,13 @@
 # The device layer's headers (include/mlvae/device/) are installed with the library either way;
 # CUDA code exists only in .cu translation units compiled by nvcc, so a CPU-only build and install
 # need no CUDA. With MLVAE_ENABLE_CUDA=ON this file adds:
-#   mlvae::cuda            INTERFACE target for consumers' .cu files (mlvae + cudart + cuBLAS,
+#   mlvae::cuda            INTERFACE target for consumers' .cu files (mlvae::core + cudart + cuBLAS,
 #                          --expt-relaxed-constexpr, MLVAE_WITH_CUDA)
 #   mlvae_gpu_tests        tests/gpu/test_cuda_step.cu, CTest `gpu_device_step` (label gpu; exits 77,
 #                          "skipped", with one line saying why when no GPU is visible)
 #   bench_cuda_step        benchmarks/bench_cuda_step.cu (scripts/run_benchmarks.sh, GPU section)
 #   mlvae_cuda_all         builds every CUDA target above (scripts/run_tests.sh builds only this)
-#   mlvae_device_cuda      examples/device_cuda.cu: the --device cuda[:N] backend of the examples
+#   mlvae_device_cuda      examples/device_cuda_*.cu: the --device cuda[:N] backend of the examples
 
 # .cuh headers are nvcc-only and skipped by the header self-containment check (which globs *.hpp).
 install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.cuh")
@@ -34,7 +34,7 @@ set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 
 add_library(mlvae_cuda INTERFACE)
 add_library(mlvae::cuda ALIAS mlvae_cuda)
-target_link_libraries(mlvae_cuda INTERFACE mlvae CUDA::cudart CUDA::cublas)
+target_link_libraries(mlvae_cuda INTERFACE mlvae_core CUDA::cudart CUDA::cublas)
 target_compile_definitions(mlvae_cuda INTERFACE MLVAE_WITH_CUDA)
 # Eigen's Tensor module on the GPU needs constexpr functions in device code; Eigen 3.4.0 marks
 # defaulted special members __host__ __device__ (warning 20012, harmless, Eigen's own header).
@@ -60,10 +60,10 @@ if(MLVAE_BUILD_TESTS)
   add_dependencies(mlvae_cuda_all mlvae_gpu_tests)
 endif()
 
-# The examples' --device cuda[:N] backend (examples/device_backend.hpp): a static library of one .cu
-# linked into the examples that use it, which then define MLVAE_EXAMPLES_WITH_CUDA.
+# The examples' --device cuda[:N] backend (examples/device_backend.hpp): a static library of two .cu
+# files linked into the examples that use it, which then define MLVAE_EXAMPLES_WITH_CUDA.
 if(MLVAE_BUILD_EXAMPLES AND TARGET train_mlvae)
-  add_library(mlvae_device_cuda STATIC examples/device_cuda.cu)
+  add_library(mlvae_device_cuda STATIC examples/device_cuda_mlp.cu examples/device_cuda_conv.cu)
   mlvae_configure_cuda_target(mlvae_device_cuda)
   target_link_libraries(mlvae_device_cuda PUBLIC CUDA::cudart CUDA::cublas)
   foreach(example IN ITEMS train_mlvae evaluate_mlvae)

@@ -1,6 +1,6 @@
 // The --device switch of the examples: `cpu` trains with mlvae's CPU Trainer (the fast CPU path);
 // `cuda` or `cuda:N` runs the same Trainer's steps on an NVIDIA GPU through the device layer
-// (include/mlvae/device/), whose CUDA part lives in examples/device_cuda.cu and is compiled by nvcc
+// (include/mlvae/device/), whose CUDA part lives in examples/device_cuda_*.cu and is compiled by nvcc
 // only when the build has MLVAE_ENABLE_CUDA=ON (cmake/mlvae_cuda.cmake). Without a usable GPU,
 // or in a build without CUDA, opening `cuda` throws mlvae::Error starting "no CUDA device found".
 #pragma once
@@ -66,10 +66,10 @@ public:
 };
 
 #ifdef MLVAE_EXAMPLES_WITH_CUDA
-/// Defined in examples/device_cuda.cu for the MLP, conv28 and conv64 ML-VAEs (float).
+/// Defined in examples/device_cuda_*.cu for train_mlvae's ML-VAEs (MLP with each likelihood, conv28, conv64).
 template <typename Model>
 std::unique_ptr<DeviceSteps<Model>> make_cuda_steps(mlvae::Trainer<Model>& trainer, int index);
-/// Why CUDA device `index` cannot be used ("" when it can); defined in examples/device_cuda.cu.
+/// Why CUDA device `index` cannot be used ("" when it can); defined in examples/device_cuda_conv.cu.
 std::string cuda_unavailable_reason(int index);
 #endif
 
@@ -79,9 +79,9 @@ inline void check_device(const DeviceChoice& choice) {
   if (!choice.cuda) return;
 #ifdef MLVAE_EXAMPLES_WITH_CUDA
   const std::string reason = cuda_unavailable_reason(choice.index);
-  if (!reason.empty()) throw mlvae::Error(reason);
+  if (!reason.empty()) mlvae::raise_error<mlvae::Error>(reason);
 #else
-  throw mlvae::Error(
+  mlvae::raise_error<mlvae::Error>(
       "no CUDA device found: this program was built without CUDA support (configure with "
       "-DMLVAE_ENABLE_CUDA=ON on a machine with the CUDA toolkit)");
 #endif

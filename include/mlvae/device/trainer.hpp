@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
 
 namespace mlvae::device {
 
@@ -33,13 +34,12 @@ public:
   }
 
   /// One update of `values` from `gradients` given their norm ‖g‖ (from the step's readback):
-  /// clipping, bias correction and the update as in Adam::step. Throws DivergenceError, leaving
-  /// everything unchanged, when the norm is not finite.
-  void step(DeviceArray<T, Ctx>& values, const DeviceArray<T, Ctx>& gradients, double norm) {
+  /// clipping, bias correction and the update as in Adam::step. Returns false, changing nothing,
+  /// when the norm is not finite (Adam::try_step's contract).
+  bool try_step(DeviceArray<T, Ctx>& values, const DeviceArray<T, Ctx>& gradients, double norm) {
     require<ShapeError>(values.size() == m_.size() && gradients.size() == m_.size(), "DeviceAdam::step: expected ",
                         m_.size(), " parameters and gradients, found ", values.size(), " and ", gradients.size());
-    require<DivergenceError>(std::isfinite(norm), "DeviceAdam::step: the gradient is not finite (norm ", norm,
-                             ") at step ", step_ + 1, "; parameters left unchanged");
+    if (!std::isfinite(norm)) return false;
     ++step_;
     AdamCoefficients<T> k;
     k.scale = (options_.clip_norm > 0 && norm > options_.clip_norm) ? T(options_.clip_norm / norm) : T(1);
@@ -51,6 +51,16 @@ public:
     k.eps = T(options_.epsilon);
     k.weight_decay = T(options_.weight_decay);
     adam_update(ctx_->device(), k, m_.size(), values.data(), gradients.data(), m_.data(), v_.data());
+    return true;
+  }
+  /// try_step, raising DivergenceError (parameters unchanged) when the norm is not finite.
+  void step(DeviceArray<T, Ctx>& values, const DeviceArray<T, Ctx>& gradients, double norm) {
+    if (!try_step(values, gradients, norm)) raise_error<DivergenceError>(divergence_message(norm));
+  }
+  /// The message of a non-finite gradient at the next step.
+  std::string divergence_message(double norm) const {
+    return detail::concat("DeviceAdam::step: the gradient is not finite (norm ", norm, ") at step ", step_ + 1,
+                          "; parameters left unchanged");
   }
 
   /// Copies the state (step count and moments) into `host` (same size).
@@ -100,14 +110,18 @@ public:
     const StepResult result = model_.forward_backward(batch_.group_offsets, key);
     report.skipped = false;
     report.gradient_norm = 0;
-    try {
-      require<DivergenceError>(std::isfinite(result.terms.loss), "DeviceTrainer: the loss is not finite (",
-                               result.terms.loss, ") at epoch ", sampler.epoch(), " step ",
-                               host_.step_in_epoch() + 1, "; parameters left unchanged");
-      optimizer_.step(model_.parameters(), model_.gradients(), result.gradient_norm);
+    // No try/catch, as in Trainer: the device layer also builds without exceptions.
+    const bool loss_finite = std::isfinite(result.terms.loss);
+    if (loss_finite && optimizer_.try_step(model_.parameters(), model_.gradients(), result.gradient_norm)) {
       report.gradient_norm = result.gradient_norm;
-    } catch (const DivergenceError&) {
-      if (host_.options().on_divergence == DivergencePolicy::Throw) throw;
+    } else {
+      if (host_.options().on_divergence == DivergencePolicy::Throw) {
+        if (!loss_finite)
+          raise_error<DivergenceError>(detail::concat("DeviceTrainer: the loss is not finite (", result.terms.loss,
+                                                      ") at epoch ", sampler.epoch(), " step ",
+                                                      host_.step_in_epoch() + 1, "; parameters left unchanged"));
+        raise_error<DivergenceError>(optimizer_.divergence_message(result.gradient_norm));
+      }
       report.skipped = true;
       host_.set_skipped_steps(host_.skipped_steps() + 1);
     }
