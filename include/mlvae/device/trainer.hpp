@@ -59,7 +59,7 @@ public:
   }
   /// The message of a non-finite gradient at the next step.
   std::string divergence_message(double norm) const {
-    return detail::concat("DeviceAdam::step: the gradient is not finite (norm ", norm, ") at step ", step_ + 1,
+    return mlvae::detail::concat("DeviceAdam::step: the gradient is not finite (norm ", norm, ") at step ", step_ + 1,
                           "; parameters left unchanged");
   }
 
@@ -117,7 +117,7 @@ public:
     } else {
       if (host_.options().on_divergence == DivergencePolicy::Throw) {
         if (!loss_finite)
-          raise_error<DivergenceError>(detail::concat("DeviceTrainer: the loss is not finite (", result.terms.loss,
+          raise_error<DivergenceError>(mlvae::detail::concat("DeviceTrainer: the loss is not finite (", result.terms.loss,
                                                       ") at epoch ", sampler.epoch(), " step ",
                                                       host_.step_in_epoch() + 1, "; parameters left unchanged"));
         raise_error<DivergenceError>(optimizer_.divergence_message(result.gradient_norm));
