@@ -1,8 +1,9 @@
 // The device layer (include/mlvae/device/) on Eigen's CPU devices, DefaultDevice and
 // ThreadPoolDevice: the device-generic code that CUDA builds run on a GpuDevice is checked here
 // against the CPU implementation (the reference) on layers (Dense, activations, conv), the group
-// posterior, complete MLP and conv ML-VAE steps and Adam, by finite differences in double, for device allocations in steady state, and for
-// the CPU -> device -> CPU checkpoint round trip.
+// posterior, complete MLP and conv ML-VAE steps and Adam, by finite differences in double, for
+// device allocations in steady state, and for the CPU -> device -> CPU checkpoint round trip; and
+// the examples' --device parsing and message.
 #define EIGEN_USE_THREADS  // ThreadPoolDevice (before the first include of Eigen's Tensor module)
 
 #include <doctest/doctest.h>

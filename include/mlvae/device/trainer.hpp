@@ -117,9 +117,10 @@ public:
     } else {
       if (host_.options().on_divergence == DivergencePolicy::Throw) {
         if (!loss_finite)
-          raise_error<DivergenceError>(mlvae::detail::concat("DeviceTrainer: the loss is not finite (", result.terms.loss,
-                                                      ") at epoch ", sampler.epoch(), " step ",
-                                                      host_.step_in_epoch() + 1, "; parameters left unchanged"));
+          raise_error<DivergenceError>(mlvae::detail::concat("DeviceTrainer: the loss is not finite (",
+                                                             result.terms.loss, ") at epoch ", sampler.epoch(),
+                                                             " step ", host_.step_in_epoch() + 1,
+                                                             "; parameters left unchanged"));
         raise_error<DivergenceError>(optimizer_.divergence_message(result.gradient_norm));
       }
       report.skipped = true;
