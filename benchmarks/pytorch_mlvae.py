@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """PyTorch reference for benchmarks/bench_mlvae_step.cpp: the same ML-VAE training step
-(forward + backward + Adam) in float32 on the CPU, timed the same way.
+(forward + backward + Adam) in float32 on the CPU, timed the same way; with --device cuda the
+reference for benchmarks/bench_cuda_step.cu (model and batch on the GPU, TF32 off).
 
 Models (identical to mlvae's):
   --arch mlp     make_mlp_mlvae<float>(784, 500, 10, 10): encoder Linear(784,500)+tanh, style head
@@ -134,17 +135,28 @@ def main():
     p.add_argument("--group-size", type=int, default=16)
     p.add_argument("--arch", choices=["mlp", "conv28"], default="mlp")
     p.add_argument("--jit", action="store_true", help="torch.jit.script the model (same math)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, or cuda[:N] (needs a CUDA build of PyTorch; Debian's python3-torch is CPU only)")
     p.add_argument("--keep-blas", action="store_true",
                    help="leave OpenBLAS kernel detection and threading alone (see fix_openblas)")
     a = p.parse_args()
-    if not a.keep_blas:
+    cuda = a.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        print(f"RESULT pytorch unavailable: no CUDA device found (torch {torch.__version__}, "
+              f"built with CUDA {torch.version.cuda})")
+        sys.exit(77)
+    if not a.keep_blas and not cuda:
         fix_openblas(a.threads)
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = MLVAE(a.arch)
+    device = torch.device(a.device)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False  # FP32 GEMMs, as mlvae's cuBLAS calls
+    model = MLVAE(a.arch).to(device)
     n = a.groups * a.group_size
-    x = torch.rand((n,) + model.shape, dtype=torch.float32)
+    x = torch.rand((n,) + model.shape, dtype=torch.float32, device=device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = model.loss
     if a.jit:
@@ -160,11 +172,13 @@ def main():
 
     for _ in range(a.warmup):
         step()
+    sync()
     per_step, cpu = [], []
     for _ in range(a.reps):
         t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.steps):
             step()
+        sync()
         per_step.append((time.perf_counter() - t0) / a.steps)
         cpu.append((time.process_time() - c0) / a.steps)
     med, best = statistics.median(per_step), min(per_step)
@@ -178,8 +192,10 @@ def main():
         blas += f" (OpenBLAS {core} kernels, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})"
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, BLAS_INFO={blas}, "
           f"mkldnn {torch.backends.mkldnn.is_available()}, {params} parameters, batch {n}")
+    if cuda:
+        print(f"# device {torch.cuda.get_device_name(device)}, groups {a.groups} x {a.group_size}")
     print(f"RESULT pytorch {a.arch}{'_jit' if a.jit else ''} images_per_s={n / med:.1f} "
-          f"best_images_per_s={n / best:.1f} ms_per_step={med * 1e3:.4f} threads={a.threads} "
+          f"best_images_per_s={n / best:.1f} ms_per_step={med * 1e3:.4f} threads={a.threads} device={a.device} "
           f"cpu_ms_per_step={min(cpu) * 1e3:.4f} images_per_cpu_s={n / min(cpu):.1f}")
     sys.stdout.flush()
 

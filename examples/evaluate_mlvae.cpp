@@ -10,6 +10,7 @@
 //     linear fit on training codes, measured on the test split: feature_r2.csv);
 // and writes results.csv (every number), figures drawn by scripts/plot_results.py with matplotlib
 // when available, and, for images, swap / interpolation / generation grids.
+#include "device_backend.hpp"
 #include "example_support.hpp"
 
 #include <Eigen/QR>
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -51,6 +53,7 @@ struct Options {
   std::string out_dir = "out/evaluate_mlvae";
   bool quiet = false;
   std::string python = "/usr/bin/python3";
+  std::string device = "cpu";  // cpu | cuda | cuda:N: where the ML-VAE trains (examples/device_backend.hpp)
 };
 
 class Csv {
@@ -119,12 +122,29 @@ std::vector<mlvae::LossTerms> train_model(const char* name, Model& model, const 
   topt.sampler = {opt.groups_per_batch, opt.group_size, opt.group_size, opt.seed + 1};
   topt.noise_seed = opt.seed + 2;
   mlvae::Trainer<Model> trainer(model, train.x, train.keys, topt);
+  // --device cuda: the ML-VAE's steps run on the GPU (the VAE has no device path yet); the
+  // evaluation below runs on the CPU model after sync_to_host().
+  std::unique_ptr<mlvae_examples::DeviceSteps<Model>> device;
+  if constexpr (mlvae::detail::is_grouped_model<Model>::value) {
+    device = mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
+    if (device) std::printf("%s: training on %s\n", name, device->describe().c_str());
+  } else if (opt.device != "cpu") {
+    std::printf("%s: training on the CPU (the device layer has no VAE yet)\n", name);
+  }
   example::Progress progress(static_cast<long long>(opt.epochs) * trainer.sampler().batches_per_epoch(), opt.quiet);
   std::vector<mlvae::LossTerms> train_terms;
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string label = std::string(name) + " epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs);
-    const mlvae::LossTerms tr = trainer.run_epoch([&](const mlvae::StepReport& r) { progress.step(r, label); });
+    const auto on_step = [&](const mlvae::StepReport& r) { progress.step(r, label); };
+    mlvae::LossTerms tr;
+    if (device) {
+      trainer.start_epoch();
+      tr = device->continue_epoch(on_step);
+      device->sync_to_host();
+    } else {
+      tr = trainer.run_epoch(on_step);
+    }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const mlvae::LossTerms te = mlvae::evaluate_dataset(model, test.x, test.keys, opt.group_size);
     train_terms.push_back(tr);
@@ -420,6 +440,7 @@ int run_with(const Options& opt, example::LoadedData& data, Likelihood lik) {
 }
 
 int dispatch(const Options& opt) {
+  mlvae_examples::check_device(mlvae_examples::parse_device(opt.device));  // "no CUDA device found" before any work
   example::LoadedData data = example::load_data(opt.data, opt.seed + 3);
   const std::string lik = example::choose_likelihood(opt.likelihood, data.train);
   if (lik == "bernoulli") return run_with(opt, data, mlvae::BernoulliLikelihood<T>{});
@@ -466,6 +487,10 @@ int main(int argc, char** argv) {
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
   app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
+      ->capture_default_str();
+  app.add_option("--device", opt.device,
+                 "cpu, or cuda / cuda:N to train the ML-VAE on an NVIDIA GPU (needs a build with "
+                 "-DMLVAE_ENABLE_CUDA=ON; the VAE baseline and the evaluation run on the CPU)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {

@@ -8,6 +8,7 @@
 // exactly where its checkpoint left it (conflicting options are errors, see --help).
 // Built with MLVAE_ENABLE_MPI it also runs under `mpirun -np N`: each minibatch's groups are split
 // across the ranks (mlvae/mpi/data_parallel.hpp); rank 0 prints, evaluates and writes every file.
+#include "device_backend.hpp"
 #include "example_support.hpp"
 
 #ifdef MLVAE_WITH_MPI
@@ -52,6 +53,7 @@ struct Options {
   std::string resume;
   std::string on_divergence = "throw";
   std::string python = "/usr/bin/python3";
+  std::string device = "cpu";      // cpu | cuda | cuda:N (examples/device_backend.hpp)
   long long stop_after_steps = 0;  // 0: run to --epochs
   Index shards = 0;                // --deterministic-shards; 0: plain step / MPI_Allreduce
   double mpi_timeout = 300;        // seconds a collective may take before the rank gives up
@@ -200,6 +202,17 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
       std::cout << "  nothing to train: the checkpoint has completed all " << completed
                 << " epoch(s) of --epochs; writing the outputs of the stored model\n";
   }
+  // --device cuda: the steps run on the GPU; `trainer` keeps sampler, noise and counters, and gets
+  // parameters and Adam state back (sync_to_host) before every checkpoint and every evaluation.
+  const auto device = mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
+  mlvae::require(!device || job.size == 1, "train_mlvae: --device ", opt.device, " under mpirun (", job.size,
+                 " ranks) is not supported: the device steps do not go through the MPI gradient reduction; run one "
+                 "process per GPU without mpirun, or train on the CPU under mpirun");
+  if (device) std::cout << "training on " << device->describe() << " (the device layer; evaluation on the CPU)\n";
+  const auto save = [&] {
+    if (device) device->sync_to_host();
+    job.save(checkpoint_path, trainer, format);
+  };
 
   job.distribute(trainer, opt.shards);
 
@@ -237,17 +250,21 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
     const long long first_step = partial ? trainer.step_in_epoch() + 1 : 1;
     const std::string label = "epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs);
     const auto on_step = [&](const mlvae::StepReport& r) {
-      if (opt.checkpoint_every > 0 && !r.skipped && r.global_step % opt.checkpoint_every == 0)
-        job.save(checkpoint_path, trainer, format);
+      if (opt.checkpoint_every > 0 && !r.skipped && r.global_step % opt.checkpoint_every == 0) save();
       progress.step(r, label);
       if (opt.stop_after_steps > 0 && ++steps_this_run == opt.stop_after_steps) {
-        job.save(checkpoint_path, trainer, format);
+        save();
         throw StopRequested{};
       }
     };
     mlvae::LossTerms tr;
     try {
-      tr = partial ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
+      if (!device) {
+        tr = partial ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
+      } else {
+        if (!partial) trainer.start_epoch();
+        tr = device->continue_epoch(on_step);
+      }
     } catch (const StopRequested&) {
       progress.clear_line();
       std::cout << "stopped after " << steps_this_run << " step(s) (--stop-after-steps), in epoch " << epoch
@@ -255,7 +272,7 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
                 << " (continue with --resume " << checkpoint_path << ")\n";
       return 0;
     }
-    job.save(checkpoint_path, trainer, format);  // atomically; refuses non-finite state
+    save();  // atomically; refuses non-finite state
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!job.root()) continue;  // rank 0 evaluates and reports; the others go on to the next epoch
     const mlvae::LossTerms te =
@@ -328,6 +345,7 @@ int run_mlp(const Options& opt, example::LoadedData& data, Likelihood likelihood
 }
 
 int dispatch(const Options& opt) {
+  mlvae_examples::check_device(mlvae_examples::parse_device(opt.device));  // "no CUDA device found" before any work
   // The train/test split of a single file depends on the run's seed: a resumed run takes it from
   // the checkpoint (its sampler seed is --seed + 1), so it trains on the same observations.
   std::uint64_t seed = opt.seed;
@@ -429,6 +447,10 @@ int main(int argc, char** argv) {
                  "rank ends the job (0: wait forever)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
+      ->capture_default_str();
+  app.add_option("--device", opt.device,
+                 "cpu, or cuda / cuda:N to train on an NVIDIA GPU (needs a build with -DMLVAE_ENABLE_CUDA=ON; "
+                 "checkpoints are the same on every device)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   for (const char* name : {"--groups-per-batch", "--group-size", "--max-group-size", "--seed", "--lr"})

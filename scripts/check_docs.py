@@ -30,7 +30,7 @@ MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(fragment|run)\s*-->\s*$")
 LINK = re.compile(r"(?<!!)\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)")
 CODE_SPAN = re.compile(r"^`([^`]+)`$")
 TEST_NAME = re.compile(r'\b(?:TEST_CASE|SUBCASE)\s*\(\s*"((?:[^"\\]|\\.)*)"')
-SOURCE_EXT = (".hpp", ".h", ".cpp", ".cc", ".cmake", ".py", ".sh", ".txt", ".in")
+SOURCE_EXT = (".hpp", ".h", ".cpp", ".cc", ".cu", ".cuh", ".cmake", ".py", ".sh", ".txt", ".in")
 
 
 def doc_files(root):

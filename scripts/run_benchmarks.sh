@@ -14,6 +14,13 @@
 #    its fraction of the measured sgemm peak;
 # 5. times a clean build of one example target (train_mlvae if it exists, else bench_mlvae_step).
 #
+# 6. GPU section (GPU=auto, the default: when nvcc is present and a CUDA GPU is visible; GPU=only
+#    skips the CPU part; GPU=off skips this): builds benchmarks/bench_cuda_step.cu (build/cuda,
+#    CUDA_ARCHITECTURES, default native when nvidia-smi sees a GPU), then for 16x16, 64x16 and 256x16 groups x size times the
+#    mlvae CUDA step and the PyTorch CUDA step (PYTHON_CUDA: an interpreter with a CUDA build of
+#    PyTorch, default $PYTHON) and prints images/s, the ratio, and the step's GEMM GFLOP/s as a
+#    fraction of the cuBLAS sgemm rate measured in the same run.
+#
 # Environment: THREADS (default "2 1"), ARCHS (default "mlp conv28"), ROUNDS (3), STEPS (50; conv28:
 # CONV_STEPS, 8), REPS (5), WARMUP (10; conv28: 2), BUILD_DIR (build/release), PYTHON (/usr/bin/python3), SKIP_INSTALL=1,
 # SKIP_COMPILE_TIME=1, QUIET_WAIT (seconds to wait for an idle CPU before each measurement, 60).
@@ -59,9 +66,11 @@ if [[ $have_torch == 1 && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
 fi
 
 # ---- 2. build ---------------------------------------------------------------
-say "building the release benchmarks"
-cmake --preset release -DMLVAE_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$BUILD_DIR" --target bench_gemm bench_mlvae_step -j2 >/dev/null
+if [[ ${GPU:-auto} != only ]]; then
+  say "building the release benchmarks"
+  cmake --preset release -DMLVAE_BUILD_BENCHMARKS=ON >/dev/null
+  cmake --build "$BUILD_DIR" --target bench_gemm bench_mlvae_step -j2 >/dev/null
+fi
 
 # ---- helpers ----------------------------------------------------------------
 # Fraction (percent) of CPU time idle over 0.5 s.
@@ -89,6 +98,57 @@ wait_quiet() {
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" | head -1; }
 # best (max) of two numbers, either possibly empty
 maxnum() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 >= b + 0) print a; else print b }'; }
+
+# ---- 6. GPU section (defined here, run at the end, or alone with GPU=only) ---
+GPU=${GPU:-auto}
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+PYTHON_CUDA=${PYTHON_CUDA:-$PYTHON}
+gpu_section() {
+  [[ $GPU == off ]] && return 0
+  if [[ ! -x $NVCC ]]; then say "GPU section skipped: no nvcc ($NVCC)"; return 0; fi
+  # `native` needs a visible GPU at configure time; without one build for sm_80 and let the probe say why.
+  local arch=${CUDA_ARCHITECTURES:-}
+  [[ -z $arch ]] && { if nvidia-smi -L >/dev/null 2>&1; then arch=native; else arch=80; fi; }
+  say "building the CUDA benchmark (build/cuda, CUDA architectures $arch)"
+  cmake -S . -B build/cuda -DCMAKE_BUILD_TYPE=Release -DMLVAE_ENABLE_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" -DMLVAE_BUILD_BENCHMARKS=ON \
+    -DMLVAE_BUILD_STATIC_CHECKS=OFF >/dev/null
+  cmake --build build/cuda --target bench_cuda_step -j2 >/dev/null
+  local probe
+  probe=$(build/cuda/bin/bench_cuda_step --steps 1 --reps 1 --warmup 1 || true)
+  if [[ $probe == *unavailable* ]]; then say "GPU section skipped: ${probe#RESULT mlvae_cuda unavailable: }"; return 0; fi
+  local rows=() shape g k line torch_line m p
+  for shape in "16 16" "64 16" "256 16"; do
+    read -r g k <<<"$shape"
+    line=$(build/cuda/bin/bench_cuda_step --groups "$g" --group-size "$k" --steps "$STEPS" --reps "$REPS" \
+             --warmup "$WARMUP" | tee -a "$LOG" | grep '^RESULT')
+    echo "$line" | tee -a "$LOG"
+    torch_line=$("$PYTHON_CUDA" benchmarks/pytorch_mlvae.py --device cuda --groups "$g" --group-size "$k" \
+                   --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP" 2>&1 | grep '^RESULT' || true)
+    echo "$torch_line" | tee -a "$LOG"
+    m=$(echo "$line" | field images_per_s)
+    p=$(echo "$torch_line" | field images_per_s)
+    rows+=("$(awk -v g="$g" -v k="$k" -v m="$m" -v p="$p" -v f="$(echo "$line" | field gflops)" \
+      -v s="$(echo "$line" | field sgemm_gflops)" 'BEGIN {
+      printf "| %dx%d | %.0f | %s | %s | %.0f | %.0f | %.1f%% |", g, k, m, (p == "" ? "n/a" : sprintf("%.0f", p)),
+        (p == "" ? "-" : sprintf("%.2fx", m / p)), f, s, 100 * f / s }')")
+  done
+  {
+    echo
+    echo "| groups x size | mlvae CUDA images/s | PyTorch CUDA images/s | mlvae / PyTorch | step GEMM GFLOP/s | cuBLAS sgemm GFLOP/s | step / sgemm |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    echo "(MLP 784-500, float32, TF32 off; median of $REPS x $STEPS steps after $WARMUP warm-up; an mlvae step"
+    echo " includes the pinned upload of the batch and the loss readback; PyTorch keeps its batch on the GPU)"
+  } | tee -a "$LOG"
+}
+if [[ $GPU == only ]]; then
+  : >"$LOG"
+  gpu_section
+  say "log: $LOG"
+  exit 0
+fi
 
 declare -A PEAK MLVAE TORCH GFLOPS MLVAE_CPU TORCH_CPU
 echo "# mlvae benchmarks $(date -u +%FT%TZ) on $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" | tee "$LOG"
@@ -172,4 +232,5 @@ if [[ ${SKIP_COMPILE_TIME:-0} != 1 ]]; then
   end=$(date +%s.%N)
   awk -v s="$start" -v e="$end" -v t="$target" 'BEGIN { printf "compile time (clean build of %s, release, -march=native): %.1f s\n", t, e - s }' | tee -a "$LOG"
 fi
+gpu_section
 say "log: $LOG"

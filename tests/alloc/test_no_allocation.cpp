@@ -1,11 +1,13 @@
 // A steady-state training step touches no heap: after warm-up, Trainer::step (batch gathering,
 // forward, backward, Adam) on the MLP ML-VAE and forward_backward + Adam on the conv ML-VAE make
-// zero calls to malloc/calloc/realloc, with 1 and with 2 threads. This executable replaces the C
+// zero calls to malloc/calloc/realloc, with 1 and with 2 threads; so does DeviceTrainer::step on
+// the device layer's CPU device (DefaultDevice). This executable replaces the C
 // allocator entry points with counting wrappers around glibc's, so it is built on its own and
 // not under the sanitizers (which interpose the same functions).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <mlvae/device/trainer.hpp>
 #include <mlvae/mlvae.hpp>
 
 #include <atomic>
@@ -96,4 +98,28 @@ TEST_CASE("no allocation: steady-state conv ML-VAE steps") {
     INFO("threads = ", threads);
     CHECK(n == 0);
   }
+}
+
+TEST_CASE("no allocation: steady-state device-layer steps on the CPU device") {
+  // The device layer (include/mlvae/device/) on Eigen's DefaultDevice: no device buffer and no heap
+  // allocation at all (Eigen's Tensor evaluators included) once the workspaces are sized.
+  const auto data = mlvae::load_fashion_mnist<float>("train", mlvae::fashion_mnist_default_dir(), 1280);
+  std::vector<int> keys(1280);
+  for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<int>(i % 10);
+  mlvae::set_threads(1);
+  auto model = mlvae::make_mlp_mlvae<float>();
+  mlvae::Rng rng(1);
+  model.initialize(rng);
+  mlvae::Trainer<decltype(model)> host(model, data.images, keys, {});
+  mlvae::device::CpuContext<> ctx;
+  mlvae::device::DeviceTrainer<decltype(model), mlvae::device::CpuContext<>> trainer(host, ctx);
+  mlvae::StepReport report;
+  for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));
+  const long device_before = ctx.allocations().device;
+  const long n = allocations_during([&] {
+    for (int i = 0; i < 3; ++i) trainer.step(report);
+  });
+  CHECK(n == 0);
+  CHECK(ctx.allocations().device == device_before);
+  CHECK(report.terms.images == 256);
 }

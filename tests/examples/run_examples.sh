@@ -82,6 +82,11 @@ bad_data)  # data a likelihood or the evaluation cannot use: clear errors naming
     --label-column kind --out "$OUT/x"
   expect_error "--image-shape 5x5: 25 pixels" "${TRAIN[@]}" --data "$DATA/blobs.npy" --groups "$DATA/groups.csv" \
     --image-shape 5x5 --out "$OUT/x"
+  # --device: a GPU that cannot be used (no CUDA build, or no device) is one clear error, not a crash
+  expect_error "no CUDA device found" "${TRAIN[@]}" --data "$DATA/idx" --device cuda --out "$OUT/x"
+  expect_error "no CUDA device found" "${EVAL[@]}" --data "$DATA/idx" --device cuda:1 --out "$OUT/x"
+  expect_error "--device: expected cpu, cuda or cuda:N, found 'gpu'" "${TRAIN[@]}" --data "$DATA/idx" --device gpu \
+    --out "$OUT/x"
   ;;
 resume)  # resume conflicts are errors or reported; a resumed run equals an uninterrupted one
   R=("${TRAIN[@]}" --data "$DATA/idx" --quiet)

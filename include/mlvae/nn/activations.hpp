@@ -156,6 +156,8 @@ public:
 
   /// The output of the last forward() (size x batch).
   const Matrix<T>& output() const { return output_; }
+  /// The activation's parameters (e.g. the leaky ReLU slope); used by the device mirror.
+  const Op& op() const { return op_; }
 
 private:
   Index size_;

@@ -170,6 +170,8 @@ public:
 
   /// The model being trained.
   Model& model() { return model_; }
+  /// The training data (features x N), as given to the constructor.
+  const Matrix<T>& data() const { return data_; }
   /// The minibatch sampler (its state goes into training checkpoints).
   GroupedSampler& sampler() { return sampler_; }
   /// The optimiser (its state goes into training checkpoints).

@@ -1,0 +1,376 @@
+/// @file
+/// mlvae/device/mlvae.hpp — an ML-VAE training step on a device (device/context.hpp): the device
+/// mirror of model/mlvae.hpp. Parameters, gradients and every workspace live on the device; a step
+/// uploads the minibatch (through host staging memory, pinned on the GPU) and downloads one small
+/// block: the per-column loss terms and the per-chunk squared gradient norms, from which the host
+/// forms LossTerms and the gradient norm in a fixed order. The math is device/ops.hpp's, the same
+/// formulas as the CPU model (docs/elbo.md), which stays the reference.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/types.hpp"
+#include "mlvae/device/context.hpp"
+#include "mlvae/device/conv.hpp"
+#include "mlvae/device/layers.hpp"
+#include "mlvae/device/ops.hpp"
+#include "mlvae/dist/group_posterior.hpp"
+#include "mlvae/model/loss_terms.hpp"
+#include "mlvae/model/mlvae.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace mlvae::device {
+
+/// What a device step reports: the loss terms and (after a backward pass) the gradient's L2 norm.
+struct StepResult {
+  LossTerms terms;            ///< as MLVAE::forward_backward returns them
+  double gradient_norm = 0;   ///< ‖∇‖₂ of the whole parameter vector (0 after evaluate())
+};
+
+/// The device mirror of an MLVAE (model/mlvae.hpp) built from CPU layers that have device
+/// mirrors (device/layers.hpp): same parameter layout, same objective, same gradients.
+template <typename CpuModel, typename Ctx>
+class DeviceMLVAE {
+public:
+  /// The floating-point type.
+  using Scalar = typename CpuModel::Scalar;
+  /// Shorthand.
+  using T = Scalar;
+  /// The CPU model type this mirrors.
+  using Cpu = CpuModel;
+
+private:
+  template <typename L>
+  using mirror = device_layer_t<std::decay_t<L>, Ctx>;
+  using Trunk = mirror<decltype(std::declval<CpuModel&>().trunk())>;
+  using StyleHead = mirror<decltype(std::declval<CpuModel&>().style_head())>;
+  using ContentHead = mirror<decltype(std::declval<CpuModel&>().content_head())>;
+  using Decoder = mirror<decltype(std::declval<CpuModel&>().decoder())>;
+  using Likelihood = std::decay_t<decltype(std::declval<const CpuModel&>().likelihood())>;
+
+public:
+  /// Mirrors `cpu` in `ctx` (which must outlive this) and uploads its parameters.
+  DeviceMLVAE(Ctx& ctx, CpuModel& cpu)
+      : ctx_(&ctx),
+        trunk_(ctx, cpu.trunk()),
+        style_head_(ctx, cpu.style_head()),
+        content_head_(ctx, cpu.content_head()),
+        decoder_(ctx, cpu.decoder()),
+        likelihood_(cpu.likelihood()),
+        options_(cpu.options()),
+        style_size_(cpu.style_size()),
+        content_size_(cpu.content_size()),
+        values_(ctx), gradients_(ctx), x_(ctx), eps_style_(ctx), eps_content_(ctx), group_mean_(ctx),
+        group_logvar_(ctx), z_(ctx), content_sample_(ctx), d_out_(ctx), d_style_out_(ctx), d_content_sample_(ctx),
+        d_group_mean_(ctx), d_group_logvar_(ctx), d_content_out_(ctx), d_features_(ctx), readback_(ctx),
+        group_ws_(ctx), staging_(ctx), readback_host_(ctx) {
+    const Index n = cpu.parameters().size();
+    require<ShapeError>(trunk_.parameter_count() + style_head_.parameter_count() + content_head_.parameter_count() +
+                                decoder_.parameter_count() ==
+                            n,
+                        "DeviceMLVAE: the device layers hold a different parameter count than the model (", n, ")");
+    values_.resize(n, 1);
+    gradients_.resize(n, 1);
+    T* v = values_.data();
+    T* g = gradients_.data();
+    auto bind = [&](auto& layer) {
+      layer.bind(v, g);
+      v += layer.parameter_count();
+      g += layer.parameter_count();
+    };
+    bind(trunk_);
+    bind(style_head_);
+    bind(content_head_);
+    bind(decoder_);
+    upload_parameters(cpu.parameters().values);
+  }
+
+  DeviceMLVAE(const DeviceMLVAE&) = delete;
+  DeviceMLVAE& operator=(const DeviceMLVAE&) = delete;
+
+  /// The context the model lives in.
+  Ctx& context() { return *ctx_; }
+  /// Features per observation.
+  Index data_size() const { return trunk_.input_size(); }
+  /// Style dimensions.
+  Index style_size() const { return style_size_; }
+  /// Content dimensions.
+  Index content_size() const { return content_size_; }
+  /// Number of parameters.
+  Index parameter_count() const { return values_.rows(); }
+  /// Parameters on the device (parameter_count() x 1), in the CPU model's order.
+  DeviceArray<T, Ctx>& parameters() { return values_; }
+  /// Gradients on the device, same layout.
+  DeviceArray<T, Ctx>& gradients() { return gradients_; }
+  /// The KL weights (copied from the CPU model at construction).
+  MLVAEOptions<T>& options() { return options_; }
+
+  /// Copies host parameter values (the CPU model's layout) to the device.
+  void upload_parameters(const Vector<T>& values) {
+    require<ShapeError>(values.size() == values_.rows(), "DeviceMLVAE: expected ", values_.rows(),
+                        " parameter values, found ", values.size());
+    ctx_->upload(values_.data(), values.data(), static_cast<std::size_t>(values.size()) * sizeof(T));
+    ctx_->synchronize();
+  }
+  /// Copies the device parameters into `values` (resized), e.g. the CPU model's parameters().values.
+  void download_parameters(Vector<T>& values) const { values_.download(values); }
+  /// Copies the device gradients of the last backward pass into `gradients` (resized).
+  void download_gradients(Vector<T>& gradients) const { gradients_.download(gradients); }
+
+  /// Host staging memory for a rows x cols minibatch: fill it, then commit_batch().
+  MatrixMap<T> batch_staging(Index cols) {
+    staging_.resize(data_size(), cols);
+    return staging_.matrix();
+  }
+  /// Checks the staged minibatch (finite values) and queues its copy to the device.
+  void commit_batch() {
+    const auto x = staging_.matrix();
+    require<ShapeError>(x.cols() > 0, "DeviceMLVAE: the batch is empty");
+    require<ArgumentError>(std::isfinite(static_cast<double>(x.sum())) || x.allFinite(),
+                           "DeviceMLVAE: the input batch contains NaN or infinite values");
+    x_.resize(x.rows(), x.cols());
+    ctx_->upload(x_.data(), staging_.data(), static_cast<std::size_t>(x_.size()) * sizeof(T));
+  }
+  /// Stages and uploads a host minibatch (data_size() x N).
+  void upload_batch(const Matrix<T>& x) {
+    require<ShapeError>(x.rows() == data_size(), "DeviceMLVAE: expected observations with ", data_size(),
+                        " features (rows), found ", x.rows());
+    batch_staging(x.cols()) = x;
+    commit_batch();
+  }
+
+  /// Forward and backward pass on the uploaded batch with counter-based noise of key `noise_key`
+  /// (device/ops.hpp, CounterNormal: style noise from stream 0, content noise from stream 1).
+  /// Overwrites gradients(); returns the loss terms and the gradient norm.
+  StepResult forward_backward(const std::vector<Index>& offsets, std::uint64_t noise_key) {
+    draw_noise(offsets, noise_key);
+    return run(offsets, true);
+  }
+  /// Forward and backward pass with given noise (S x N style, C x G content), e.g. the noise a CPU
+  /// model draws from its Rng, to compare the two.
+  StepResult forward_backward(const std::vector<Index>& offsets, const Matrix<T>& eps_style,
+                              const Matrix<T>& eps_content) {
+    set_noise(offsets, eps_style, eps_content);
+    return run(offsets, true);
+  }
+  /// Forward pass only (gradients untouched), counter-based noise.
+  LossTerms evaluate(const std::vector<Index>& offsets, std::uint64_t noise_key) {
+    draw_noise(offsets, noise_key);
+    return run(offsets, false).terms;
+  }
+  /// Forward pass only, given noise.
+  LossTerms evaluate(const std::vector<Index>& offsets, const Matrix<T>& eps_style, const Matrix<T>& eps_content) {
+    set_noise(offsets, eps_style, eps_content);
+    return run(offsets, false).terms;
+  }
+
+  /// Per-observation encodings of host images x (data_size() x N), computed on the device: style
+  /// and content means and log-variances (each dims x N, host). The signature of MLVAE::encode,
+  /// so eval/inference.hpp's strategies and eval/manipulation.hpp's grids take a DeviceMLVAE too.
+  void encode(const Matrix<T>& x, Matrix<T>& style_mean, Matrix<T>& style_logvar, Matrix<T>& content_mean,
+              Matrix<T>& content_logvar) {
+    upload_batch(x);
+    const auto& h = trunk_.forward(x_);
+    style_head_.forward(h).download(host_out_);
+    style_mean = host_out_.topRows(style_size_);
+    style_logvar = host_out_.bottomRows(style_size_);
+    content_head_.forward(h).download(host_out_);
+    content_mean = host_out_.topRows(content_size_);
+    content_logvar = host_out_.bottomRows(content_size_);
+  }
+
+  /// The likelihood's mean (e.g. pixel probabilities) for host codes style (S x N) and content
+  /// (C x N), decoded on the device (MLVAE::decode_mean's signature).
+  void decode_mean(const Matrix<T>& style, const Matrix<T>& content, Matrix<T>& mean) {
+    require<ShapeError>(style.rows() == style_size_ && content.rows() == content_size_ && style.cols() == content.cols(),
+                        "DeviceMLVAE::decode_mean: expected style ", style_size_, "xN and content ", content_size_,
+                        "xN, found ", style.rows(), "x", style.cols(), " and ", content.rows(), "x", content.cols());
+    host_out_.resize(style_size_ + content_size_, style.cols());
+    host_out_.topRows(style_size_) = style;
+    host_out_.bottomRows(content_size_) = content;
+    z_.upload(host_out_);
+    const auto& out = decoder_.forward(z_);
+    d_out_.resize(data_size(), style.cols());
+    TensorLikelihood<Likelihood>::mean(ctx_->device(), likelihood_, out.tensor(), d_out_.tensor());
+    d_out_.download(mean);
+  }
+
+  /// The decoder as the evaluation code uses it (eval/likelihood.hpp): forward(z) of host codes
+  /// runs the device decoder and returns its raw output (the likelihood's parameters) on the host.
+  class HostDecoder {
+  public:
+    /// A view of `model`'s decoder.
+    explicit HostDecoder(DeviceMLVAE& model) : model_(&model) {}
+    /// Decoder output for host codes z ((S + C) x N), downloaded to the host.
+    const Matrix<T>& forward(const Matrix<T>& z) {
+      require<ShapeError>(z.rows() == model_->style_size_ + model_->content_size_, "DeviceMLVAE decoder: expected ",
+                          model_->style_size_ + model_->content_size_, " latent rows, found ", z.rows());
+      model_->z_.upload(z);
+      model_->decoder_.forward(model_->z_).download(model_->host_out_);
+      return model_->host_out_;
+    }
+
+  private:
+    DeviceMLVAE* model_;
+  };
+  /// The decoder, host-facing (see HostDecoder): with encode() and likelihood() this lets
+  /// eval/likelihood.hpp's importance-sampled log-likelihood run its decoder passes on the device.
+  HostDecoder decoder() { return HostDecoder(*this); }
+  /// The observation model (evaluated on the host by the evaluation code).
+  const Likelihood& likelihood() const { return likelihood_; }
+
+private:
+  void check_offsets(const std::vector<Index>& offsets) const {
+    require<ShapeError>(x_.cols() > 0, "DeviceMLVAE: no batch uploaded (call upload_batch or commit_batch first)");
+    check_group_offsets(offsets, x_.cols(), "DeviceMLVAE");
+  }
+
+  void draw_noise(const std::vector<Index>& offsets, std::uint64_t key) {
+    check_offsets(offsets);
+    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    eps_style_.resize(style_size_, x_.cols());
+    eps_content_.resize(content_size_, groups);
+    fill_normal(ctx_->device(), stream_key(key, 0), eps_style_.tensor());
+    fill_normal(ctx_->device(), stream_key(key, 1), eps_content_.tensor());
+  }
+
+  void set_noise(const std::vector<Index>& offsets, const Matrix<T>& eps_style, const Matrix<T>& eps_content) {
+    check_offsets(offsets);
+    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    require<ShapeError>(eps_style.rows() == style_size_ && eps_style.cols() == x_.cols() &&
+                            eps_content.rows() == content_size_ && eps_content.cols() == groups,
+                        "DeviceMLVAE: expected noise ", style_size_, "x", x_.cols(), " and ", content_size_, "x",
+                        groups, ", found ", eps_style.rows(), "x", eps_style.cols(), " and ", eps_content.rows(), "x",
+                        eps_content.cols());
+    eps_style_.upload(eps_style);
+    eps_content_.upload(eps_content);
+  }
+
+  StepResult run(const std::vector<Index>& offsets, bool backward) {
+    const auto& d = ctx_->device();
+    const GroupRanges layout(offsets);
+    const Index n = x_.cols(), groups = layout.groups, S = style_size_, C = content_size_;
+    const Index chunks = backward ? norm_partial_count(values_.rows()) : 0;
+
+    // Encoder: trunk, then both heads; [mean; log-variance] split by row slices.
+    const auto& h = trunk_.forward(x_);
+    const auto& so = style_head_.forward(h);
+    const auto& co = content_head_.forward(h);
+    const auto s_mean = so.tensor().slice(Dims2{0, 0}, Dims2{S, n});
+    const auto s_logvar = so.tensor().slice(Dims2{S, 0}, Dims2{S, n});
+    const auto c_mean = co.tensor().slice(Dims2{0, 0}, Dims2{C, n});
+    const auto c_logvar = co.tensor().slice(Dims2{C, 0}, Dims2{C, n});
+
+    group_mean_.resize(C, groups);
+    group_logvar_.resize(C, groups);
+    auto gm = group_mean_.tensor();
+    auto gl = group_logvar_.tensor();
+    group_posterior(d, layout, C, c_mean, c_logvar, group_ws_, gm, gl);
+
+    // Reparameterised samples: a style per observation, a content per group copied to its members.
+    z_.resize(S + C, n);
+    reparameterize(d, s_mean, s_logvar, eps_style_.tensor(), z_.tensor().slice(Dims2{0, 0}, Dims2{S, n}));
+    content_sample_.resize(C, groups);
+    reparameterize(d, gm, gl, eps_content_.tensor(), content_sample_.tensor());
+    expand_groups(d, layout, C, content_sample_.tensor(), z_.tensor().slice(Dims2{S, 0}, Dims2{C, n}));
+
+    // Decoder and the three terms, per column, into the readback block [ll | KL_s | KL_c | norms].
+    const auto& out = decoder_.forward(z_);
+    readback_.resize(2 * n + groups + chunks, 1);
+    T* rb = readback_.data();
+    TensorLikelihood<Likelihood>::log_likelihood(d, likelihood_, x_.tensor(), out.tensor(), TensorVector<T>(rb, n));
+    kl_to_standard_normal(d, s_mean, s_logvar, TensorVector<T>(rb + n, n));
+    kl_to_standard_normal(d, gm, gl, TensorVector<T>(rb + 2 * n, groups));
+
+    if (backward) {
+      // loss = −(1/G) [Σ log p − β_s Σ KL_s − β_c Σ KL_c] (model/mlvae.hpp).
+      set_zero(d, gradients_.data(), gradients_.rows());
+      const T w = T(1) / T(groups);
+      d_out_.resize(out.rows(), n);
+      TensorLikelihood<Likelihood>::gradient(d, likelihood_, x_.tensor(), out.tensor(), -w, d_out_.tensor());
+      const auto& dz = decoder_.backward(d_out_);
+
+      d_style_out_.resize(2 * S, n);
+      sample_and_kl_backward(d, s_mean, s_logvar, eps_style_.tensor(), dz.tensor().slice(Dims2{0, 0}, Dims2{S, n}),
+                             T(w * options_.style_kl_weight), d_style_out_.tensor().slice(Dims2{0, 0}, Dims2{S, n}),
+                             d_style_out_.tensor().slice(Dims2{S, 0}, Dims2{S, n}));
+
+      // The content sample is shared by its group: its gradient is the sum over the members.
+      d_content_sample_.resize(C, groups);
+      group_sums(d, layout, C, dz.tensor().slice(Dims2{S, 0}, Dims2{C, n}), d_content_sample_.tensor());
+      d_group_mean_.resize(C, groups);
+      d_group_logvar_.resize(C, groups);
+      sample_and_kl_backward(d, gm, gl, eps_content_.tensor(), d_content_sample_.tensor(),
+                             T(w * options_.content_kl_weight), d_group_mean_.tensor(), d_group_logvar_.tensor());
+      d_content_out_.resize(2 * C, n);
+      group_posterior_backward(d, layout, C, c_mean, c_logvar, gm, gl, d_group_mean_.tensor(),
+                               d_group_logvar_.tensor(), group_ws_,
+                               d_content_out_.tensor().slice(Dims2{0, 0}, Dims2{C, n}),
+                               d_content_out_.tensor().slice(Dims2{C, 0}, Dims2{C, n}));
+
+      const auto& ds = style_head_.backward(d_style_out_);
+      const auto& dc = content_head_.backward(d_content_out_);
+      d_features_.resize(ds.rows(), n);
+      assign(d, d_features_.tensor(), ds.tensor() + dc.tensor());
+      trunk_.backward(d_features_, false);
+      squared_norm_partials(d, gradients_.data(), gradients_.rows(), rb + 2 * n + groups);
+    }
+
+    // The one download of the step, then the totals on the host in a fixed order.
+    readback_host_.resize(readback_.rows(), 1);
+    ctx_->download(readback_host_.data(), rb, static_cast<std::size_t>(readback_.rows()) * sizeof(T));
+    ctx_->synchronize();
+    const T* host = readback_host_.data();
+    double rec = 0, kls = 0, klc = 0, norm2 = 0;
+    for (Index j = 0; j < n; ++j) rec += static_cast<double>(host[j]);
+    for (Index j = 0; j < n; ++j) kls += static_cast<double>(host[n + j]);
+    for (Index g = 0; g < groups; ++g) klc += static_cast<double>(host[2 * n + g]);
+    for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[2 * n + groups + c]);
+
+    StepResult result;
+    LossTerms& terms = result.terms;
+    terms.groups = groups;
+    terms.images = n;
+    const double G = static_cast<double>(groups);
+    terms.reconstruction = rec / G;
+    terms.style_kl = kls / G;
+    terms.content_kl = klc / G;
+    terms.elbo_per_group = (rec - kls - klc) / G;
+    terms.elbo_per_image = (rec - kls - klc) / static_cast<double>(n);
+    terms.loss = -(rec - static_cast<double>(options_.style_kl_weight) * kls -
+                   static_cast<double>(options_.content_kl_weight) * klc) /
+                 G;
+    result.gradient_norm = std::sqrt(norm2);
+    return result;
+  }
+
+  Ctx* ctx_;
+  Trunk trunk_;
+  StyleHead style_head_;
+  ContentHead content_head_;
+  Decoder decoder_;
+  Likelihood likelihood_;
+  MLVAEOptions<T> options_;
+  Index style_size_, content_size_;
+  DeviceArray<T, Ctx> values_, gradients_;
+  DeviceArray<T, Ctx> x_, eps_style_, eps_content_, group_mean_, group_logvar_, z_, content_sample_;
+  DeviceArray<T, Ctx> d_out_, d_style_out_, d_content_sample_, d_group_mean_, d_group_logvar_, d_content_out_,
+      d_features_, readback_;
+  GroupPosteriorWorkspace<T, Ctx> group_ws_;
+  HostStaging<T, Ctx> staging_, readback_host_;
+  Matrix<T> host_out_;  // encode / decode_mean results on their way to the caller
+};
+
+/// The device copy of `model` in `ctx`: `auto gpu = to_device(model, ctx);` (the one line a CPU
+/// program changes). Parameters are uploaded; copy them back with download_parameters().
+template <typename Model, typename Ctx>
+DeviceMLVAE<Model, Ctx> to_device(Model& model, Ctx& ctx) {
+  return DeviceMLVAE<Model, Ctx>(ctx, model);
+}
+
+}  // namespace mlvae::device

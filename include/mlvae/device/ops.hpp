@@ -1,0 +1,444 @@
+/// @file
+/// mlvae/device/ops.hpp — the math of an ML-VAE step written once as Eigen Tensor expressions,
+/// evaluated with `.device(d)` on any Eigen device (DefaultDevice, ThreadPoolDevice, GpuDevice):
+/// activations and their backward, reparameterisation, KL to N(0, I), the likelihoods and their
+/// gradients, the product-of-Gaussians group posterior and its backward, per-column, per-row and
+/// per-group (CSR column range) sums, the counter-based normal generator, the fused Adam update and
+/// the gradient-norm partial sums. The formulas are those of dist/, nn/activations.hpp and
+/// optim/adam.hpp (docs/elbo.md), which stay the CPU reference.
+///
+/// Reductions are only ever partial reductions over the first or the last dimension of a matrix
+/// (or over the short middle dimension of a group reshape); no full reduction and no reduction of
+/// double on the GPU: Eigen 3.4.0's generic GPU reduction reduces recursively (a tree) inside one
+/// thread and can overflow its stack on long inputs. Totals (loss terms, the gradient norm) are
+/// finished on the host from at most a few thousand partial sums, in a fixed order.
+#pragma once
+
+#include "mlvae/core/error.hpp"
+#include "mlvae/core/types.hpp"
+#include "mlvae/device/context.hpp"
+#include "mlvae/dist/likelihood.hpp"
+#include "mlvae/nn/activations.hpp"
+
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace mlvae::device {
+
+/// Eigen dimension lists.
+using Dims1 = Eigen::array<Index, 1>;
+/// Two dimensions (rows, cols).
+using Dims2 = Eigen::array<Index, 2>;
+/// Three dimensions (rows, members, groups).
+using Dims3 = Eigen::array<Index, 3>;
+
+// ---- Activations -------------------------------------------------------------------------------
+
+/// f and f' of an activation Op (nn/activations.hpp) as Tensor expressions. Specialised for every
+/// activation; a new activation needs its specialisation here to run on a device.
+template <typename Op>
+struct TensorActivation {
+  static_assert(sizeof(Op) == 0, "mlvae::device: this activation has no Tensor form yet (add a TensorActivation)");
+};
+
+/// Identity: y = x, dx = dy.
+template <>
+struct TensorActivation<activation::IdentityOp> {
+  /// y = x.
+  template <typename X> static auto value(const activation::IdentityOp&, const X& x) { return x; }
+  /// dx = dy.
+  template <typename DY, typename X, typename Y>
+  static auto gradient(const activation::IdentityOp&, const DY& dy, const X&, const Y&) { return dy; }
+};
+/// tanh: dx = dy (1 − y²).
+template <>
+struct TensorActivation<activation::TanhOp> {
+  /// y = tanh x.
+  template <typename X> static auto value(const activation::TanhOp&, const X& x) { return x.tanh(); }
+  /// dx = dy (1 − y²).
+  template <typename DY, typename X, typename Y>
+  static auto gradient(const activation::TanhOp&, const DY& dy, const X&, const Y& y) {
+    using S = typename Eigen::internal::traits<Y>::Scalar;
+    return dy * (S(1) - y.square());
+  }
+};
+/// ReLU: dx = dy [x > 0].
+template <>
+struct TensorActivation<activation::ReluOp> {
+  /// y = max(x, 0).
+  template <typename X> static auto value(const activation::ReluOp&, const X& x) {
+    using S = typename Eigen::internal::traits<X>::Scalar;
+    return x.cwiseMax(S(0));
+  }
+  /// dx = dy [x > 0].
+  template <typename DY, typename X, typename Y>
+  static auto gradient(const activation::ReluOp&, const DY& dy, const X& x, const Y&) {
+    using S = typename Eigen::internal::traits<X>::Scalar;
+    return (x > S(0)).select(dy, dy.constant(S(0)));
+  }
+};
+/// Leaky ReLU: y = x (x > 0) else slope·x.
+template <>
+struct TensorActivation<activation::LeakyReluOp> {
+  /// y = x if x > 0 else slope·x.
+  template <typename X> static auto value(const activation::LeakyReluOp& op, const X& x) {
+    using S = typename Eigen::internal::traits<X>::Scalar;
+    return (x > S(0)).select(x, x * S(op.slope));
+  }
+  /// dx = dy if x > 0 else slope·dy.
+  template <typename DY, typename X, typename Y>
+  static auto gradient(const activation::LeakyReluOp& op, const DY& dy, const X& x, const Y&) {
+    using S = typename Eigen::internal::traits<X>::Scalar;
+    return (x > S(0)).select(dy, dy * S(op.slope));
+  }
+};
+/// Sigmoid: dx = dy y (1 − y).
+template <>
+struct TensorActivation<activation::SigmoidOp> {
+  /// y = 1 / (1 + e^{−x}).
+  template <typename X> static auto value(const activation::SigmoidOp&, const X& x) { return x.sigmoid(); }
+  /// dx = dy y (1 − y).
+  template <typename DY, typename X, typename Y>
+  static auto gradient(const activation::SigmoidOp&, const DY& dy, const X&, const Y& y) {
+    using S = typename Eigen::internal::traits<Y>::Scalar;
+    return dy * y * (S(1) - y);
+  }
+};
+/// Softplus: y = max(x, 0) + log1p(e^{−|x|}), dx = dy sigmoid(x).
+template <>
+struct TensorActivation<activation::SoftplusOp> {
+  /// y = softplus(x), overflow-safe.
+  template <typename X> static auto value(const activation::SoftplusOp&, const X& x) {
+    using S = typename Eigen::internal::traits<X>::Scalar;
+    return x.cwiseMax(S(0)) + (-x.abs()).exp().log1p();
+  }
+  /// dx = dy sigmoid(x).
+  template <typename DY, typename X, typename Y>
+  static auto gradient(const activation::SoftplusOp&, const DY& dy, const X& x, const Y&) { return dy * x.sigmoid(); }
+};
+
+// ---- Likelihoods -------------------------------------------------------------------------------
+
+/// A likelihood (dist/likelihood.hpp) as Tensor expressions: per-column log p(x | out),
+/// weight · d log p / d out, and the mean E[x] for pictures. Specialised for the three likelihoods of mlvae.
+template <typename Likelihood>
+struct TensorLikelihood {
+  static_assert(sizeof(Likelihood) == 0, "mlvae::device: this likelihood has no Tensor form yet");
+};
+
+/// Bernoulli with logits ℓ: log p = Σ x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}); d/dℓ = x − sigmoid(ℓ).
+template <typename T>
+struct TensorLikelihood<BernoulliLikelihood<T>> {
+  /// Writes the per-column log-likelihood (1 x N as a vector of N) of x (D x N) given logits (D x N).
+  template <typename D, typename X, typename O, typename L>
+  static void log_likelihood(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, L&& out) {
+    assign(d, out, (x * l - l.cwiseMax(T(0)) - (-l.abs()).exp().log1p()).sum(Dims1{0}));
+  }
+  /// Writes weight (x − sigmoid(ℓ)).
+  template <typename D, typename X, typename O, typename G>
+  static void gradient(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, T weight, G&& grad) {
+    assign(d, grad, weight * (x - l.sigmoid()));
+  }
+  /// Writes E[x] = sigmoid(ℓ) (rows(ℓ) x N).
+  template <typename D, typename O, typename M>
+  static void mean(const D& d, const BernoulliLikelihood<T>&, const O& l, M&& out) {
+    assign(d, out, l.sigmoid());
+  }
+};
+
+/// Gaussian with fixed variance σ²: log p = −½ (Σ (x − μ)²/σ² + D log 2πσ²); d/dμ = (x − μ)/σ².
+template <typename T>
+struct TensorLikelihood<GaussianLikelihood<T>> {
+  /// Writes the per-column log-likelihood of x (D x N) given μ (D x N).
+  template <typename D, typename X, typename O, typename L>
+  static void log_likelihood(const D& d, const GaussianLikelihood<T>& lik, const X& x, const O& mu, L&& out) {
+    constexpr double log_two_pi = 1.8378770664093454835606594728112;
+    const Index rows = static_cast<Index>(x.dimension(0));
+    const T constant = T(static_cast<double>(rows) * (log_two_pi + std::log(static_cast<double>(lik.variance))));
+    assign(d, out, (x - mu).square().sum(Dims1{0}));  // a reduction at the root: no GPU temporary
+    assign(d, out, T(-0.5) * (out / lik.variance + constant));
+  }
+  /// Writes weight (x − μ)/σ².
+  template <typename D, typename X, typename O, typename G>
+  static void gradient(const D& d, const GaussianLikelihood<T>& lik, const X& x, const O& mu, T weight, G&& grad) {
+    assign(d, grad, (weight / lik.variance) * (x - mu));
+  }
+  /// Writes E[x] = μ.
+  template <typename D, typename O, typename M>
+  static void mean(const D& d, const GaussianLikelihood<T>&, const O& mu, M&& out) {
+    assign(d, out, mu);
+  }
+};
+
+/// Gaussian with learned variance, decoder rows [μ; log σ²].
+template <typename T>
+struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
+  /// Writes the per-column log-likelihood −½ Σ ((x − μ)²/σ² + log σ² + log 2π).
+  template <typename D, typename X, typename O, typename L>
+  static void log_likelihood(const D& d, const GaussianLearnedVarianceLikelihood<T>&, const X& x, const O& out_rows,
+                             L&& out) {
+    const T log_two_pi = T(1.8378770664093454835606594728112);
+    const Index rows = static_cast<Index>(x.dimension(0)), cols = static_cast<Index>(x.dimension(1));
+    const auto mu = out_rows.slice(Dims2{0, 0}, Dims2{rows, cols});
+    const auto logvar = out_rows.slice(Dims2{rows, 0}, Dims2{rows, cols});
+    assign(d, out, (T(-0.5) * ((x - mu).square() * (-logvar).exp() + logvar + log_two_pi)).sum(Dims1{0}));
+  }
+  /// Writes weight [(x − μ)/σ²; ½((x − μ)²/σ² − 1)].
+  template <typename D, typename X, typename O, typename G>
+  static void gradient(const D& d, const GaussianLearnedVarianceLikelihood<T>&, const X& x, const O& out_rows, T weight,
+                       G&& grad) {
+    const Index rows = static_cast<Index>(x.dimension(0)), cols = static_cast<Index>(x.dimension(1));
+    const auto mu = out_rows.slice(Dims2{0, 0}, Dims2{rows, cols});
+    const auto logvar = out_rows.slice(Dims2{rows, 0}, Dims2{rows, cols});
+    assign(d, grad.slice(Dims2{0, 0}, Dims2{rows, cols}), weight * (x - mu) * (-logvar).exp());
+    assign(d, grad.slice(Dims2{rows, 0}, Dims2{rows, cols}),
+           weight * T(0.5) * ((x - mu).square() * (-logvar).exp() - T(1)));
+  }
+  /// Writes E[x] = μ, the top half of the decoder output.
+  template <typename D, typename O, typename M>
+  static void mean(const D& d, const GaussianLearnedVarianceLikelihood<T>&, const O& out_rows, M&& out) {
+    const Index rows = static_cast<Index>(out_rows.dimension(0)) / 2, cols = static_cast<Index>(out_rows.dimension(1));
+    assign(d, out, out_rows.slice(Dims2{0, 0}, Dims2{rows, cols}));
+  }
+};
+
+// ---- Gaussians ---------------------------------------------------------------------------------
+
+/// Per-column KL(N(mean, diag e^{logvar}) ‖ N(0, I)) = ½ Σ_rows (μ² + σ² − 1 − log σ²) into `kl` (N).
+template <typename D, typename M, typename L, typename K>
+void kl_to_standard_normal(const D& d, const M& mean, const L& logvar, K&& kl) {
+  using T = typename Eigen::internal::traits<M>::Scalar;
+  assign(d, kl, (T(0.5) * (mean.square() + logvar.exp() - T(1) - logvar)).sum(Dims1{0}));
+}
+
+/// z = mean + e^{½ logvar} ⊙ eps.
+template <typename D, typename M, typename L, typename E, typename Z>
+void reparameterize(const D& d, const M& mean, const L& logvar, const E& eps, Z&& z) {
+  using T = typename Eigen::internal::traits<M>::Scalar;
+  assign(d, z, mean + (T(0.5) * logvar).exp() * eps);
+}
+
+/// Backward of a reparameterised sample and its weighted KL term together, WRITING (not adding)
+///   dmean = dz + w μ,   dlogvar = dz ⊙ eps ⊙ ½ e^{½ logvar} + w ½ (e^{logvar} − 1)
+/// (dist/gaussian.hpp's reparameterize_backward plus kl_to_standard_normal_backward).
+template <typename D, typename M, typename L, typename E, typename DZ, typename T, typename DM, typename DL>
+void sample_and_kl_backward(const D& d, const M& mean, const L& logvar, const E& eps, const DZ& dz, T kl_weight,
+                            DM&& dmean, DL&& dlogvar) {
+  assign(d, dmean, dz + kl_weight * mean);
+  assign(d, dlogvar, dz * eps * T(0.5) * (T(0.5) * logvar).exp() + kl_weight * T(0.5) * (logvar.exp() - T(1)));
+}
+
+// ---- Groups (CSR column ranges) ----------------------------------------------------------------
+
+/// The group layout of a minibatch: CSR offsets, and the common group size when all are equal
+/// (then a group reduction is one reshape-and-reduce; otherwise one reduction per group).
+struct GroupRanges {
+  const std::vector<Index>* offsets = nullptr;  ///< the CSR offsets (not owned)
+  Index groups = 0;                             ///< G
+  Index columns = 0;                            ///< N = offsets.back()
+  Index uniform_size = 0;                       ///< the common group size, 0 when sizes differ
+
+  /// The layout of `offsets` (validated by check_group_offsets beforehand).
+  explicit GroupRanges(const std::vector<Index>& o)
+      : offsets(&o), groups(static_cast<Index>(o.size()) - 1), columns(o.back()) {
+    uniform_size = o[1] - o[0];
+    for (std::size_t g = 1; g + 1 < o.size(); ++g)
+      if (o[g + 1] - o[g] != uniform_size) uniform_size = 0;
+  }
+  /// First column of group g.
+  Index begin(Index g) const { return (*offsets)[static_cast<std::size_t>(g)]; }
+  /// Members of group g.
+  Index size(Index g) const { return (*offsets)[static_cast<std::size_t>(g + 1)] - begin(g); }
+};
+
+/// out (rows x G) = Σ over each group's columns of `in` (rows x N).
+template <typename D, typename In, typename Out>
+void group_sums(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
+  if (layout.uniform_size > 0) {
+    assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).sum(Dims1{1}));
+    return;
+  }
+  for (Index g = 0; g < layout.groups; ++g)
+    assign(d, out.chip(g, 1), in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).sum(Dims1{1}));
+}
+
+/// out (rows x G) = max over each group's columns of `in` (rows x N).
+template <typename D, typename In, typename Out>
+void group_maxima(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
+  if (layout.uniform_size > 0) {
+    assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).maximum(Dims1{1}));
+    return;
+  }
+  for (Index g = 0; g < layout.groups; ++g)
+    assign(d, out.chip(g, 1), in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).maximum(Dims1{1}));
+}
+
+/// out (rows x N): every column of group g is column g of `in` (rows x G).
+template <typename D, typename In, typename Out>
+void expand_groups(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
+  if (layout.uniform_size > 0) {
+    assign(d, out, in.reshape(Dims3{rows, 1, layout.groups})
+                        .broadcast(Dims3{1, layout.uniform_size, 1})
+                        .reshape(Dims2{rows, layout.columns}));
+    return;
+  }
+  for (Index g = 0; g < layout.groups; ++g)
+    assign(d, out.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}),
+           in.chip(g, 1).reshape(Dims2{rows, 1}).broadcast(Dims2{1, layout.size(g)}));
+}
+
+/// Workspaces of the device group posterior (rows x N and rows x G), owned by the caller.
+template <typename T, typename Ctx>
+struct GroupPosteriorWorkspace {
+  DeviceArray<T, Ctx> expanded_a, expanded_b, expanded_c, expanded_d;  ///< rows x N
+  DeviceArray<T, Ctx> weights, weighted, group_a, group_b;             ///< rows x N, rows x N, rows x G, rows x G
+  /// Empty workspaces in `ctx`.
+  explicit GroupPosteriorWorkspace(Ctx& ctx)
+      : expanded_a(ctx), expanded_b(ctx), expanded_c(ctx), expanded_d(ctx), weights(ctx), weighted(ctx),
+        group_a(ctx), group_b(ctx) {}
+  /// Sizes every buffer for `rows` dimensions, N columns and G groups.
+  void resize(Index rows, Index n, Index groups) {
+    for (auto* a : {&expanded_a, &expanded_b, &expanded_c, &expanded_d, &weights, &weighted}) a->resize(rows, n);
+    group_a.resize(rows, groups);
+    group_b.resize(rows, groups);
+  }
+};
+
+/// Product-of-Gaussians group posterior (dist/group_posterior.hpp) on a device: with
+/// m_G = max_i (−logvar_i), w_i = e^{−logvar_i − m_G}:
+///   mean_G = Σ w_i mean_i / Σ w_i,   logvar_G = −(m_G + log Σ w_i).
+template <typename D, typename T, typename Ctx, typename M, typename L, typename GM, typename GL>
+void group_posterior(const D& d, const GroupRanges& layout, Index rows, const M& mean, const L& logvar,
+                     GroupPosteriorWorkspace<T, Ctx>& ws, GM&& group_mean, GL&& group_logvar) {
+  ws.resize(rows, layout.columns, layout.groups);
+  auto max_precision = ws.group_a.tensor();
+  group_maxima(d, layout, rows, -logvar, max_precision);
+  auto expanded_max = ws.expanded_a.tensor();
+  expand_groups(d, layout, rows, max_precision, expanded_max);
+  auto w = ws.weights.tensor();
+  assign(d, w, (-logvar - expanded_max).exp());
+  auto wm = ws.weighted.tensor();
+  assign(d, wm, w * mean);
+  auto weight_sum = ws.group_b.tensor();
+  group_sums(d, layout, rows, w, weight_sum);
+  group_sums(d, layout, rows, wm, group_mean);
+  assign(d, group_mean, group_mean / weight_sum);
+  assign(d, group_logvar, -(max_precision + weight_sum.log()));
+}
+
+/// Backward of group_posterior, WRITING dmean and dlogvar (rows x N) from dgroup_mean and
+/// dgroup_logvar (rows x G); with w_i = e^{logvar_G − logvar_i}:
+///   dmean_i = w_i dmean_G,   dlogvar_i = w_i (dlogvar_G − (mean_i − mean_G) dmean_G).
+template <typename D, typename T, typename Ctx, typename M, typename L, typename GM, typename GL, typename DGM,
+          typename DGL, typename DM, typename DL>
+void group_posterior_backward(const D& d, const GroupRanges& layout, Index rows, const M& mean, const L& logvar,
+                              const GM& group_mean, const GL& group_logvar, const DGM& dgroup_mean,
+                              const DGL& dgroup_logvar, GroupPosteriorWorkspace<T, Ctx>& ws, DM&& dmean, DL&& dlogvar) {
+  ws.resize(rows, layout.columns, layout.groups);
+  auto e_mean = ws.expanded_a.tensor();
+  auto e_logvar = ws.expanded_b.tensor();
+  auto e_dmean = ws.expanded_c.tensor();
+  auto e_dlogvar = ws.expanded_d.tensor();
+  expand_groups(d, layout, rows, group_mean, e_mean);
+  expand_groups(d, layout, rows, group_logvar, e_logvar);
+  expand_groups(d, layout, rows, dgroup_mean, e_dmean);
+  expand_groups(d, layout, rows, dgroup_logvar, e_dlogvar);
+  auto w = ws.weights.tensor();
+  assign(d, w, (e_logvar - logvar).exp());
+  assign(d, dmean, w * e_dmean);
+  assign(d, dlogvar, w * (e_dlogvar - (mean - e_mean) * e_dmean));
+}
+
+// ---- Noise -------------------------------------------------------------------------------------
+
+/// Counter-based standard normals: element i of a draw with key k is a pure function of (k, i),
+/// Box–Muller (cosine branch, in double) on two 32-bit halves of SplitMix64's output at position
+/// i + 1 of the stream seeded with k. The same bits on every device and for any launch shape or
+/// thread count; only the last ulp of log/cos may differ between the host and CUDA math libraries.
+template <typename T>
+struct CounterNormal {
+  std::uint64_t key = 0;  ///< the draw's key (e.g. one 64-bit output of the trainer's Rng per step)
+
+  /// SplitMix64's output function.
+  EIGEN_DEVICE_FUNC static std::uint64_t mix(std::uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  /// The normal at linear index i.
+  EIGEN_DEVICE_FUNC T operator()(Index i) const {
+    const std::uint64_t bits = mix(key + (static_cast<std::uint64_t>(i) + 1) * 0x9e3779b97f4a7c15ULL);
+    const double u1 = (static_cast<double>(bits >> 32) + 1.0) * 2.3283064365386962890625e-10;  // (0, 1]
+    const double u2 = static_cast<double>(bits & 0xffffffffULL) * 2.3283064365386962890625e-10;  // [0, 1)
+    using std::cos;
+    using std::log;
+    using std::sqrt;
+    return static_cast<T>(sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2));
+  }
+};
+
+/// Fills `out` with CounterNormal draws of key `key` (element i: linear column-major index i).
+template <typename D, typename Out>
+void fill_normal(const D& d, std::uint64_t key, Out&& out) {
+  using T = typename Eigen::internal::traits<std::decay_t<Out>>::Scalar;
+  assign(d, out, out.nullaryExpr(CounterNormal<T>{key}));
+}
+
+/// A per-stream key from a step key (e.g. stream 0: style noise, stream 1: content noise).
+inline std::uint64_t stream_key(std::uint64_t step_key, std::uint64_t stream) {
+  return CounterNormal<double>::mix(step_key ^ (0x632be59bd9b4e019ULL * (stream + 1)));
+}
+
+// ---- Optimiser ---------------------------------------------------------------------------------
+
+/// Parameters per partial sum of the squared gradient norm (as optim/adam.hpp's chunks).
+inline constexpr Index norm_chunk = 8192;
+
+/// Number of partial sums squared_norm_partials writes for `n` gradients.
+inline Index norm_partial_count(Index n) { return (n + norm_chunk - 1) / norm_chunk; }
+
+/// Writes the squared L2 norm of each 8192-element chunk of `g` (n elements) into `partials`
+/// (norm_partial_count(n) elements): inner-dimension reductions only, summed on the host in order.
+template <typename D, typename T>
+void squared_norm_partials(const D& d, const T* g, Index n, T* partials) {
+  const Index full = n / norm_chunk, tail = n - full * norm_chunk;
+  if (full > 0) {
+    TensorMatrix<const T> chunks(g, norm_chunk, full);
+    assign(d, TensorVector<T>(partials, full), chunks.square().sum(Dims1{0}));
+  }
+  if (tail > 0) {
+    TensorMatrix<const T> last(g + full * norm_chunk, tail, 1);
+    assign(d, TensorVector<T>(partials + full, 1), last.square().sum(Dims1{0}));
+  }
+}
+
+/// Coefficients of one Adam update, computed on the host (optim/adam.hpp).
+template <typename T>
+struct AdamCoefficients {
+  T scale = T(1);  ///< clipping factor min(1, clip / ‖g‖)
+  T beta1 = T(0.9), beta2 = T(0.999);
+  T c1 = T(1), c2 = T(1);  ///< bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ)
+  T lr = T(1e-3), eps = T(1e-8), weight_decay = T(0);
+};
+
+/// The Adam update of optim/adam.hpp on n parameters, as three element-wise passes (one per
+/// output: m, v, θ), each one fused expression:
+///   m ← β₁m + (1−β₁) s g;  v ← β₂v + (1−β₂)(s g)²;  θ ← θ − lr (m c₁ / (√(v c₂) + ε) + λθ).
+template <typename D, typename T>
+void adam_update(const D& d, const AdamCoefficients<T>& k, Index n, T* values, const T* gradients, T* m, T* v) {
+  TensorVector<const T> g(gradients, n);
+  TensorVector<T> mt(m, n), vt(v, n), p(values, n);
+  assign(d, mt, k.beta1 * mt + (T(1) - k.beta1) * k.scale * g);
+  assign(d, vt, k.beta2 * vt + (T(1) - k.beta2) * (k.scale * g).square());
+  assign(d, p, p - k.lr * ((mt * k.c1) / ((vt * k.c2).sqrt() + k.eps) + k.weight_decay * p));
+}
+
+/// Sets n device elements to zero.
+template <typename D, typename T>
+void set_zero(const D& d, T* data, Index n) {
+  TensorVector<T> t(data, n);
+  assign(d, t, t.constant(T(0)));
+}
+
+}  // namespace mlvae::device

@@ -1,0 +1,519 @@
+// The device layer (include/mlvae/device/) on Eigen's CPU devices, DefaultDevice and
+// ThreadPoolDevice: the device-generic code that CUDA builds run on a GpuDevice is checked here
+// against the CPU implementation (the reference) on layers (Dense, activations, conv), the group
+// posterior, complete MLP and conv ML-VAE steps and Adam, by finite differences in double, for
+// device allocations in steady state, and for the CPU -> device -> CPU checkpoint round trip; and
+// the examples' --device parsing and message.
+#define EIGEN_USE_THREADS  // ThreadPoolDevice (before the first include of Eigen's Tensor module)
+
+#include <doctest/doctest.h>
+
+#include "mlvae/device/trainer.hpp"
+#include "mlvae/io/checkpoint.hpp"
+#include "mlvae/mlvae.hpp"
+#include "support.hpp"
+#include "../examples/device_backend.hpp"
+
+#include <cmath>
+#include <vector>
+
+using namespace mlvae;
+using mlvae::device::CpuContext;
+
+namespace {
+
+using DefaultContext = CpuContext<Eigen::DefaultDevice>;
+using PoolContext = CpuContext<Eigen::ThreadPoolDevice>;
+
+/// max |a − b| / (1 + max |b|): a relative distance that tolerates entries near zero.
+template <typename A, typename B>
+double relative_distance(const A& a, const B& b) {
+  return static_cast<double>((a - b).cwiseAbs().maxCoeff()) / (1.0 + static_cast<double>(b.cwiseAbs().maxCoeff()));
+}
+
+template <typename T>
+Matrix<T> random_matrix(Index rows, Index cols, std::uint64_t seed, double scale = 1.0) {
+  Rng rng(seed);
+  Matrix<T> m(rows, cols);
+  for (Index j = 0; j < cols; ++j)
+    for (Index i = 0; i < rows; ++i) m(i, j) = static_cast<T>(scale * rng.normal());
+  return m;
+}
+
+/// The noise a CPU MLVAE draws from `rng` for N observations in G groups (style first).
+template <typename T>
+void cpu_noise(const Rng& rng, Index style, Index content, Index n, Index groups, Matrix<T>& eps_style,
+               Matrix<T>& eps_content) {
+  Rng r = rng;
+  eps_style.resize(style, n);
+  eps_content.resize(content, groups);
+  r.fill_normal(eps_style);
+  r.fill_normal(eps_content);
+}
+
+template <typename Ctx, typename Layer>
+void check_activation_matches(Ctx& ctx, Layer cpu) {
+  using T = float;
+  const Matrix<T> x = random_matrix<T>(cpu.input_size(), 7, 3, 2.0);
+  const Matrix<T> dy = random_matrix<T>(cpu.input_size(), 7, 4);
+  const Matrix<T> y = cpu.forward(x);
+  const Matrix<T> dx = cpu.backward(dy);
+  device::device_layer_t<Layer, Ctx> dev(ctx, cpu);
+  device::DeviceArray<T, Ctx> xd(ctx), dyd(ctx);
+  xd.upload(x);
+  dyd.upload(dy);
+  Matrix<T> y_dev, dx_dev;
+  dev.forward(xd).download(y_dev);
+  dev.backward(dyd).download(dx_dev);
+  INFO(cpu.describe());
+  CHECK(relative_distance(y_dev, y) < 1e-6);
+  CHECK(relative_distance(dx_dev, dx) < 1e-6);
+}
+
+}  // namespace
+
+TEST_CASE("device: every activation and Dense match the CPU layers") {
+  DefaultContext ctx;
+  check_activation_matches(ctx, Tanh<float>(5));
+  check_activation_matches(ctx, Relu<float>(5));
+  check_activation_matches(ctx, LeakyRelu<float>(5, 0.2));
+  check_activation_matches(ctx, Sigmoid<float>(5));
+  check_activation_matches(ctx, Softplus<float>(5));
+  check_activation_matches(ctx, Identity<float>(5));
+
+  Dense<float> dense(6, 4);
+  ParameterStore<float> store;
+  bind_layers(store, dense);
+  Rng rng(2);
+  dense.initialize(rng);
+  store.values.tail(4).setConstant(0.3f);
+  const Matrix<float> x = random_matrix<float>(6, 9, 5);
+  const Matrix<float> dy = random_matrix<float>(4, 9, 6);
+  const Matrix<float> y = dense.forward(x);
+  const Matrix<float> dx = dense.backward(dy);
+  device::DeviceDense<float, DefaultContext> dev(ctx, dense);
+  device::DeviceArray<float, DefaultContext> values(ctx), grads(ctx), xd(ctx), dyd(ctx);
+  values.upload(store.values);
+  grads.resize(store.size(), 1);
+  device::set_zero(ctx.device(), grads.data(), grads.size());
+  dev.bind(values.data(), grads.data());
+  xd.upload(x);
+  dyd.upload(dy);
+  Matrix<float> y_dev, dx_dev, g_dev;
+  dev.forward(xd).download(y_dev);
+  dev.backward(dyd).download(dx_dev);
+  grads.download(g_dev);
+  CHECK(relative_distance(y_dev, y) < 1e-6);
+  CHECK(relative_distance(dx_dev, dx) < 1e-6);
+  CHECK(relative_distance(g_dev, Matrix<float>(store.gradients)) < 1e-6);
+}
+
+namespace {
+
+/// A layer with parameters on the CPU and its device mirror, in double: output, input gradient and
+/// parameter gradients must agree to rounding.
+template <typename Layer>
+void check_parametric_layer_matches(Layer cpu, Index batch) {
+  DefaultContext ctx;
+  ParameterStore<double> store;
+  bind_layers(store, cpu);
+  Rng rng(4);
+  cpu.initialize(rng);
+  for (Index k = 0; k < store.size(); ++k) store.values(k) += 0.1 * rng.normal();  // non-zero biases
+  const Matrix<double> x = random_matrix<double>(cpu.input_size(), batch, 5);
+  const Matrix<double> dy = random_matrix<double>(cpu.output_size(), batch, 6);
+  const Matrix<double> y = cpu.forward(x);
+  const Matrix<double> dx = cpu.backward(dy);
+  device::device_layer_t<Layer, DefaultContext> dev(ctx, cpu);
+  device::DeviceArray<double, DefaultContext> values(ctx), grads(ctx), xd(ctx), dyd(ctx);
+  values.upload(store.values);
+  grads.resize(store.size(), 1);
+  device::set_zero(ctx.device(), grads.data(), grads.size());
+  dev.bind(values.data(), grads.data());
+  xd.upload(x);
+  dyd.upload(dy);
+  Matrix<double> y_dev, dx_dev, g_dev;
+  dev.forward(xd).download(y_dev);
+  dev.backward(dyd).download(dx_dev);
+  grads.download(g_dev);
+  INFO(cpu.describe());
+  CHECK(dev.describe() == cpu.describe());
+  CHECK(relative_distance(y_dev, y) < 1e-12);
+  CHECK(relative_distance(dx_dev, dx) < 1e-12);
+  CHECK(relative_distance(g_dev, Matrix<double>(store.gradients)) < 1e-12);
+}
+
+}  // namespace
+
+TEST_CASE("device: Conv2d and ConvTranspose2d match the CPU layers") {
+  check_parametric_layer_matches(Conv2d<double>(ImageShape{2, 7, 6}, 3, 3, 2, 1), 4);
+  check_parametric_layer_matches(Conv2d<double>(ImageShape{1, 5, 5}, 2, 2, 1, 0), 3);
+  check_parametric_layer_matches(ConvTranspose2d<double>(ImageShape{3, 4, 3}, 2, 4, 2, 1), 4);
+  check_parametric_layer_matches(ConvTranspose2d<double>(ImageShape{2, 3, 3}, 2, 3, 2, 1, 1), 3);  // output_padding
+  check_parametric_layer_matches(Dense<double>(5, 4), 3);
+}
+
+TEST_CASE("device: group posterior and its backward match the CPU functions for equal and unequal groups") {
+  DefaultContext ctx;
+  const Index dims = 3, n = 9;
+  const Matrix<double> mean = random_matrix<double>(dims, n, 7);
+  const Matrix<double> logvar = random_matrix<double>(dims, n, 8, 3.0);  // wide range of precisions
+  const Matrix<double> dgm = random_matrix<double>(dims, 3, 9), dgl = random_matrix<double>(dims, 3, 10);
+  for (const std::vector<Index>& offsets : {std::vector<Index>{0, 3, 6, 9}, std::vector<Index>{0, 1, 5, 9}}) {
+    Matrix<double> gm, gl;
+    group_posterior(mean, logvar, offsets, gm, gl);
+    Matrix<double> dmean = Matrix<double>::Zero(dims, n), dlogvar = Matrix<double>::Zero(dims, n);
+    group_posterior_backward(mean, logvar, offsets, gm, gl, dgm, dgl, dmean, dlogvar);
+
+    device::DeviceArray<double, DefaultContext> m(ctx), l(ctx), g1(ctx), g2(ctx), d1(ctx), d2(ctx), o1(ctx), o2(ctx);
+    m.upload(mean);
+    l.upload(logvar);
+    d1.upload(dgm);
+    d2.upload(dgl);
+    g1.resize(dims, 3);
+    g2.resize(dims, 3);
+    o1.resize(dims, n);
+    o2.resize(dims, n);
+    device::GroupPosteriorWorkspace<double, DefaultContext> ws(ctx);
+    const device::GroupRanges layout(offsets);
+    CHECK((layout.uniform_size == 3) == (offsets[1] == 3));
+    device::group_posterior(ctx.device(), layout, dims, m.tensor(), l.tensor(), ws, g1.tensor(), g2.tensor());
+    device::group_posterior_backward(ctx.device(), layout, dims, m.tensor(), l.tensor(), g1.tensor(), g2.tensor(),
+                                     d1.tensor(), d2.tensor(), ws, o1.tensor(), o2.tensor());
+    Matrix<double> gm_dev, gl_dev, dm_dev, dl_dev;
+    g1.download(gm_dev);
+    g2.download(gl_dev);
+    o1.download(dm_dev);
+    o2.download(dl_dev);
+    INFO("first group size ", offsets[1]);
+    CHECK(relative_distance(gm_dev, gm) < 1e-12);
+    CHECK(relative_distance(gl_dev, gl) < 1e-12);
+    CHECK(relative_distance(dm_dev, dmean) < 1e-12);
+    CHECK(relative_distance(dl_dev, dlogvar) < 1e-12);
+  }
+}
+
+TEST_CASE("device: counter-based normals are standard normal and depend only on key and index") {
+  DefaultContext ctx;
+  device::DeviceArray<double, DefaultContext> a(ctx, 200, 500), b(ctx, 100000, 1), c(ctx, 200, 500);
+  device::fill_normal(ctx.device(), 42, a.tensor());
+  device::fill_normal(ctx.device(), 42, b.tensor());
+  device::fill_normal(ctx.device(), 43, c.tensor());
+  Matrix<double> ha, hb, hc;
+  a.download(ha);
+  b.download(hb);
+  c.download(hc);
+  CHECK(Eigen::Map<const Vector<double>>(ha.data(), ha.size()) == hb.col(0));  // shape-independent
+  CHECK((ha.array() != hc.array()).count() == ha.size());                           // another key, other numbers
+  const double mean = ha.mean();
+  const double var = (ha.array() - mean).square().mean();
+  CHECK(std::abs(mean) < 0.01);         // sd of the mean of 1e5 draws: 0.003
+  CHECK(std::abs(var - 1.0) < 0.02);    // sd of the variance: 0.0045
+  CHECK(ha.cwiseAbs().maxCoeff() < 7.0);
+}
+
+namespace {
+
+/// One complete ML-VAE step (forward, backward, Adam) on the CPU model and on its device copy
+/// with the same noise and the same batch; compares terms, gradients and updated parameters.
+template <typename Ctx, typename Model>
+void check_step_matches(Ctx& ctx, Model& model, const Matrix<float>& x, const std::vector<Index>& offsets) {
+  Rng init(11);
+  model.initialize(init);
+  Vector<float>& values = model.parameters().values;
+  for (Index k = 0; k < values.size(); ++k) values(k) += 0.05f * static_cast<float>(init.normal());
+  auto dev = device::to_device(model, ctx);
+  Adam<float> adam(model.parameters().size(), {});
+  adam.options().clip_norm = 0.01;  // below every gradient norm here: clipping is exercised on both paths
+  device::DeviceAdam<float, Ctx> dev_adam(ctx, adam);
+
+  const Rng noise(21);
+  for (int step = 0; step < 2; ++step) {
+    Matrix<float> es, ec;
+    cpu_noise(noise, model.style_size(), model.content_size(), x.cols(), static_cast<Index>(offsets.size()) - 1, es,
+              ec);
+    Rng r = noise;
+    const LossTerms cpu_terms = model.forward_backward(x, offsets, r);
+    const double cpu_norm = adam.step(model.parameters().values, model.parameters().gradients);
+
+    dev.upload_batch(x);
+    const device::StepResult result = dev.forward_backward(offsets, es, ec);
+    Vector<float> g_dev;
+    dev.download_gradients(g_dev);
+    dev_adam.step(dev.parameters(), dev.gradients(), result.gradient_norm);
+    Vector<float> v_dev;
+    dev.download_parameters(v_dev);
+
+    INFO("step ", step, " loss cpu ", cpu_terms.loss, " device ", result.terms.loss);
+    CHECK(result.terms.loss == doctest::Approx(cpu_terms.loss).epsilon(1e-5));
+    CHECK(result.terms.reconstruction == doctest::Approx(cpu_terms.reconstruction).epsilon(1e-5));
+    CHECK(result.terms.style_kl == doctest::Approx(cpu_terms.style_kl).epsilon(1e-5));
+    CHECK(result.terms.content_kl == doctest::Approx(cpu_terms.content_kl).epsilon(1e-5));
+    CHECK(result.gradient_norm == doctest::Approx(cpu_norm).epsilon(1e-5));
+    CHECK(cpu_norm > adam.options().clip_norm);
+    CHECK(relative_distance(g_dev, model.parameters().gradients) < 2e-5);
+    CHECK(relative_distance(v_dev, model.parameters().values) < 1e-5);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("device: a complete MLP ML-VAE step matches the CPU model on DefaultDevice and ThreadPoolDevice") {
+  const Matrix<float> x = mlvae_test::toy_data<float>(24, 5);
+  Eigen::ThreadPool pool(2);
+  for (const std::vector<Index>& offsets : {std::vector<Index>{0, 8, 16, 24}, std::vector<Index>{0, 5, 6, 24}}) {
+    INFO("groups of ", offsets[1], " then ", offsets[2] - offsets[1]);
+    {
+      DefaultContext ctx;
+      auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+      check_step_matches(ctx, model, x, offsets);
+    }
+    {
+      PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
+      auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+      check_step_matches(ctx, model, x, offsets);
+    }
+  }
+  // A different likelihood and activation through the same code path.
+  DefaultContext ctx;
+  using Trunk = Sequential<Dense<float>, Relu<float>>;
+  using Head = Sequential<Dense<float>>;
+  using Decoder = Sequential<Dense<float>, Softplus<float>, Dense<float>>;
+  MLVAE<float, Trunk, Head, Head, Decoder, GaussianLearnedVarianceLikelihood<float>> gaussian(
+      Trunk(Dense<float>(12, 10), Relu<float>(10)), Head(Dense<float>(10, 4)), Head(Dense<float>(10, 6)),
+      Decoder(Dense<float>(5, 10), Softplus<float>(10), Dense<float>(10, 24)), {}, {0.5f, 2.0f});
+  check_step_matches(ctx, gaussian, x, {0, 6, 12, 18, 24});
+}
+
+namespace {
+
+/// A small conv ML-VAE on 1x8x8 images (both conv layer kinds, Reshape, ReLU).
+template <typename T>
+auto make_small_conv_mlvae() {
+  using Trunk = Sequential<Conv2d<T>, Relu<T>, Reshape<T>, Dense<T>, Tanh<T>>;
+  using Head = Sequential<Dense<T>>;
+  using Decoder = Sequential<Dense<T>, Relu<T>, Reshape<T>, ConvTranspose2d<T>>;
+  using Model = MLVAE<T, Trunk, Head, Head, Decoder>;
+  return Model(Trunk(Conv2d<T>(ImageShape{1, 8, 8}, 3, 4, 2, 1), Relu<T>(3 * 4 * 4),
+                     Reshape<T>(ImageShape{3, 4, 4}, 48), Dense<T>(48, 10), Tanh<T>(10)),
+               Head(Dense<T>(10, 4)), Head(Dense<T>(10, 6)),
+               Decoder(Dense<T>(5, 32), Relu<T>(32), Reshape<T>(ImageShape{32, 1, 1}, ImageShape{2, 4, 4}),
+                       ConvTranspose2d<T>(ImageShape{2, 4, 4}, 1, 4, 2, 1, 0, Init::GlorotUniform)));
+}
+
+}  // namespace
+
+TEST_CASE("device: a complete conv ML-VAE step matches the CPU model") {
+  const Matrix<float> x = random_matrix<float>(64, 12, 3).cwiseAbs().cwiseMin(1.0f);
+  DefaultContext ctx;
+  auto small = make_small_conv_mlvae<float>();
+  check_step_matches(ctx, small, x, {0, 4, 8, 12});
+  Eigen::ThreadPool pool(2);
+  PoolContext pool_ctx(Eigen::ThreadPoolDevice(&pool, 2));
+  auto small2 = make_small_conv_mlvae<float>();
+  check_step_matches(pool_ctx, small2, x, {0, 3, 12});
+  // The conv28 architecture of the paper's experiments (784 pixels), one batch of 2 groups of 4.
+  auto conv28 = make_conv28_mlvae<float>(4, 4);
+  const Matrix<float> images = random_matrix<float>(784, 8, 4).cwiseAbs().cwiseMin(1.0f);
+  check_step_matches(ctx, conv28, images, {0, 4, 8});
+}
+
+TEST_CASE("gradient check: the device conv ML-VAE loss in double precision") {
+  DefaultContext ctx;
+  auto model = make_small_conv_mlvae<double>();
+  Rng init(5);
+  model.initialize(init);
+  for (Index k = 0; k < model.parameters().size(); ++k) model.parameters().values(k) += 0.05 * init.normal();
+  auto dev = device::to_device(model, ctx);
+  const Matrix<double> x = random_matrix<double>(64, 5, 9).cwiseAbs().cwiseMin(1.0);
+  const std::vector<Index> offsets{0, 2, 5};
+  Matrix<double> es, ec;
+  cpu_noise(Rng(8), 2, 3, 5, 2, es, ec);
+  dev.upload_batch(x);
+  dev.forward_backward(offsets, es, ec);
+  Vector<double> analytic;
+  dev.download_gradients(analytic);
+  Vector<double> theta = model.parameters().values;
+  auto loss = [&] {
+    dev.upload_parameters(theta);
+    return dev.evaluate(offsets, es, ec).loss;
+  };
+  const GradientCheckResult result = check_gradient(loss, theta, analytic);
+  INFO(result.report());
+  CHECK(result.passed);
+}
+
+TEST_CASE("gradient check: the device ML-VAE loss in double precision") {
+  DefaultContext ctx;
+  auto model = make_mlp_mlvae<double>(12, 6, 2, 3, {0.7, 1.3});
+  Rng init(5);
+  model.initialize(init);
+  auto dev = device::to_device(model, ctx);
+  const Matrix<double> x = mlvae_test::toy_data<double>(7, 9);
+  const std::vector<Index> offsets{0, 3, 4, 7};
+  Matrix<double> es, ec;
+  cpu_noise(Rng(8), 2, 3, 7, 3, es, ec);
+  dev.upload_batch(x);
+  dev.forward_backward(offsets, es, ec);
+  Vector<double> analytic;
+  dev.download_gradients(analytic);
+  Vector<double> theta = model.parameters().values;
+  auto loss = [&] {
+    dev.upload_parameters(theta);
+    return dev.evaluate(offsets, es, ec).loss;
+  };
+  const GradientCheckResult result = check_gradient(loss, theta, analytic);
+  INFO(result.report());
+  CHECK(result.passed);
+  CHECK(analytic.norm() > 0);
+}
+
+TEST_CASE("device: encoding and decoding match the CPU model so the evaluation tools run on a device") {
+  DefaultContext ctx;
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+  Rng init(2);
+  model.initialize(init);
+  auto dev = device::to_device(model, ctx);
+  const Matrix<float> x = mlvae_test::toy_data<float>(10, 3);
+  Matrix<float> cpu[4], on_device[4];
+  model.encode(x, cpu[0], cpu[1], cpu[2], cpu[3]);
+  dev.encode(x, on_device[0], on_device[1], on_device[2], on_device[3]);
+  for (int i = 0; i < 4; ++i) CHECK(relative_distance(on_device[i], cpu[i]) < 1e-6);
+  // eval/ takes either model: strategy-2 codes and a swap grid decoded on the device.
+  const MLVAECodes<float> codes_cpu = encode_mlvae(model, x), codes_dev = encode_mlvae(dev, x);
+  CHECK(relative_distance(codes_dev.content_mean, codes_cpu.content_mean) < 1e-6);
+  const Matrix<float> grid_cpu = swap_grid(model, x.leftCols(2), x, {0, 5, 10});
+  const Matrix<float> grid_dev = swap_grid(dev, x.leftCols(2), x, {0, 5, 10});
+  REQUIRE(grid_dev.cols() == grid_cpu.cols());
+  CHECK(relative_distance(grid_dev, grid_cpu) < 1e-6);
+  // The importance-sampled log-likelihood, its decoder passes on the device (same seed, same draws).
+  ImportanceSamplingOptions is;
+  is.samples = 20;
+  const LogLikelihoodEstimate ll_cpu = mlvae_log_likelihood(model, x, {0, 4, 10}, is);
+  const LogLikelihoodEstimate ll_dev = mlvae_log_likelihood(dev, x, {0, 4, 10}, is);
+  REQUIRE(ll_dev.log_likelihood.size() == 2);
+  CHECK(ll_dev.mean_log_likelihood() == doctest::Approx(ll_cpu.mean_log_likelihood()).epsilon(1e-5));
+  CHECK(ll_dev.mean_elbo() == doctest::Approx(ll_cpu.mean_elbo()).epsilon(1e-5));
+}
+
+TEST_CASE("device trainer: trains with the host trainer's sampler and guards against divergence") {
+  const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
+  Rng init(1);
+  model.initialize(init);
+  TrainerOptions options;
+  options.sampler = {2, 4, 4, 9};
+  options.adam.learning_rate = 1e-2;
+  Trainer<decltype(model)> host(model, data, mlvae_test::toy_keys(64), options);
+  DefaultContext ctx;
+  device::DeviceTrainer<decltype(model), DefaultContext> trainer(host, ctx);
+  const LossTerms first = trainer.run_epoch();
+  LossTerms last;
+  for (int e = 0; e < 15; ++e) last = trainer.run_epoch();
+  INFO("loss first epoch ", first.loss, " last ", last.loss);
+  CHECK(last.loss < first.loss - 1.0);
+  CHECK(trainer.optimizer().step_count() == 16 * 8);
+
+  // A non-finite parameter: Throw leaves everything unchanged, SkipStep counts the step.
+  trainer.sync_to_host();
+  Vector<float> before = host.model().parameters().values;
+  Vector<float> poisoned = before;
+  poisoned(0) = std::numeric_limits<float>::quiet_NaN();
+  trainer.model().upload_parameters(poisoned);
+  StepReport report;
+  trainer.start_epoch();
+  CHECK_THROWS_AS(trainer.step(report), DivergenceError);
+  CHECK(trainer.optimizer().step_count() == 16 * 8);
+  host.set_divergence_policy(DivergencePolicy::SkipStep);
+  REQUIRE(trainer.step(report));
+  CHECK(report.skipped);
+  CHECK(host.skipped_steps() == 1);
+  Vector<float> after;
+  trainer.model().download_parameters(after);
+  CHECK(after.tail(after.size() - 1) == poisoned.tail(poisoned.size() - 1));
+}
+
+TEST_CASE("device trainer: checkpoints round-trip CPU to device to CPU") {
+  mlvae_test::TempDir dir;
+  const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
+  Rng init(1);
+  model.initialize(init);
+  TrainerOptions options;
+  options.sampler = {2, 4, 4, 9};
+  Trainer<decltype(model)> host(model, data, mlvae_test::toy_keys(64), options);
+  mlvae_test::train_steps(host, 3);  // CPU steps: non-zero moments
+  const Vector<float> cpu_values = model.parameters().values;
+  const Vector<float> cpu_m = host.optimizer().first_moment();
+
+  DefaultContext ctx;
+  device::DeviceTrainer<decltype(model), DefaultContext> trainer(host, ctx);
+  trainer.sync_to_host();  // CPU -> device -> CPU: the same bits
+  CHECK(model.parameters().values == cpu_values);
+  CHECK(host.optimizer().first_moment() == cpu_m);
+  CHECK(host.optimizer().step_count() == 3);
+
+  StepReport report;
+  for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));
+  trainer.sync_to_host();
+  save_checkpoint(dir.file("device.ckpt"), host);
+
+  auto resumed_model = make_mlp_mlvae<float>(12, 16, 3, 3);
+  Trainer<decltype(resumed_model)> resumed(resumed_model, data, mlvae_test::toy_keys(64), options);
+  load_checkpoint(dir.file("device.ckpt"), resumed);
+  CHECK(resumed_model.parameters().values == model.parameters().values);
+  CHECK(resumed.optimizer().second_moment() == host.optimizer().second_moment());
+  CHECK(resumed.optimizer().step_count() == 5);
+  CHECK(resumed.noise() == host.noise());
+  CHECK(resumed.step_in_epoch() == host.step_in_epoch());
+
+  // The resumed run continues on a device exactly as the original one does.
+  device::DeviceTrainer<decltype(resumed_model), DefaultContext> again(resumed, ctx);
+  StepReport a, b;
+  REQUIRE(trainer.step(a));
+  REQUIRE(again.step(b));
+  CHECK(a.terms.loss == b.terms.loss);
+  Vector<float> va, vb;
+  trainer.model().download_parameters(va);
+  again.model().download_parameters(vb);
+  CHECK(va == vb);
+}
+
+TEST_CASE("device allocation: steady-state device steps allocate no device memory") {
+  const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
+  Rng init(1);
+  model.initialize(init);
+  TrainerOptions options;
+  options.sampler = {3, 4, 4, 9};  // the last batch of an epoch is smaller: a shape change on the way
+  Trainer<decltype(model)> host(model, data, mlvae_test::toy_keys(64), options);
+  Eigen::ThreadPool pool(2);
+  PoolContext pool_ctx(Eigen::ThreadPoolDevice(&pool, 2));
+  DefaultContext default_ctx;
+  auto check = [&](auto& ctx) {
+    device::DeviceTrainer<decltype(model), std::decay_t<decltype(ctx)>> trainer(host, ctx);
+    trainer.run_epoch();  // warm-up: every workspace sized for the largest batch
+    const long device_before = ctx.allocations().device, host_before = ctx.allocations().host;
+    CHECK(device_before > 0);  // the counter sees the allocations
+    for (int e = 0; e < 3; ++e) trainer.run_epoch();
+    CHECK(ctx.allocations().device == device_before);
+    CHECK(ctx.allocations().host == host_before);
+  };
+  check(default_ctx);
+  check(pool_ctx);
+}
+
+TEST_CASE("examples --device: parsing and a clear message when CUDA is not available") {
+  using mlvae_examples::parse_device;
+  CHECK_FALSE(parse_device("cpu").cuda);
+  CHECK(parse_device("cuda").cuda);
+  CHECK(parse_device("cuda").index == 0);
+  CHECK(parse_device("cuda:3").index == 3);
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda:12345"})
+    CHECK_THROWS_WITH_AS(parse_device(bad), doctest::Contains("--device: expected cpu, cuda or cuda:N"),
+                         ArgumentError);
+  mlvae_examples::check_device(parse_device("cpu"));  // never throws
+  // The test suite is built without the examples' CUDA backend: asking for a GPU says so.
+  CHECK_THROWS_WITH_AS(mlvae_examples::check_device(parse_device("cuda")), doctest::Contains("no CUDA device found"),
+                       Error);
+}
