@@ -47,7 +47,7 @@ def wall(rows):
 points = []
 for name in sorted(os.listdir(out)):
     path = os.path.join(out, name, "results.csv")
-    if os.path.isfile(path):
+    if os.path.isfile(path) and name != "paper_eval":
         points.append((name, load(path)))
 
 head = "| point | " + " | ".join(c[0] for c in COLUMNS) + " | seeds | wall s / seed |"

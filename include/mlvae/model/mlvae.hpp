@@ -5,6 +5,8 @@
 /// Objective (docs/elbo.md, "The group ELBO"), averaged over the G groups of a minibatch:
 ///   L(G) = Σ_i E_q[log p(x_i | c_G, s_i)] − Σ_i KL(q(s_i|x_i) ‖ p(s)) − KL(q(c_G|X_G) ‖ p(c)),
 /// the content KL counted ONCE per group. One content sample per group, shared by its members.
+/// MLVAEOptions selects the related models on the same machinery (model/content_path.hpp: GVAE,
+/// Ada-ML-VAE / Ada-GVAE, a content sample per observation; and the reverse-cycle loss).
 #pragma once
 
 #include "mlvae/core/error.hpp"
