@@ -24,6 +24,7 @@
 #include "mlvae/io/checkpoint.hpp"
 #include "mlvae/io/png.hpp"
 #include "mlvae/model/architectures.hpp"
+#include "mlvae/model/content_path.hpp"
 #include "mlvae/model/conv_architectures.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/model/mlvae.hpp"
