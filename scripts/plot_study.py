@@ -44,8 +44,12 @@ def wall(rows):
     return None
 
 
+ORDER = ["mlvae", "beta_s2", "beta_s4", "beta_s8", "beta_s16", "beta_s32", "style2_content18", "style18_content2",
+         "preset_disentangled", "cand_s2c18_b32", "group2", "group4", "group8", "group_variable", "per_observation",
+         "epochs3", "epochs20", "conv28", "gvae", "ada_mlvae", "ada_gvae", "cycle"]
 points = []
-for name in sorted(os.listdir(out)):
+names = sorted(os.listdir(out), key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
+for name in names:
     path = os.path.join(out, name, "results.csv")
     if os.path.isfile(path) and name != "paper_eval":
         points.append((name, load(path)))
@@ -84,7 +88,8 @@ for name, rows in points:
         continue
     color = "tab:green" if c and c[0] >= 0.75 else "tab:red"
     ax.errorbar(ll[0], s[0], xerr=ll[1], yerr=s[1], fmt="o", color=color, capsize=3)
-    ax.annotate(name, (ll[0], s[0]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.annotate(name, (ll[0], s[0]), textcoords="offset points", xytext=(4, -10 if name.startswith("cand") else 4),
+                fontsize=7)
 ax.axhline(0.29, color="black", ls="--", lw=0.8, label="target: style logreg ≤ 0.29 (2× chance)")
 ax.axhline(1 / 7, color="grey", ls=":", lw=0.8, label="chance 1/7")
 ax.set_xlabel("test IS log p(x) per image (nats, K=20, 500 images; higher is better)")

@@ -35,15 +35,17 @@ declare -A POINTS=(
   [ada_mlvae]="--model ada-mlvae"
   [ada_gvae]="--model ada-gvae"
   [cycle]="--cycle 10"
-  [preset_disentangled]="--preset disentangled"
+  [preset_disentangled]="--preset disentangled"  # = --style 2 --content 18 --beta-style 16
+  [cand_s2c18_b32]="--style 2 --content 18 --beta-style 32"
 )
-ORDER=(mlvae beta_s2 beta_s4 beta_s8 beta_s16 gvae ada_mlvae ada_gvae cycle beta_s32 group2 group8 group_variable
-       per_observation style2_content18 epochs3 paper_eval conv28 group4 style18_content2 epochs20)
+ORDER=(mlvae beta_s2 beta_s4 beta_s8 beta_s16 gvae cycle beta_s32 paper_eval preset_disentangled cand_s2c18_b32
+       ada_mlvae ada_gvae conv28 group2 group8 group_variable per_observation epochs3 style2_content18 group4
+       style18_content2 epochs20)
 (( $# > 0 )) && ORDER=("$@")
 mkdir -p "$OUT"
 run_point() {
   local name=$1
-  [[ -f "$OUT/$name/results.csv" ]] && return 0
+  [[ -f "$OUT/$name/results.csv" || -f "$OUT/$name.log" ]] && return 0  # done, or started by another instance
   local start=$SECONDS
   local args=("${BASE[@]}")
   # paper_eval: the evaluation of the top of docs/results.md (ML-VAE and VAE, every k, K = 50 on 1000
@@ -56,8 +58,10 @@ run_point() {
   echo "$name: $(( SECONDS - start )) s wall ($SEEDS)" | tee -a "$OUT/wall.txt"
 }
 for name in "${ORDER[@]}"; do
+  # At most two evaluate_mlvae runs of this study at once (counting those of an earlier instance).
+  while (( $(pgrep -fc "evaluate_mlvae .*--out $OUT/" || true) >= 2 )); do sleep 5; done
   run_point "$name" &
-  while (( $(jobs -rp | wc -l) >= 2 )); do wait -n; done
+  sleep 2
 done
 wait
 /usr/bin/python3 "$(dirname "$0")/plot_study.py" "$OUT" || true

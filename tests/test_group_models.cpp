@@ -86,6 +86,10 @@ TEST_CASE("Ada threshold shares the dimensions on which a pair agrees") {
   CHECK(z(2, 0) != z(2, 1));
   CHECK_THROWS_WITH_AS(path.forward(mean, logvar, {0, 3, 4}, o, rng, z), mlvae_test::contains("must be a pair"),
                        ArgumentError);
+  // A lone observation (a key's leftover) is a group of one: its content is its own estimate.
+  path.forward(mean, logvar, {0, 2, 3, 4}, o, rng, z);
+  CHECK(path.shared().col(1).minCoeff() == 1.0);
+  CHECK(path.group_mean().col(1) == mean.col(2));
 }
 
 TEST_CASE("one content sample per observation draws different samples within a group") {

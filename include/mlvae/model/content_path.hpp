@@ -34,8 +34,9 @@ enum class ContentAggregation {
 struct ContentPathOptions {
   /// Product (ML-VAE) or arithmetic mean (GVAE).
   ContentAggregation aggregation = ContentAggregation::Product;
-  /// Ada-ML-VAE / Ada-GVAE: groups must be pairs; a dimension is shared when the symmetric KL between the
-  /// two members' estimates is below τ = ½(max_d + min_d) of that pair.
+  /// Ada-ML-VAE / Ada-GVAE: groups must be pairs (a lone observation, e.g. a key's leftover, is its own
+  /// group); a dimension is shared when the symmetric KL between the two members' estimates is below
+  /// τ = ½(max_d + min_d) of that pair.
   bool adaptive = false;
   /// Draw one content sample per observation (true) or one per group, shared by the members (false).
   bool sample_per_observation = false;
@@ -113,10 +114,10 @@ public:
     shared_.setOnes(C, groups);
     if (options.adaptive) {
       for (Index g = 0; g < groups; ++g) {
-        const Index b = offsets[static_cast<std::size_t>(g)];
-        require<ArgumentError>(offsets[static_cast<std::size_t>(g) + 1] - b == 2,
-                               "ContentPath (adaptive, Ada-ML-VAE / Ada-GVAE): every group must be a pair, group ", g,
-                               " has ", offsets[static_cast<std::size_t>(g) + 1] - b, " members");
+        const Index b = offsets[static_cast<std::size_t>(g)], size = offsets[static_cast<std::size_t>(g) + 1] - b;
+        require<ArgumentError>(size <= 2, "ContentPath (adaptive, Ada-ML-VAE / Ada-GVAE): every group must be a pair ",
+                               "(or a single observation), group ", g, " has ", size, " members");
+        if (size == 1) continue;  // a lone observation: its aggregate is its own estimate
         Vector<T> kl(C);
         for (Index d = 0; d < C; ++d)
           kl(d) = T(0.5) * (gaussian_kl<T>(mean(d, b), logvar(d, b), mean(d, b + 1), logvar(d, b + 1)) +
