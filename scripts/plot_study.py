@@ -45,7 +45,7 @@ def wall(rows):
 
 
 ORDER = ["mlvae", "beta_s2", "beta_s4", "beta_s8", "beta_s16", "beta_s32", "style2_content18", "style18_content2",
-         "preset_disentangled", "cand_s2c18_b32", "cand_preset_group8", "group2", "group4", "group8", "group_variable", "per_observation",
+         "cand_s2c18_b16", "cand_s2c18_b32", "cand_preset_group8", "preset_disentangled", "group2", "group4", "group8", "group_variable", "per_observation",
          "epochs3", "epochs20", "conv28", "gvae", "ada_mlvae", "ada_gvae", "cycle"]
 points = []
 names = sorted(os.listdir(out), key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))

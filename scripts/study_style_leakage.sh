@@ -35,13 +35,13 @@ declare -A POINTS=(
   [ada_mlvae]="--model ada-mlvae"
   [ada_gvae]="--model ada-gvae"
   [cycle]="--cycle 10"
-  [preset_disentangled]="--preset disentangled"  # = --style 2 --content 18 --beta-style 16
+  [preset_disentangled]="--preset disentangled"  # = --style 2 --content 18 --beta-style 16 --train-group-size 8
+  [cand_s2c18_b16]="--style 2 --content 18 --beta-style 16"
   [cand_s2c18_b32]="--style 2 --content 18 --beta-style 32"
-  [cand_preset_group8]="--preset disentangled --train-group-size 8"
 )
-ORDER=(mlvae beta_s2 beta_s4 beta_s8 beta_s16 gvae cycle beta_s32 paper_eval preset_disentangled cand_s2c18_b32
+ORDER=(mlvae beta_s2 beta_s4 beta_s8 beta_s16 gvae cycle beta_s32 paper_eval preset_disentangled cand_s2c18_b16 cand_s2c18_b32
        ada_mlvae ada_gvae conv28 group2 group8 group_variable per_observation epochs3 style2_content18 group4
-       style18_content2 epochs20 cand_preset_group8)
+       style18_content2 epochs20)
 (( $# > 0 )) && ORDER=("$@")
 mkdir -p "$OUT"
 run_point() {
