@@ -88,7 +88,7 @@ for name, rows in points:
         continue
     color = "tab:green" if c and c[0] >= 0.75 else "tab:red"
     ax.errorbar(ll[0], s[0], xerr=ll[1], yerr=s[1], fmt="o", color=color, capsize=3)
-    ax.annotate(name, (ll[0], s[0]), textcoords="offset points", xytext=(4, -10 if name.startswith("cand") else 4),
+    ax.annotate(name, (ll[0], s[0]), textcoords="offset points", xytext=(4, -10 if name == "cand_s2c18_b32" else 4),
                 fontsize=7)
 ax.axhline(0.29, color="black", ls="--", lw=0.8, label="target: style logreg ≤ 0.29 (2× chance)")
 ax.axhline(1 / 7, color="grey", ls=":", lw=0.8, label="chance 1/7")
