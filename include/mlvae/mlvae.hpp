@@ -32,6 +32,7 @@
 #include "mlvae/io/semisupervised_checkpoint.hpp"
 #include "mlvae/model/architectures.hpp"
 #include "mlvae/model/batch_shard.hpp"
+#include "mlvae/model/content_path.hpp"
 #include "mlvae/model/conv_architectures.hpp"
 #include "mlvae/model/disentangle_architectures.hpp"
 #include "mlvae/model/loss_terms.hpp"

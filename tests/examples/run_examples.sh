@@ -125,6 +125,21 @@ plots)  # matplotlib figures when /usr/bin/python3 has matplotlib
     --out "$OUT/eval"
   expect_file "$OUT/eval/accuracy_vs_group_size.png" "$OUT/eval/training_curves.png" "$OUT/eval/feature_r2.png"
   ;;
+seeds_models)  # --seeds aggregates mean and sd; the group models and options of issue 16 run end to end
+  run "${EVAL[@]}" --data "$DATA/idx" --seeds 1,2 --baseline none --no-grids --accumulate 1,4 --out "$OUT/seeds"
+  expect_file "$OUT/seeds/results.csv" "$OUT/seeds/results_seed1.csv" "$OUT/seeds/results_seed2.csv"
+  head -1 "$OUT/seeds/results.csv" | grep -q "value,sd,n$" || fail "results.csv has no sd,n columns"
+  grep -q "^accuracy,mlvae,test,style,1_and_2,1,logreg,[^,]*,[^,]*,2$" "$OUT/seeds/results.csv" \
+    || fail "no style accuracy over 2 seeds in results.csv"
+  for model in gvae ada-mlvae ada-gvae; do
+    run "${EVAL[@]}" --data "$DATA/idx" --model $model --baseline none --no-grids --accumulate 1,4 --out "$OUT/$model"
+  done
+  run "${EVAL[@]}" --data "$DATA/idx" --cycle 1 --beta-style 4 --content-sample observation --min-group-size 2 \
+    --baseline none --no-grids --accumulate 1 --out "$OUT/options"
+  run "${EVAL[@]}" --data "$DATA/idx" --preset disentangled --baseline none --no-grids --accumulate 1 --out "$OUT/preset"
+  expect_error "--min-group-size 5 exceeds" "${EVAL[@]}" --data "$DATA/idx" --min-group-size 5 --out "$OUT/x"
+  expect_error "--seeds: expected comma-separated" "${EVAL[@]}" --data "$DATA/idx" --seeds 1,x --out "$OUT/x"
+  ;;
 *) fail "unknown case" ;;
 esac
 echo "ok: $CASE"

@@ -5,6 +5,8 @@
 /// Objective (docs/elbo.md, "The group ELBO"), averaged over the G groups of a minibatch:
 ///   L(G) = Σ_i E_q[log p(x_i | c_G, s_i)] − Σ_i KL(q(s_i|x_i) ‖ p(s)) − KL(q(c_G|X_G) ‖ p(c)),
 /// the content KL counted ONCE per group. One content sample per group, shared by its members.
+/// MLVAEOptions selects the related models on the same machinery (model/content_path.hpp: GVAE,
+/// Ada-ML-VAE / Ada-GVAE, a content sample per observation; and the reverse-cycle loss).
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -14,11 +16,13 @@
 #include "mlvae/dist/group_posterior.hpp"
 #include "mlvae/dist/likelihood.hpp"
 #include "mlvae/model/batch_shard.hpp"
+#include "mlvae/model/content_path.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/nn/layer.hpp"
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,6 +35,14 @@ struct MLVAEOptions {
   T style_kl_weight = T(1);
   /// Weight β_c of the content KL term.
   T content_kl_weight = T(1);
+  /// Content path (model/content_path.hpp): product (ML-VAE) or mean (GVAE) aggregation, Ada shared
+  /// dimensions per pair, one content sample per group or per observation. Default: the paper's ML-VAE.
+  ContentPathOptions content = {};
+  /// Weight λ of the reverse-cycle loss of Jha et al. 2018 (0: off; Bernoulli likelihood only). For each
+  /// group g a style s ~ p(s) is decoded with the content sample of g and of group g+1 (mod G); both
+  /// images are re-encoded and loss += λ/G Σ_g ‖μ_s(x̃_g) − μ_s(x̃_g+1)‖₁. Its gradient updates the encoder
+  /// only (trunk, style and content heads, through the decoder); the decoder's parameters get none from it.
+  T cycle_weight = T(0);
 };
 
 /// ML-VAE over layer stacks: `Trunk` maps an observation to features, `StyleHead` and `ContentHead`
@@ -193,30 +205,22 @@ private:
     const auto c_mean = co.topRows(C);
     const auto c_logvar = co.bottomRows(C);
 
-    // q(c_G | X_G) as the product of the members' Gaussians.
-    group_posterior(c_mean, c_logvar, offsets, group_mean_, group_logvar_);
-
-    // Reparameterised samples: one style per observation, one content per group.
+    // Reparameterised samples: one style per observation; the content path (q(c_G | X_G), the product
+    // of the members' Gaussians by default) draws its noise after the style's.
     ensure_shape(eps_style_, S, n);
-    ensure_shape(eps_content_, C, groups);
     skip_normals(rng, std::int64_t{shard.first_column} * S);
     rng.fill_normal(eps_style_);
-    skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * S + std::int64_t{shard.first_group} * C);
-    rng.fill_normal(eps_content_);
-    skip_normals(rng, std::int64_t{global_groups - shard.first_group - groups} * C);
+    skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * S);
     ensure_shape(z_, S + C, n);
     auto z_style = z_.topRows(S);
     reparameterize(s_mean, s_logvar, eps_style_, z_style);
-    ensure_shape(content_sample_, C, groups);
-    reparameterize(group_mean_, group_logvar_, eps_content_, content_sample_);
-    for (Index g = 0; g < groups; ++g)
-      for (Index i = offsets[g]; i < offsets[g + 1]; ++i) z_.bottomRows(C).col(i) = content_sample_.col(g);
+    auto z_content = z_.bottomRows(C);
+    const double klc = content_.forward(c_mean, c_logvar, offsets, options_.content, rng, z_content, shard);
 
     // Decoder and the three terms.
     const Matrix<T>& out = decoder_.forward(z_);
     likelihood_.log_likelihood(x, out, log_likelihood_);
     kl_to_standard_normal<T>(s_mean, s_logvar, kl_style_);
-    kl_to_standard_normal<T>(group_mean_, group_logvar_, kl_content_);
 
     LossTerms terms;
     terms.groups = groups;
@@ -224,7 +228,6 @@ private:
     const double G = static_cast<double>(global_groups);
     const double rec = static_cast<double>(log_likelihood_.sum());
     const double kls = static_cast<double>(kl_style_.sum());
-    const double klc = static_cast<double>(kl_content_.sum());
     terms.reconstruction = rec / G;
     terms.style_kl = kls / G;
     terms.content_kl = klc / G;
@@ -233,7 +236,19 @@ private:
     terms.loss = -(rec - static_cast<double>(options_.style_kl_weight) * kls -
                    static_cast<double>(options_.content_kl_weight) * klc) /
                  G;
-    if (!backward) return terms;
+    const bool cycle = options_.cycle_weight > T(0) && groups > 1;
+    // The reverse cycle pairs each group with the next one of the batch: a slice cannot reproduce it.
+    require<ArgumentError>(!cycle || shard.whole(), "MLVAE: the cycle-consistency loss (cycle_weight ",
+                           options_.cycle_weight, ") pairs groups across the whole batch and cannot be split into ",
+                           "shards (data-parallel or sharded training); train it in one process without shards");
+    if (cycle) {
+      ensure_shape(eps_cycle_, S, groups);
+      rng.fill_normal(eps_cycle_);
+    }
+    if (!backward) {
+      if (cycle) terms.loss += cycle_loss(groups, n, offsets, false);
+      return terms;
+    }
 
     // Backward. loss = −(1/G) [Σ_i log p − β_s Σ_i KL_s − β_c Σ_G KL_c].
     params_.zero_gradients();
@@ -248,27 +263,78 @@ private:
     reparameterize_backward(s_logvar, eps_style_, dz.topRows(S), ds_mean, ds_logvar);
     kl_to_standard_normal_backward(s_mean, s_logvar, T(w * options_.style_kl_weight), ds_mean, ds_logvar);
 
-    // The content sample is shared by the group: its gradient is the sum over members.
-    ensure_shape(d_content_sample_, C, groups);
-    for (Index g = 0; g < groups; ++g)
-      d_content_sample_.col(g) = dz.bottomRows(C).middleCols(offsets[g], offsets[g + 1] - offsets[g]).rowwise().sum();
-    d_group_mean_.setZero(C, groups);
-    d_group_logvar_.setZero(C, groups);
-    reparameterize_backward(group_logvar_, eps_content_, d_content_sample_, d_group_mean_, d_group_logvar_);
-    kl_to_standard_normal_backward(group_mean_, group_logvar_, T(w * options_.content_kl_weight), d_group_mean_,
-                                   d_group_logvar_);
+    // Content: through the samples (shared ones summed over the group), the KLs and the aggregation.
+    d_z_content_ = dz.bottomRows(C);
     ensure_shape(d_content_out_, 2 * C, n);
     d_content_out_.setZero();
     auto dc_mean = d_content_out_.topRows(C);
     auto dc_logvar = d_content_out_.bottomRows(C);
-    group_posterior_backward(c_mean, c_logvar, offsets, group_mean_, group_logvar_, d_group_mean_, d_group_logvar_,
-                             dc_mean, dc_logvar);
+    content_.backward(c_mean, c_logvar, offsets, d_z_content_, T(w * options_.content_kl_weight), dc_mean, dc_logvar);
 
     ensure_shape(d_features_, trunk_.output_size(), n);
     d_features_ = style_head_.backward(d_style_out_);
     d_features_ += content_head_.backward(d_content_out_);
     trunk_.backward(d_features_, false);
+    if (!cycle) return terms;
+
+    // Reverse cycle: its loss and the encoder's gradient, which reaches the content samples (d_z_content_,
+    // C x N); then once more through the content path (the encoder re-run on x for its caches).
+    terms.loss += cycle_loss(groups, n, offsets, true);
+    const Matrix<T>& h2 = trunk_.forward(x);
+    const Matrix<T>& co2 = content_head_.forward(h2);
+    d_content_out_.setZero();
+    auto dc_mean2 = d_content_out_.topRows(C);
+    auto dc_logvar2 = d_content_out_.bottomRows(C);
+    content_.backward(co2.topRows(C), co2.bottomRows(C), offsets, d_z_content_, T(0), dc_mean2, dc_logvar2);
+    trunk_.backward(content_head_.backward(d_content_out_), false);
     return terms;
+  }
+
+  // The reverse-cycle term (see MLVAEOptions::cycle_weight) on the content samples in z_ and the styles
+  // eps_cycle_. With `backward`, ADDS its gradient to the encoder's parameters and writes dLoss/d(content
+  // sample) of every observation into d_z_content_ (a member's content sample is its group's in the cycle;
+  // the gradient goes to the group's first member, so that the content path sums it correctly).
+  double cycle_loss(Index groups, Index n, const std::vector<Index>& offsets, bool backward) {
+    if constexpr (!std::is_same_v<Likelihood, BernoulliLikelihood<T>>) {
+      (void)groups, (void)n, (void)offsets, (void)backward;
+      raise_error<ArgumentError>("MLVAE: the cycle-consistency loss (cycle_weight > 0) needs the Bernoulli likelihood, found " +
+                          likelihood_.describe());
+    } else {
+      const Index S = style_size_, C = content_size_;
+      ensure_shape(z_cycle_, S + C, 2 * groups);
+      for (Index g = 0; g < groups; ++g) {
+        const Index partner = (g + 1) % groups;
+        z_cycle_.col(g).topRows(S) = eps_cycle_.col(g);
+        z_cycle_.col(groups + g).topRows(S) = eps_cycle_.col(g);
+        z_cycle_.col(g).bottomRows(C) = z_.bottomRows(C).col(offsets[static_cast<std::size_t>(g)]);
+        z_cycle_.col(groups + g).bottomRows(C) = z_.bottomRows(C).col(offsets[static_cast<std::size_t>(partner)]);
+      }
+      likelihood_.mean(decoder_.forward(z_cycle_), x_cycle_);
+      const Matrix<T>& so = style_head_.forward(trunk_.forward(x_cycle_));
+      const auto diff = (so.topRows(S).leftCols(groups) - so.topRows(S).rightCols(groups)).eval();
+      const T weight = options_.cycle_weight / T(groups);
+      const double loss = static_cast<double>(weight) * static_cast<double>(diff.cwiseAbs().sum());
+      if (!backward) return loss;
+      ensure_shape(d_cycle_out_, 2 * S, 2 * groups);
+      d_cycle_out_.setZero();
+      const Matrix<T> sign = diff.unaryExpr([weight](T v) { return v > T(0) ? weight : (v < T(0) ? -weight : T(0)); });
+      d_cycle_out_.topLeftCorner(S, groups) = sign;
+      d_cycle_out_.topRightCorner(S, groups) = -sign;
+      Matrix<T> dx = trunk_.backward(style_head_.backward(d_cycle_out_), true);
+      dx.array() *= x_cycle_.array() * (T(1) - x_cycle_.array());  // through the sigmoid mean
+      // Through the decoder to its inputs, keeping the decoder's own parameter gradients unchanged.
+      const Index dec = decoder_.parameter_count(), total = params_.size();
+      const Vector<T> saved = params_.gradients.segment(total - dec, dec);
+      const Matrix<T>& dzc = decoder_.backward(dx, true);
+      params_.gradients.segment(total - dec, dec) = saved;
+      d_z_content_.setZero(C, n);
+      for (Index g = 0; g < groups; ++g) {
+        const Index partner = (g + 1) % groups;
+        d_z_content_.col(offsets[static_cast<std::size_t>(g)]) += dzc.col(g).bottomRows(C);
+        d_z_content_.col(offsets[static_cast<std::size_t>(partner)]) += dzc.col(groups + g).bottomRows(C);
+      }
+      return loss;
+    }
   }
 
   Trunk trunk_;
@@ -281,9 +347,10 @@ private:
   ParameterStore<T> params_;
 
   // Workspaces, resized only when the batch shape changes.
-  Matrix<T> group_mean_, group_logvar_, eps_style_, eps_content_, z_, content_sample_;
-  RowVector<T> log_likelihood_, kl_style_, kl_content_;
-  Matrix<T> d_out_, d_style_out_, d_content_sample_, d_group_mean_, d_group_logvar_, d_content_out_, d_features_;
+  ContentPath<T> content_;
+  Matrix<T> eps_style_, z_, eps_cycle_, z_cycle_, x_cycle_, d_cycle_out_, d_z_content_;
+  RowVector<T> log_likelihood_, kl_style_;
+  Matrix<T> d_out_, d_style_out_, d_content_out_, d_features_;
 };
 
 }  // namespace mlvae

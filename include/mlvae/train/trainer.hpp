@@ -192,8 +192,6 @@ public:
   void set_gradient_strategy(std::shared_ptr<GradientStrategy<Model>> strategy) { strategy_ = std::move(strategy); }
   /// The gradient strategy (nullptr when the default).
   const std::shared_ptr<GradientStrategy<Model>>& gradient_strategy() const { return strategy_; }
-  /// The training data (features x observations).
-  const Matrix<T>& data() const { return data_; }
   /// Changes the divergence policy (e.g. for a resumed run).
   void set_divergence_policy(DivergencePolicy p) { options_.on_divergence = p; }
   /// Replaces the Adam options (the optimiser's and those reported by options()), e.g. when a
