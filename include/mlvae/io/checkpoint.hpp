@@ -737,6 +737,23 @@ void save_checkpoint(const std::string& path, Trainer<Model>& trainer,
   write_file_atomically(path, checkpoint_bytes(trainer, format));
 }
 
+namespace detail {
+/// Reads past the parameter block of a checkpoint whose header is `info` (to reach the options
+/// stored after it), never allocating more than the header announced. @throws IoError.
+template <typename Archive>
+void skip_parameters(Archive& ar, const CheckpointInfo& info) {
+  require<IoError>(info.parameter_count >= 0 && info.parameter_count < (std::int64_t{1} << 36),
+                   "implausible parameter count ", info.parameter_count);
+  if (info.scalar_type == "float") {
+    std::vector<float> p;
+    load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
+  } else {
+    std::vector<double> p;
+    load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
+  }
+}
+}  // namespace detail
+
 /// The TrainerOptions stored in a training checkpoint (to build the Trainer that resumes it).
 /// @throws IoError.
 inline TrainerOptions read_checkpoint_options(const std::string& path) {
@@ -745,16 +762,7 @@ inline TrainerOptions read_checkpoint_options(const std::string& path) {
   detail::with_input_archive(path, bytes, [&](auto& ar) {
     const CheckpointInfo info = detail::load_header(ar);
     require<IoError>(info.kind == "training", "expected a training checkpoint, found kind '", info.kind, "'");
-    require<IoError>(info.parameter_count >= 0 && info.parameter_count < (std::int64_t{1} << 36),
-                     "implausible parameter count ", info.parameter_count);
-    // Skip the parameters without allocating more than the header announced.
-    if (info.scalar_type == "float") {
-      std::vector<float> p;
-      detail::load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
-    } else {
-      std::vector<double> p;
-      detail::load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
-    }
+    detail::skip_parameters(ar, info);
     detail::TrainerOptionsRecord record;
     ar(cereal::make_nvp("options", record));
     record.validate();

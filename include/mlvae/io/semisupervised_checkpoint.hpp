@@ -128,15 +128,7 @@ inline SemiSupervisedTrainerOptions read_semisupervised_checkpoint_options(const
   const std::string bytes = detail::read_file_bytes(path);
   detail::with_input_archive(path, bytes, [&](auto& ar) {
     const CheckpointInfo info = detail::load_semisupervised_header(ar);
-    require<IoError>(info.parameter_count >= 0 && info.parameter_count < (std::int64_t{1} << 36),
-                     "implausible parameter count ", info.parameter_count);
-    if (info.scalar_type == "float") {
-      std::vector<float> p;
-      detail::load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
-    } else {
-      std::vector<double> p;
-      detail::load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
-    }
+    detail::skip_parameters(ar, info);
     detail::SemiSupervisedOptionsRecord record;
     ar(cereal::make_nvp("options", record));
     record.validate();
