@@ -14,6 +14,7 @@
 #include "mlvae/dist/group_posterior.hpp"
 #include "mlvae/dist/likelihood.hpp"
 #include "mlvae/model/loss_terms.hpp"
+#include "mlvae/nn/dense.hpp"
 #include "mlvae/nn/layer.hpp"
 
 #include <cmath>
@@ -172,14 +173,16 @@ private:
     const Index groups = static_cast<Index>(offsets.size()) - 1;
     const Index S = style_size_, C = content_size_;
 
-    // Encoder: trunk, then both heads on the same features.
+    // Encoder: trunk, then both heads on the same features (one stacked product when both are one
+    // Dense layer: rows [0, 2S) style, [2S, 2S+2C) content; nn/dense.hpp, StackedDense).
     const Matrix<T>& h = trunk_.forward(x);
-    const Matrix<T>& so = style_head_.forward(h);
-    const Matrix<T>& co = content_head_.forward(h);
-    const auto s_mean = so.topRows(S);
-    const auto s_logvar = so.bottomRows(S);
-    const auto c_mean = co.topRows(C);
-    const auto c_logvar = co.bottomRows(C);
+    const Matrix<T>& so = stacked_heads ? heads_forward(h) : style_head_.forward(h);
+    const Matrix<T>& co = stacked_heads ? so : content_head_.forward(h);
+    const Index c0 = stacked_heads ? 2 * S : 0;
+    const auto s_mean = so.middleRows(0, S);
+    const auto s_logvar = so.middleRows(S, S);
+    const auto c_mean = co.middleRows(c0, C);
+    const auto c_logvar = co.middleRows(c0 + C, C);
 
     // q(c_G | X_G) as the product of the members' Gaussians.
     group_posterior(c_mean, c_logvar, offsets, group_mean_, group_logvar_);
@@ -199,7 +202,11 @@ private:
 
     // Decoder and the three terms.
     const Matrix<T>& out = decoder_.forward(z_);
-    likelihood_.log_likelihood(x, out, log_likelihood_);
+    const T w = T(1) / T(groups);
+    if (backward)  // the log-likelihood and its gradient in one pass (dist/likelihood.hpp)
+      log_likelihood_and_gradient(likelihood_, x, out, -w, log_likelihood_, d_out_);
+    else
+      likelihood_.log_likelihood(x, out, log_likelihood_);
     kl_to_standard_normal<T>(s_mean, s_logvar, kl_style_);
     kl_to_standard_normal<T>(group_mean_, group_logvar_, kl_content_);
 
@@ -222,14 +229,14 @@ private:
 
     // Backward. loss = −(1/G) [Σ_i log p − β_s Σ_i KL_s − β_c Σ_G KL_c].
     params_.zero_gradients();
-    const T w = T(1) / T(groups);
-    likelihood_.gradient(x, out, -w, d_out_);
     const Matrix<T>& dz = decoder_.backward(d_out_);
 
-    ensure_shape(d_style_out_, 2 * S, n);
-    d_style_out_.setZero();
-    auto ds_mean = d_style_out_.topRows(S);
-    auto ds_logvar = d_style_out_.bottomRows(S);
+    Matrix<T>& d_style = stacked_heads ? d_heads_out_ : d_style_out_;
+    Matrix<T>& d_content = stacked_heads ? d_heads_out_ : d_content_out_;
+    ensure_shape(d_style, stacked_heads ? 2 * S + 2 * C : 2 * S, n);
+    d_style.setZero();
+    auto ds_mean = d_style.middleRows(0, S);
+    auto ds_logvar = d_style.middleRows(S, S);
     reparameterize_backward(s_logvar, eps_style_, dz.topRows(S), ds_mean, ds_logvar);
     kl_to_standard_normal_backward(s_mean, s_logvar, T(w * options_.style_kl_weight), ds_mean, ds_logvar);
 
@@ -242,18 +249,35 @@ private:
     reparameterize_backward(group_logvar_, eps_content_, d_content_sample_, d_group_mean_, d_group_logvar_);
     kl_to_standard_normal_backward(group_mean_, group_logvar_, T(w * options_.content_kl_weight), d_group_mean_,
                                    d_group_logvar_);
-    ensure_shape(d_content_out_, 2 * C, n);
-    d_content_out_.setZero();
-    auto dc_mean = d_content_out_.topRows(C);
-    auto dc_logvar = d_content_out_.bottomRows(C);
+    if (!stacked_heads) {
+      ensure_shape(d_content, 2 * C, n);
+      d_content.setZero();
+    }
+    auto dc_mean = d_content.middleRows(c0, C);
+    auto dc_logvar = d_content.middleRows(c0 + C, C);
     group_posterior_backward(c_mean, c_logvar, offsets, group_mean_, group_logvar_, d_group_mean_, d_group_logvar_,
                              dc_mean, dc_logvar);
 
-    ensure_shape(d_features_, trunk_.output_size(), n);
-    d_features_ = style_head_.backward(d_style_out_);
-    d_features_ += content_head_.backward(d_content_out_);
-    trunk_.backward(d_features_, false);
+    if constexpr (stacked_heads) {
+      trunk_.backward(heads_.backward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_),
+                                      d_heads_out_),
+                      false);
+    } else {
+      ensure_shape(d_features_, trunk_.output_size(), n);
+      d_features_ = style_head_.backward(d_style_out_);
+      d_features_ += content_head_.backward(d_content_out_);
+      trunk_.backward(d_features_, false);
+    }
     return terms;
+  }
+
+  static constexpr bool stacked_heads =
+      detail::is_single_dense<StyleHead, T>::value && detail::is_single_dense<ContentHead, T>::value;
+  const Matrix<T>& heads_forward(const Matrix<T>& h) {
+    if constexpr (stacked_heads)
+      return heads_.forward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_), h);
+    else
+      return h;  // not reached
   }
 
   Trunk trunk_;
@@ -268,6 +292,8 @@ private:
   // Workspaces, resized only when the batch shape changes.
   Matrix<T> group_mean_, group_logvar_, eps_style_, eps_content_, z_, content_sample_;
   RowVector<T> log_likelihood_, kl_style_, kl_content_;
+  StackedDense<T> heads_;  // used when stacked_heads
+  Matrix<T> d_heads_out_;
   Matrix<T> d_out_, d_style_out_, d_content_sample_, d_group_mean_, d_group_logvar_, d_content_out_, d_features_;
 };
 
