@@ -129,23 +129,21 @@ void im2col_range(const ConvGeometry& g, const T* images, Index count, T* cols, 
         T* col = cols + ((c * K + ki) * K + kj) * ld;
         Index lo, hi;
         detail::valid_range(W, OW, s, kj - p, lo, hi);
+        // Rows are short (OW = 7 or 14 here): one plain loop per row writes every entry, zeros
+        // included, instead of up to three fill/copy calls (which GCC turns into memset/memcpy
+        // calls costing more than the row itself).
         for (Index n = begin; n < end; ++n) {
           const T* plane = images + n * image_size + c * H * W;
           T* dst = col + n * P;
           for (Index oh = 0; oh < OH; ++oh, dst += OW) {
             const Index ih = oh * s - p + ki;
             if (ih < 0 || ih >= H) {
-              std::fill(dst, dst + OW, T(0));
+              for (Index ow = 0; ow < OW; ++ow) dst[ow] = T(0);
               continue;
             }
-            std::fill(dst, dst + lo, T(0));
-            const T* src = plane + ih * W + (lo * s - p + kj);
-            if (s == 1) {
-              std::copy(src, src + (hi - lo), dst + lo);
-            } else {
-              for (Index ow = lo; ow < hi; ++ow, src += s) dst[ow] = *src;
-            }
-            std::fill(dst + hi, dst + OW, T(0));
+            const T* line = plane + ih * W;
+            const Index offset = kj - p;  // line[ow·s + offset] is pixel (ih, ow·s − p + kj), read only inside [lo, hi)
+            for (Index ow = 0; ow < OW; ++ow) dst[ow] = (ow >= lo && ow < hi) ? line[ow * s + offset] : T(0);
           }
         }
       }
