@@ -28,7 +28,9 @@
 
 #include <CLI/CLI.hpp>
 #include <Eigen/Core>
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 #include <time.h>
 
 #include <algorithm>

@@ -8,8 +8,10 @@
 /// Optional backend (CMake `-DMLVAE_GEMM_BACKEND=OpenBLAS`, which defines MLVAE_GEMM_OPENBLAS):
 /// float and double products call OpenBLAS's cblas_?gemm, single-threaded, on a FIXED split of C
 /// into at most 4 blocks of rows or columns that depends only on the shape, never on the thread
-/// count (threads take whole blocks), so results stay independent of it. OpenBLAS keeps its
-/// buffers in its own pool: no heap allocation per call. docs/performance.md, "The GEMM underneath".
+/// count (threads take whole blocks), so results stay independent of it. Products under 8 M
+/// multiply-adds stay on Eigen (OpenBLAS's small-matrix path allocates on every call); the larger
+/// ones allocate nothing (OpenBLAS keeps its buffers in its own pool). docs/performance.md,
+/// "The GEMM underneath".
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -75,9 +77,13 @@ public:
     }
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 #ifdef MLVAE_GEMM_OPENBLAS
+    // Small products stay on Eigen: OpenBLAS 0.3.21's small-matrix path mallocs on every call
+    // (measured: e.g. 40x64x256 blocks), which would break the allocation-free steady state.
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      run_blas(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, work >= gemm_parallel_threshold);
-      return;
+      if (work >= blas_min_work) {
+        run_blas(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, true);
+        return;
+      }
     }
 #endif
     int threads = work >= gemm_parallel_threshold ? compute_threads() : 1;
@@ -121,6 +127,7 @@ public:
 
 private:
 #ifdef MLVAE_GEMM_OPENBLAS
+  static constexpr double blas_min_work = 8.0 * (1 << 20);  // multiply-adds; below: Eigen
   // C = op(A) op(B) (+ C) on OpenBLAS: C split into `blocks` row or column blocks (along its longer
   // side, 16-aligned), a function of the shape only; each block is one single-threaded call.
   static void run_blas(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b,
