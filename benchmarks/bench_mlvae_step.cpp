@@ -38,6 +38,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -62,7 +63,10 @@ struct Options {
   std::string arch = "mlp";
   double peak_gflops = 0;  // 0: measure
   bool phases = false;
+  bool gemm_shapes = false;
 };
+
+bool tracing = false;  // --gemm-shapes: print products during the one timed step
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -131,6 +135,12 @@ Timing time_steps(Model& model, const Options& o) {
     adam.step(model.parameters().values, model.parameters().gradients);
   };
   for (int i = 0; i < o.warmup; ++i) step();
+  if (o.gemm_shapes) {
+    tracing = true;
+    step();
+    tracing = false;
+    std::exit(0);
+  }
   std::vector<double> per_step;
   double best_cpu = 1e300;
   for (int r = 0; r < o.reps; ++r) {
@@ -191,6 +201,9 @@ int main(int argc, char** argv) {
   app.add_option("--arch", o.arch, "model")->check(CLI::IsMember({"mlp", "conv28"}));
   app.add_option("--peak-gflops", o.peak_gflops, "sgemm peak to compare with (0: measure 1024^3 now)");
   app.add_flag("--phases", o.phases, "also time forward, forward+backward and Adam separately");
+  app.add_flag("--gemm-shapes", o.gemm_shapes,
+               "print the shape of every product of one step (GEMM ta tb m n k accumulate) and exit; input of "
+               "bench_gemm --shapes");
   CLI11_PARSE(app, argc, argv);
 
   Eigen::setNbThreads(o.threads);
@@ -199,7 +212,17 @@ int main(int argc, char** argv) {
 #endif
   std::printf("# Eigen %d.%d.%d, SIMD %s, threads %d (Eigen reports %d)\n", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
               EIGEN_MINOR_VERSION, Eigen::SimdInstructionSetsInUse(), o.threads, Eigen::nbThreads());
-  const double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_sgemm_peak();
+  if (o.gemm_shapes) {  // one warm-up step, then list the products of one step
+    o.warmup = 1;
+    o.steps = 1;
+    o.reps = 1;
+    mlvae::gemm_shape_observer = [](mlvae::Transpose ta, mlvae::Transpose tb, Index m, Index n, Index k, bool acc) {
+      if (!tracing) return;
+      std::printf("GEMM %c %c %ld %ld %ld %d\n", ta == mlvae::Transpose::Yes ? 'T' : 'N',
+                  tb == mlvae::Transpose::Yes ? 'T' : 'N', (long)m, (long)n, (long)k, acc ? 1 : 0);
+    };
+  }
+  const double peak = o.gemm_shapes ? 1.0 : o.peak_gflops > 0 ? o.peak_gflops : measure_sgemm_peak();
   const double n = static_cast<double>(o.groups * o.group_size);
 
   if (o.arch == "mlp") {

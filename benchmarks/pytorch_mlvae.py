@@ -18,9 +18,16 @@ log-likelihood x*l - softplus(l), loss = -(sum recon - sum KL_style - sum KL_con
 lr 1e-3. Groups are contiguous equal-size blocks of the batch, so the group posterior is a
 reshape to [G, n, d] and two reductions.
 
-Run with Debian's interpreter (python3-torch): /usr/bin/python3 benchmarks/pytorch_mlvae.py
-Prints:  RESULT pytorch <arch> images_per_s=<median> best_images_per_s=.. ms_per_step=.. threads=..
-         cpu_ms_per_step=.. images_per_cpu_s=..   (process CPU time: robust to other load)
+Runs under any interpreter with torch: Debian's (/usr/bin/python3, python3-torch 1.13 on the
+system OpenBLAS) or a virtual environment with a current PyTorch 2.x wheel (bundled MKL/oneDNN).
+scripts/run_benchmarks.sh runs every configuration (docs/performance.md, "The configurations").
+  --compile      torch.compile the loss (forward and, through AOTAutograd, backward; inductor
+                 generates C++/OpenMP kernels); the compile happens during the warm-up steps.
+  --fused-adam   torch.optim.Adam(fused=True) (one kernel for all parameters; PyTorch >= 2.4).
+  --show-config  print torch.__config__.show() and the thread settings, then exit.
+Prints:  # <kernels line: torch version, threads, BLAS, OpenBLAS core, CPU capability, OMP_WAIT_POLICY>
+         RESULT pytorch <arch>[_compile] images_per_s=<median> best_images_per_s=.. ms_per_step=..
+         threads=.. cpu_ms_per_step=.. images_per_cpu_s=..   (process CPU time: robust to other load)
 """
 import argparse
 import ctypes
@@ -72,6 +79,27 @@ def fix_openblas(threads):
         if best:
             env["OPENBLAS_CORETYPE"] = best
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def kernels_line(threads):
+    """One line naming what actually computes: version, threads, BLAS (and OpenBLAS's kernel set),
+    oneDNN, the CPU capability ATen dispatches to, and the OpenMP wait policy."""
+    cfg = torch.__config__.show()
+    blas = "unknown"
+    for line in cfg.splitlines():
+        if "BLAS_INFO" in line:
+            blas = line.split("BLAS_INFO=")[1].split(",")[0]
+    core = openblas_core()
+    if core:
+        blas += f" (OpenBLAS {core} kernels, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})"
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # PyTorch 1.x
+        capability = next((l.split(":")[1].strip() for l in cfg.splitlines() if "CPU capability usage" in l), "?")
+    onednn = next((l.strip(" -").split(" (Git")[0] for l in cfg.splitlines() if "oneDNN" in l or "MKL-DNN" in l), "none")
+    return (f"# torch {torch.__version__}, threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}), "
+            f"BLAS_INFO={blas}, {onednn}, CPU capability {capability}, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
 
 
 def make_mlp(style, content):
@@ -137,6 +165,9 @@ def main():
     p.add_argument("--jit", action="store_true", help="torch.jit.script the model (same math)")
     p.add_argument("--device", default="cpu",
                    help="cpu, or cuda[:N] (needs a CUDA build of PyTorch; Debian's python3-torch is CPU only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the loss (PyTorch 2.x)")
+    p.add_argument("--fused-adam", action="store_true", help="Adam(fused=True) (PyTorch >= 2.4)")
+    p.add_argument("--show-config", action="store_true", help="print torch.__config__.show() and exit")
     p.add_argument("--keep-blas", action="store_true",
                    help="leave OpenBLAS kernel detection and threading alone (see fix_openblas)")
     a = p.parse_args()
@@ -149,6 +180,11 @@ def main():
         fix_openblas(a.threads)
 
     torch.set_num_threads(a.threads)
+    if a.show_config:
+        print(torch.__config__.show())
+        print(torch.__config__.parallel_info())
+        print(kernels_line(a.threads))
+        return
     torch.manual_seed(0)
     device = torch.device(a.device)
     if cuda:
@@ -157,11 +193,13 @@ def main():
     n = a.groups * a.group_size
     x = torch.rand((n,) + model.shape, dtype=torch.float32, device=device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if a.fused_adam else {}))
     loss_fn = model.loss
     if a.jit:
         scripted = torch.jit.script(model)
         loss_fn = scripted.loss
+    if a.compile:
+        loss_fn = torch.compile(model.loss)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -170,9 +208,11 @@ def main():
         opt.step()
         return loss
 
+    t0 = time.perf_counter()
     for _ in range(a.warmup):
         step()
     sync()
+    warmup_s = time.perf_counter() - t0
     per_step, cpu = [], []
     for _ in range(a.reps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -182,19 +222,11 @@ def main():
         per_step.append((time.perf_counter() - t0) / a.steps)
         cpu.append((time.process_time() - c0) / a.steps)
     med, best = statistics.median(per_step), min(per_step)
-    blas = "unknown"
-    for line in torch.__config__.show().splitlines():
-        if "BLAS_INFO" in line:
-            blas = line.split("BLAS_INFO=")[1].split(",")[0]
     params = sum(q.numel() for q in model.parameters())
-    core = openblas_core()
-    if core:
-        blas += f" (OpenBLAS {core} kernels, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})"
-    print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, BLAS_INFO={blas}, "
-          f"mkldnn {torch.backends.mkldnn.is_available()}, {params} parameters, batch {n}")
+    print(f"{kernels_line(a.threads)}, {params} parameters, batch {n}, warm-up {warmup_s:.1f} s")
     if cuda:
         print(f"# device {torch.cuda.get_device_name(device)}, groups {a.groups} x {a.group_size}")
-    print(f"RESULT pytorch {a.arch}{'_jit' if a.jit else ''} images_per_s={n / med:.1f} "
+    print(f"RESULT pytorch {a.arch}{'_jit' if a.jit else ''}{'_compile' if a.compile else ''} images_per_s={n / med:.1f} "
           f"best_images_per_s={n / best:.1f} ms_per_step={med * 1e3:.4f} threads={a.threads} device={a.device} "
           f"cpu_ms_per_step={min(cpu) * 1e3:.4f} images_per_cpu_s={n / min(cpu):.1f}")
     sys.stdout.flush()

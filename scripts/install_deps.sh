@@ -12,6 +12,9 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   python3-matplotlib python3-sklearn
+  # benchmarks: the GEMM backends bench_gemm compares (OpenBLAS is also the optional
+  # -DMLVAE_GEMM_BACKEND=OpenBLAS) and perf for the profiles of docs/performance.md
+  libopenblas-dev libblis-dev libdnnl-dev linux-perf
 )
 
 install_packages() {

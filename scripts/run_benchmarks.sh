@@ -1,45 +1,69 @@
 #!/usr/bin/env bash
-# scripts/run_benchmarks.sh — mlvae vs PyTorch on the CPU, in one command (docs/performance.md).
+# scripts/run_benchmarks.sh — mlvae against the strongest PyTorch on this CPU, in one command
+# (docs/performance.md).
 #
-#   scripts/run_benchmarks.sh                # threads 2 and 1, archs mlp (+ conv28 when built)
-#   THREADS="2" ROUNDS=5 scripts/run_benchmarks.sh
+#   scripts/run_benchmarks.sh                    # threads 2 and 1, archs mlp and conv28, every configuration
+#   THREADS=2 ARCHS=mlp ROUNDS=3 scripts/run_benchmarks.sh
 #
-# 1. installs Debian's python3-torch if /usr/bin/python3 cannot import torch, and an optimised
-#    BLAS (OpenBLAS) if libblas.so.3 is still the reference BLAS — PyTorch's Debian build
-#    calls the system BLAS for every Linear layer, so the comparison is otherwise unfair to it;
-# 2. builds the release preset's bench_gemm and bench_mlvae_step;
-# 3. measures the sgemm peak (bench_gemm), then the mlvae step and the PyTorch step, interleaved
-#    for ROUNDS rounds so both see the same machine load, keeping the best round of each;
-# 4. prints a table: images/s of both, ratio mlvae/pytorch, GEMM GFLOP/s of the mlvae step and
-#    its fraction of the measured sgemm peak;
-# 5. times a clean build of one example target (train_mlvae if it exists, else bench_mlvae_step).
+# 1. PyTorch configurations a competent user would try (CONFIGS, each at every thread count):
+#      debian-passive  Debian's python3-torch (/usr/bin/python3, PyTorch 1.13 on the system
+#                      OpenBLAS) with OMP_WAIT_POLICY=PASSIVE (otherwise its libgomp workers
+#                      busy-wait against OpenBLAS's threads) and OPENBLAS_NUM_THREADS = threads;
+#      pip-eager       a current PyTorch 2.x wheel (bundled MKL + oneDNN) in a virtual environment
+#                      (TORCH_VENV, default ~/.cache/mlvae-torch-venv; created with
+#                      `/usr/bin/python3 -m venv` + `pip install torch` when missing), Adam(fused=True);
+#      pip-compile     the same under torch.compile (inductor C++/OpenMP kernels), Adam(fused=True).
+#    Each configuration's kernels (torch.__config__.show(), BLAS, OpenBLAS core type, oneDNN, CPU
+#    capability, threads, OMP_WAIT_POLICY) are printed before it is measured.
+# 2. The GEMM underneath: bench_gemm measures Eigen (mlvae::Gemm), OpenBLAS, BLIS and oneDNN,
+#    single-threaded inside mlvae's column split, at 1024³ and at every product of each step
+#    (listed by `bench_mlvae_step --gemm-shapes`), plus a register-only FMA loop. The "sgemm
+#    peak" is the best 1024³ rate of these; the FMA peak is the ceiling.
+# 3. mlvae's step (bench_mlvae_step) and every PyTorch configuration, interleaved for ROUNDS
+#    rounds so all see the same machine, best round of each kept.
+# 4. Prints, per arch: the HEADLINE ratio mlvae (at the largest thread count) / the FASTEST
+#    PyTorch configuration of this run (any configuration, any thread count), then the table of
+#    every configuration, and the step's fraction of the sgemm and FMA peaks.
+# 5. Times a clean build of one example (train_mlvae).
 #
 # 6. GPU section (GPU=auto, the default: when nvcc is present and a CUDA GPU is visible; GPU=only
 #    skips the CPU part; GPU=off skips this): builds benchmarks/bench_cuda_step.cu (build/cuda,
 #    CUDA_ARCHITECTURES, default native when nvidia-smi sees a GPU), then for 16x16, 64x16 and 256x16 groups x size times the
 #    mlvae CUDA step and the PyTorch CUDA step (PYTHON_CUDA: an interpreter with a CUDA build of
-#    PyTorch, default $PYTHON) and prints images/s, the ratio, and the step's GEMM GFLOP/s as a
+#    PyTorch, default the venv's python when present, else /usr/bin/python3) and prints images/s, the ratio, and the step's GEMM GFLOP/s as a
 #    fraction of the cuBLAS sgemm rate measured in the same run.
 #
-# Environment: THREADS (default "2 1"), ARCHS (default "mlp conv28"), ROUNDS (3), STEPS (50; conv28:
-# CONV_STEPS, 8), REPS (5), WARMUP (10; conv28: 2), BUILD_DIR (build/release), PYTHON (/usr/bin/python3), SKIP_INSTALL=1,
-# SKIP_COMPILE_TIME=1, QUIET_WAIT (seconds to wait for an idle CPU before each measurement, 60).
+# mlvae itself is measured in its default build (Eigen GEBP, BUILD_DIR) and, when OpenBLAS's
+# headers are installed (libopenblas-dev), with -DMLVAE_GEMM_BACKEND=OpenBLAS (OPENBLAS_BUILD_DIR).
+#
+# Environment: THREADS ("2 1"), ARCHS ("mlp conv28"), CONFIGS ("debian-passive pip-eager pip-compile"),
+# MLVAE_BUILDS ("eigen openblas"), OPENBLAS_BUILD_DIR (build/release-openblas),
+# ROUNDS (2), STEPS (50; conv28: CONV_STEPS, 8), REPS (5), WARMUP (10; conv28 and torch.compile: more),
+# BUILD_DIR (build/release), TORCH_VENV, SKIP_INSTALL=1, SKIP_COMPILE_TIME=1, SKIP_GEMM=1,
+# QUIET_WAIT (seconds to wait for an idle CPU before each measurement, 20),
+# GPU (auto|only|off), CUDA_ARCHITECTURES, PYTHON_CUDA.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 THREADS=${THREADS:-"2 1"}
 ARCHS=${ARCHS:-"mlp conv28"}
-ROUNDS=${ROUNDS:-3}
+CONFIGS=${CONFIGS:-"debian-passive pip-eager pip-compile"}
+ROUNDS=${ROUNDS:-2}
 STEPS=${STEPS:-50}
 CONV_STEPS=${CONV_STEPS:-8}
 REPS=${REPS:-5}
 WARMUP=${WARMUP:-10}
 BUILD_DIR=${BUILD_DIR:-build/release}
-PYTHON=${PYTHON:-/usr/bin/python3}
+OPENBLAS_BUILD_DIR=${OPENBLAS_BUILD_DIR:-build/release-openblas}
+MLVAE_BUILDS=${MLVAE_BUILDS:-"eigen openblas"}
+DEBIAN_PYTHON=/usr/bin/python3
+TORCH_VENV=${TORCH_VENV:-$HOME/.cache/mlvae-torch-venv}
 QUIET_WAIT=${QUIET_WAIT:-20}
 BIN=$BUILD_DIR/bin
 LOG=$(mktemp -t mlvae_bench.XXXXXX)
+WORK=$(mktemp -d -t mlvae_bench_work.XXXXXX)
+MAX_T=$(printf '%s\n' $THREADS | sort -n | tail -1)
 
 say() { printf '== %s\n' "$*" >&2; }
 
@@ -52,24 +76,70 @@ apt_install() {
   if [[ $apt_updated == 0 ]]; then $sudo apt-get update -qq; apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
-if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
+if [[ $CONFIGS == *debian* ]] && ! "$DEBIAN_PYTHON" -c 'import torch' 2>/dev/null; then
   say "installing python3-torch (Debian's CPU PyTorch)"
   apt_install python3-torch || true
 fi
-have_torch=1
-"$PYTHON" -c 'import torch' 2>/dev/null || { have_torch=0; say "PyTorch unavailable: only mlvae is measured"; }
 blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
-if [[ $have_torch == 1 && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
-  say "libblas.so.3 is the reference BLAS ($blas): installing OpenBLAS so PyTorch gets a fast sgemm"
+if [[ $CONFIGS == *debian* && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
+  say "libblas.so.3 is the reference BLAS ($blas): installing OpenBLAS so Debian's PyTorch gets a fast sgemm"
   apt_install libopenblas0-pthread || true
-  blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
 fi
+# The GEMM backends bench_gemm compares (dlopen'ed; a missing one is skipped).
+if [[ ${SKIP_GEMM:-0} != 1 ]] && ! ldconfig -p | grep -q 'libblis.so.4\b\|libdnnl.so.2\b'; then
+  apt_install libopenblas0-pthread libblis4-openmp libdnnl2 || true
+fi
+if [[ $CONFIGS == *pip* && ! -x $TORCH_VENV/bin/python && ${SKIP_INSTALL:-0} != 1 ]]; then
+  say "creating $TORCH_VENV with a current PyTorch 2.x CPU wheel (one-time download)"
+  "$DEBIAN_PYTHON" -m venv "$TORCH_VENV"
+  # The CPU-only wheel index first; where it is not reachable, PyPI's wheel (same CPU kernels).
+  timeout 900 "$TORCH_VENV/bin/pip" install -q torch numpy --index-url https://download.pytorch.org/whl/cpu ||
+    timeout 1800 "$TORCH_VENV/bin/pip" install -q torch numpy || say "pip install torch failed"
+fi
+
+# A configuration: python, environment and arguments.
+config_python() { case $1 in debian-*) echo "$DEBIAN_PYTHON" ;; pip-*) echo "$TORCH_VENV/bin/python" ;; esac; }
+config_env() {  # name threads
+  case $1 in
+    debian-passive) echo "OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$2" ;;
+    *) echo "" ;;
+  esac
+}
+config_args() { case $1 in pip-eager) echo "--fused-adam" ;; pip-compile) echo "--compile --fused-adam" ;; *) echo "" ;; esac; }
+run_config() {  # name threads arch steps warmup [extra args]
+  local name=$1 t=$2 arch=$3 steps=$4 warmup=$5
+  shift 5
+  # shellcheck disable=SC2046
+  env $(config_env "$name" "$t") "$(config_python "$name")" benchmarks/pytorch_mlvae.py --arch "$arch" --threads "$t" \
+    --steps "$steps" --reps "$REPS" --warmup "$warmup" $(config_args "$name") "$@"
+}
+available=""
+for cfg in $CONFIGS; do
+  py=$(config_python "$cfg")
+  if [[ -x $py ]] && "$py" -c 'import torch' 2>/dev/null; then available+=" $cfg"; else say "$cfg: no PyTorch at $py, skipped"; fi
+done
 
 # ---- 2. build ---------------------------------------------------------------
 if [[ ${GPU:-auto} != only ]]; then
   say "building the release benchmarks"
   cmake --preset release -DMLVAE_BUILD_BENCHMARKS=ON >/dev/null
   cmake --build "$BUILD_DIR" --target bench_gemm bench_mlvae_step -j2 >/dev/null
+  builds=""
+  for b in $MLVAE_BUILDS; do
+    case $b in
+      eigen) builds+=" eigen" ;;
+      openblas)
+        [[ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]] || apt_install libopenblas-dev || true
+        if cmake -S . -B "$OPENBLAS_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DMLVAE_BUILD_BENCHMARKS=ON \
+             -DMLVAE_BUILD_TESTS=OFF -DMLVAE_BUILD_EXAMPLES=OFF -DMLVAE_GEMM_BACKEND=OpenBLAS >/dev/null &&
+           cmake --build "$OPENBLAS_BUILD_DIR" --target bench_mlvae_step -j2 >/dev/null; then
+          builds+=" openblas"
+        else
+          say "the OpenBLAS-backend build failed: measuring the Eigen build only"
+        fi ;;
+    esac
+  done
+step_bin() { case $1 in eigen) echo "$BIN/bench_mlvae_step" ;; openblas) echo "$OPENBLAS_BUILD_DIR/bin/bench_mlvae_step" ;; esac; }
 fi
 
 # ---- helpers ----------------------------------------------------------------
@@ -83,8 +153,7 @@ idle_percent() {
   for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
   echo $(( total > 0 ? 100 * (b[4] - a[4]) / total : 100 ))
 }
-# Waits (up to QUIET_WAIT s, default 20) until the CPUs are at least 90% idle: other work on the machine
-# distorts every number here.
+# Waits (up to QUIET_WAIT s) until the CPUs are at least 90% idle: other work distorts every number.
 wait_quiet() {
   local waited=0 idle
   while :; do
@@ -102,7 +171,7 @@ maxnum() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "") print b; else i
 # ---- 6. GPU section (defined here, run at the end, or alone with GPU=only) ---
 GPU=${GPU:-auto}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-PYTHON_CUDA=${PYTHON_CUDA:-$PYTHON}
+if [[ -x $TORCH_VENV/bin/python ]]; then PYTHON_CUDA=${PYTHON_CUDA:-$TORCH_VENV/bin/python}; else PYTHON_CUDA=${PYTHON_CUDA:-$DEBIAN_PYTHON}; fi
 gpu_section() {
   [[ $GPU == off ]] && return 0
   if [[ ! -x $NVCC ]]; then say "GPU section skipped: no nvcc ($NVCC)"; return 0; fi
@@ -150,72 +219,159 @@ if [[ $GPU == only ]]; then
   exit 0
 fi
 
-declare -A PEAK MLVAE TORCH GFLOPS MLVAE_CPU TORCH_CPU
-echo "# mlvae benchmarks $(date -u +%FT%TZ) on $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" | tee "$LOG"
-[[ $have_torch == 1 ]] && echo "# PyTorch $("$PYTHON" -c 'import torch; print(torch.__version__)'), libblas.so.3 -> $blas" | tee -a "$LOG"
+declare -A BEST PEAK PEAK_BACKEND FMA MLVAE GFLOPS MLVAE_CPU TORCH TORCH_CPU KERNELS GEMM_STEP
+{
+  echo "# mlvae benchmarks $(date -u +%FT%TZ) on $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+  echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg); g++ $(g++ -dumpfullversion), libblas.so.3 -> $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo none)"
+} | tee "$LOG"
 
-# ---- 3. measurements --------------------------------------------------------
-# The sgemm peak: measured at the start of every round, the best kept (load only lowers it).
-measure_peak() {
-  local t line
+# ---- kernels of every configuration ---------------------------------------
+for cfg in $available; do
   for t in $THREADS; do
-    wait_quiet
-    line=$("$BIN/bench_gemm" --threads "$t" --peak-only --reps 7 | grep '^RESULT gemm_peak')
-    echo "$line" | tee -a "$LOG"
-    PEAK[$t]=$(maxnum "${PEAK[$t]:-}" "$(echo "$line" | field gflops)")
+    # shellcheck disable=SC2046
+    out=$(env $(config_env "$cfg" "$t") "$(config_python "$cfg")" benchmarks/pytorch_mlvae.py --threads "$t" --show-config 2>&1)
+    echo "$out" >>"$LOG"
+    KERNELS[$cfg,$t]=$(echo "$out" | grep '^# torch' | sed 's/^# //')
+    echo "config $cfg threads $t: ${KERNELS[$cfg,$t]}" | tee -a "$LOG"
   done
-}
+done
+
+# ---- the GEMM underneath ----------------------------------------------------
+for arch in $ARCHS; do "$BIN/bench_mlvae_step" --arch "$arch" --threads 1 --gemm-shapes | grep '^GEMM' >"$WORK/$arch.shapes" || true; done
+if [[ ${SKIP_GEMM:-0} != 1 ]]; then
+  for arch in $ARCHS; do
+    [[ -s $WORK/$arch.shapes ]] || continue
+    wait_quiet
+    # shellcheck disable=SC2086
+    "$BIN/bench_gemm" --threads $THREADS --reps 3 --shapes "$WORK/$arch.shapes" --step-name "$arch" |
+      tee -a "$LOG" | grep -E '^# |gemm_peak|gemm_step|fma_peak|square' || true
+  done
+  for t in $THREADS; do
+    FMA[$t]=$(grep "^RESULT fma_peak threads=$t " "$LOG" | sed 's/.*gflops=//' | sort -g | tail -1)
+    best=0
+    for l in $(grep "^RESULT gemm_peak threads=$t " "$LOG" | sed 's/.* gflops=\([^ ]*\) backend=\([^ ]*\).*/\1:\2/'); do
+      if awk -v a="${l%%:*}" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=${l%%:*}; PEAK_BACKEND[$t]=${l##*:}; fi
+    done
+    PEAK[$t]=$best
+    for arch in $ARCHS; do
+      GEMM_STEP[$arch,$t]=$(grep "^RESULT gemm_step $arch best threads=$t " "$LOG" | field gflops || true)
+    done
+  done
+else
+  for t in $THREADS; do PEAK[$t]=$("$BIN/bench_gemm" --threads "$t" --peak-only --backends eigen | grep '^RESULT gemm_peak' | field gflops); PEAK_BACKEND[$t]=eigen; FMA[$t]=0; done
+fi
+
+# ---- 3. interleaved rounds --------------------------------------------------
 for round in $(seq 1 "$ROUNDS"); do
-  measure_peak
   for arch in $ARCHS; do
     steps=$STEPS warmup=$WARMUP
     [[ $arch == conv28 ]] && { steps=$CONV_STEPS; warmup=2; }
     for t in $THREADS; do
-      wait_quiet
-      line=$("$BIN/bench_mlvae_step" --arch "$arch" --threads "$t" --steps "$steps" --reps "$REPS" \
-               --warmup "$warmup" --peak-gflops "${PEAK[$t]}" | grep '^RESULT')
-      # (its peak_fraction uses the best peak so far; the table recomputes it with the final one)
-      echo "round $round: $line" | tee -a "$LOG"
-      if [[ $line != *unavailable* ]]; then
-        ips=$(echo "$line" | field images_per_s)
-        if [[ $(maxnum "${MLVAE[$arch,$t]:-}" "$ips") == "$ips" ]]; then
-          MLVAE[$arch,$t]=$ips
-          GFLOPS[$arch,$t]=$(echo "$line" | field gflops)
-        fi
-        MLVAE_CPU[$arch,$t]=$(maxnum "${MLVAE_CPU[$arch,$t]:-}" "$(echo "$line" | field images_per_cpu_s)")
-      fi
-      if [[ $have_torch == 1 && ( $arch == mlp || $line != *unavailable* ) ]]; then
+      for b in $builds; do
         wait_quiet
-        line=$("$PYTHON" benchmarks/pytorch_mlvae.py --arch "$arch" --threads "$t" --steps "$steps" \
-                 --reps "$REPS" --warmup "$warmup" | grep '^RESULT')
-        echo "round $round: $line" | tee -a "$LOG"
-        TORCH[$arch,$t]=$(maxnum "${TORCH[$arch,$t]:-}" "$(echo "$line" | field images_per_s)")
-        TORCH_CPU[$arch,$t]=$(maxnum "${TORCH_CPU[$arch,$t]:-}" "$(echo "$line" | field images_per_cpu_s)")
-      fi
+        line=$("$(step_bin "$b")" --arch "$arch" --threads "$t" --steps "$steps" --reps "$REPS" \
+                 --warmup "$warmup" --peak-gflops "${PEAK[$t]}" | grep '^RESULT')
+        echo "round $round: $b $line" | tee -a "$LOG"
+        ips=$(echo "$line" | field images_per_s)
+        if [[ $(maxnum "${MLVAE[$arch,$b,$t]:-}" "$ips") == "$ips" ]]; then
+          MLVAE[$arch,$b,$t]=$ips
+          GFLOPS[$arch,$b,$t]=$(echo "$line" | field gflops)
+        fi
+        MLVAE_CPU[$arch,$b,$t]=$(maxnum "${MLVAE_CPU[$arch,$b,$t]:-}" "$(echo "$line" | field images_per_cpu_s)")
+      done
+      for cfg in $available; do
+        wait_quiet
+        w=$warmup
+        [[ $cfg == *compile* ]] && w=$((warmup + 3))  # the compile happens in the warm-up
+        line=$(run_config "$cfg" "$t" "$arch" "$steps" "$w" 2>>"$LOG" | grep '^RESULT' || true)
+        [[ -z $line ]] && { say "$cfg $arch $t threads failed (see $LOG)"; continue; }
+        echo "round $round: $cfg $line" | tee -a "$LOG"
+        TORCH[$arch,$cfg,$t]=$(maxnum "${TORCH[$arch,$cfg,$t]:-}" "$(echo "$line" | field images_per_s)")
+        TORCH_CPU[$arch,$cfg,$t]=$(maxnum "${TORCH_CPU[$arch,$cfg,$t]:-}" "$(echo "$line" | field images_per_cpu_s)")
+      done
     done
   done
 done
 
-# ---- 4. table ---------------------------------------------------------------
-# images/s: wall clock (the comparison); images per CPU-second: process CPU time, all threads
-# (robust to other load on a shared machine; at 1 thread the cleanest number).
+# ---- 4. tables --------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2fx", a / b }'; }
 {
   echo
-  echo "| arch | threads | mlvae images/s | PyTorch images/s | mlvae / PyTorch | mlvae img/CPU-s | PyTorch img/CPU-s | CPU-time ratio | mlvae step GFLOP/s | sgemm peak GFLOP/s | step / peak |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for arch in $ARCHS; do
-    for t in $THREADS; do
-      m=${MLVAE[$arch,$t]:-}
-      [[ -z $m ]] && { echo "| $arch | $t | n/a (not built) | ${TORCH[$arch,$t]:--} | - | - | ${TORCH_CPU[$arch,$t]:--} | - | - | ${PEAK[$t]} | - |"; continue; }
-      awk -v a="$arch" -v t="$t" -v m="$m" -v p="${TORCH[$arch,$t]:-}" -v mc="${MLVAE_CPU[$arch,$t]:-}" \
-          -v pc="${TORCH_CPU[$arch,$t]:-}" -v g="${GFLOPS[$arch,$t]}" -v k="${PEAK[$t]}" 'BEGIN {
-        printf "| %s | %d | %.0f | %s | %s | %.0f | %s | %s | %.1f | %.1f | %.0f%% |\n", a, t, m,
-          (p == "" ? "-" : sprintf("%.0f", p)), (p == "" ? "-" : sprintf("%.2fx", m / p)), mc,
-          (pc == "" ? "-" : sprintf("%.0f", pc)), (pc == "" ? "-" : sprintf("%.2fx", mc / pc)), g, k, 100 * g / k }'
+    best="" best_cfg=""
+    for cfg in $available; do
+      for t in $THREADS; do
+        v=${TORCH[$arch,$cfg,$t]:-}
+        [[ -n $v && $(maxnum "$best" "$v") == "$v" ]] && { best=$v; best_cfg="$cfg, $t thread(s)"; }
+      done
+    done
+    BEST[$arch]=$best
+    for b in $builds; do
+      m=${MLVAE[$arch,$b,$MAX_T]:-}
+      printf '**%s: mlvae (%s build) at %s threads %.0f images/s; fastest PyTorch (%s) %s images/s: %s**\n' "$arch" \
+        "$b" "$MAX_T" "$m" "${best_cfg:-none}" "$(awk -v b="$best" 'BEGIN { printf (b == "" ? "-" : "%.0f"), b }')" \
+        "$(ratio "$m" "$best")"
     done
   done
   echo
-  echo "(best of $ROUNDS interleaved rounds; each round = median of $REPS x $STEPS steps (conv28: $CONV_STEPS) after warm-up;"
+  echo "| arch | who | threads | images/s | img/CPU-s | mlvae (Eigen) at $MAX_T threads / this | mlvae (Eigen) at the same threads / this | kernels |"
+  echo "|---|---|---:|---:|---:|---:|---:|---|"
+  for arch in $ARCHS; do
+    for b in $builds; do
+      for t in $THREADS; do
+        kern="Eigen GEBP via mlvae::Gemm (columns split over threads)"
+        [[ $b == openblas ]] && kern="OpenBLAS cblas_sgemm, single-threaded per fixed block of C (-DMLVAE_GEMM_BACKEND=OpenBLAS)"
+        printf '| %s | mlvae (%s) | %s | %.0f | %.0f | %s | %s | %s |\n' "$arch" "$b" "$t" "${MLVAE[$arch,$b,$t]:-0}" \
+          "${MLVAE_CPU[$arch,$b,$t]:-0}" "$(ratio "${MLVAE[$arch,eigen,$MAX_T]:-}" "${MLVAE[$arch,$b,$t]:-}")" \
+          "$(ratio "${MLVAE[$arch,eigen,$t]:-}" "${MLVAE[$arch,$b,$t]:-}")" "$kern"
+      done
+    done
+    for cfg in $available; do
+      for t in $THREADS; do
+        v=${TORCH[$arch,$cfg,$t]:-}
+        printf '| %s | PyTorch %s | %s | %s | %s | %s | %s | %s |\n' "$arch" "$cfg" "$t" \
+          "$(awk -v v="$v" 'BEGIN { printf (v == "" ? "failed" : "%.0f"), v }')" \
+          "$(awk -v v="${TORCH_CPU[$arch,$cfg,$t]:-}" 'BEGIN { printf (v == "" ? "-" : "%.0f"), v }')" \
+          "$(ratio "${MLVAE[$arch,eigen,$MAX_T]:-}" "$v")" "$(ratio "${MLVAE[$arch,eigen,$t]:-}" "$v")" "${KERNELS[$cfg,$t]:-?}"
+      done
+    done
+  done
+  echo
+  echo "| arch | mlvae build | threads | step GFLOP/s | step products alone, best backend each | sgemm peak (1024³, best backend) | FMA peak | step / sgemm peak | step / FMA peak |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  for arch in $ARCHS; do
+    for b in $builds; do
+      for t in $THREADS; do
+        awk -v a="$arch" -v b="$b" -v t="$t" -v g="${GFLOPS[$arch,$b,$t]:-0}" -v s="${GEMM_STEP[$arch,$t]:-}" \
+            -v k="${PEAK[$t]:-0}" -v kb="${PEAK_BACKEND[$t]:-}" -v f="${FMA[$t]:-0}" 'BEGIN {
+          printf "| %s | %s | %d | %.1f | %s | %.1f (%s) | %.1f | %.0f%% | %s |\n", a, b, t, g, (s == "" ? "-" : s), k, kb, f,
+            (k > 0 ? 100 * g / k : 0), (f > 0 ? sprintf("%.0f%%", 100 * g / f) : "-") }'
+      done
+    done
+  done
+  echo
+  if [[ ${SKIP_GEMM:-0} != 1 ]]; then
+    echo "GEMM backends, single-threaded inside mlvae's column split (GFLOP/s; step = all products of one step back to back):"
+    echo
+    echo "| threads | product | $(printf '%s | ' eigen openblas blis onednn)"
+    echo "|---:|---|---:|---:|---:|---:|"
+    for t in $THREADS; do
+      row="| $t | 1024³ |"
+      for be in eigen openblas blis onednn; do
+        row+=" $(grep "^RESULT gemm $be square .* threads=$t " "$LOG" | sed 's/.*gflops=//' | sort -g | tail -1) |"
+      done
+      echo "$row"
+      for arch in $ARCHS; do
+        row="| $t | $arch step |"
+        for be in eigen openblas blis onednn; do
+          row+=" $(grep "^RESULT gemm_step $arch $be threads=$t " "$LOG" | field gflops) |"
+        done
+        echo "$row"
+      done
+    done
+    echo
+  fi
+  echo "(best of $ROUNDS interleaved rounds; each = median of $REPS x $STEPS steps (conv28: $CONV_STEPS) after warm-up;"
   echo " batch 256 = 16 groups x 16, float32; step GFLOP/s = analytic GEMM FLOPs / wall time)"
 } | tee -a "$LOG"
 
@@ -233,4 +389,6 @@ if [[ ${SKIP_COMPILE_TIME:-0} != 1 ]]; then
   awk -v s="$start" -v e="$end" -v t="$target" 'BEGIN { printf "compile time (clean build of %s, release, -march=native): %.1f s\n", t, e - s }' | tee -a "$LOG"
 fi
 gpu_section
+echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
+rm -rf "$WORK"
 say "log: $LOG"

@@ -44,6 +44,32 @@ TEST_CASE("gradient check: dense layer") {
   check_layer(Dense<double>(3, 9, Init::HeNormal));
 }
 
+TEST_CASE("stacked dense heads equal the two layers run one after the other") {
+  // StackedDense (the ML-VAE's style + content heads as one product): same output, same dW, db and dx.
+  Rng rng(3);
+  Dense<double> a(6, 4), b(6, 2);
+  ParameterStore<double> store;
+  bind_layers(store, a, b);
+  a.initialize(rng);
+  b.initialize(rng);
+  Mat x(6, 5), dy(6, 5);
+  rng.fill_normal(x);
+  rng.fill_normal(dy);
+  StackedDense<double> stacked;
+  const Mat y = stacked.forward(a, b, x);
+  store.zero_gradients();
+  const Mat dx = stacked.backward(a, b, dy);
+  const Vec grads = store.gradients;
+  store.zero_gradients();
+  CHECK((y.topRows(4) - a.forward(x)).cwiseAbs().maxCoeff() <= 1e-12);
+  CHECK((y.bottomRows(2) - b.forward(x)).cwiseAbs().maxCoeff() <= 1e-12);
+  Mat dx_separate = a.backward(dy.topRows(4));
+  dx_separate += b.backward(dy.bottomRows(2));
+  CHECK((dx - dx_separate).cwiseAbs().maxCoeff() <= 1e-12);
+  CHECK((grads - store.gradients).cwiseAbs().maxCoeff() <= 1e-12);
+  CHECK(grads.cwiseAbs().minCoeff() > 0);
+}
+
 TEST_CASE("gradient check: activations") {
   check_layer(Identity<double>(6));
   check_layer(Tanh<double>(6));
@@ -148,6 +174,34 @@ TEST_CASE("gradient check: likelihoods") {
     const double p = 1 / (1 + std::exp(-0.3));
     CHECK(ll(0) == doctest::Approx(0.25 * std::log(p) + 0.75 * std::log(1 - p)));
   }
+  SUBCASE("Bernoulli fused log-likelihood and gradient") {
+    // The one-pass kernel the training step uses: its log-likelihood equals the separate pass and its
+    // gradient passes the finite-difference check on its own (logits of both signs, incl. ±800).
+    BernoulliLikelihood<double> lik;
+    Mat xs = x, ls = out;
+    ls(0, 0) = 800.0;
+    ls(1, 0) = -800.0;
+    RowVector<double> fused_ll, separate_ll;
+    Mat fused_grad;
+    lik.log_likelihood_and_gradient(xs, ls, w, fused_ll, fused_grad);
+    lik.log_likelihood(xs, ls, separate_ll);
+    CHECK((fused_ll - separate_ll).cwiseAbs().maxCoeff() <= 1e-12);
+    CHECK(std::isfinite(fused_ll.sum()));
+    auto loss = [&] {
+      lik.log_likelihood(xs, out, ll);
+      return w * ll.sum();
+    };
+    lik.log_likelihood_and_gradient(xs, out, w, fused_ll, fused_grad);
+    CHECK(check_matrix_function(loss, out, fused_grad).passed);
+    // The dispatcher picks the fused kernel for Bernoulli and the two passes for a Gaussian.
+    Mat g2;
+    log_likelihood_and_gradient(lik, xs, out, w, separate_ll, g2);
+    CHECK((g2 - fused_grad).cwiseAbs().maxCoeff() == 0.0);
+    GaussianLikelihood<double> gauss(0.3);
+    log_likelihood_and_gradient(gauss, xs, out, w, separate_ll, g2);
+    gauss.gradient(xs, out, w, fused_grad);
+    CHECK((g2 - fused_grad).cwiseAbs().maxCoeff() == 0.0);
+  }
   SUBCASE("Gaussian, fixed variance") {
     GaussianLikelihood<double> lik(0.3);
     auto loss = [&] {
@@ -235,6 +289,20 @@ TEST_CASE("gradient check: complete ML-VAE loss with respect to every parameter"
     CHECK(analytic.cwiseAbs().maxCoeff() > 0);
     const Index content_head_begin = model.trunk().parameter_count() + model.style_head().parameter_count();
     CHECK(analytic.segment(content_head_begin, model.content_head().parameter_count()).cwiseAbs().maxCoeff() > 1e-6);
+  }
+  SUBCASE("heads that are not one Dense layer each (the unstacked path)") {
+    using Head = Sequential<Dense<double>, Tanh<double>>;
+    using Model = MLVAE<double, MlpTrunk<double>, Head, Head, MlpDecoder<double>>;
+    Model model(MlpTrunk<double>(Dense<double>(input, hidden), Tanh<double>(hidden)),
+                Head(Dense<double>(hidden, 2 * style), Tanh<double>(2 * style)),
+                Head(Dense<double>(hidden, 2 * content), Tanh<double>(2 * content)),
+                MlpDecoder<double>(Dense<double>(style + content, hidden), Tanh<double>(hidden),
+                                   Dense<double>(hidden, input)));
+    Rng init(3);
+    model.initialize(init);
+    const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(7), x, offsets);
+    INFO(result.report());
+    CHECK(result.passed);
   }
   SUBCASE("learned-variance Gaussian likelihood and KL weights") {
     using Model = MLVAE<double, MlpTrunk<double>, MlpHead<double>, MlpHead<double>, MlpDecoder<double>,

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 namespace mlvae {
 
@@ -30,6 +31,8 @@ void check_likelihood_shapes(const char* name, Index data_rows, const Eigen::Mat
 /// Bernoulli likelihood with logits: for data in [0, 1] (binary or grey levels).
 template <typename T>
 struct BernoulliLikelihood {
+  /// The floating-point type of data and decoder outputs.
+  using Scalar = T;
   /// Name recorded in checkpoints and descriptions.
   static constexpr const char* name = "Bernoulli";
   /// Rows of decoder output needed for `data_rows` observed features.
@@ -67,6 +70,27 @@ struct BernoulliLikelihood {
       const Index n = end - begin;
       grad.middleCols(begin, n).array() =
           weight * (x.middleCols(begin, n).array() - logits.middleCols(begin, n).array().logistic());
+    });
+  }
+  /// log_likelihood() and gradient() in one pass (what a training step needs): per column, e = exp(−|ℓ|) is
+  /// computed once (into `grad` as scratch, while the column is in cache) and gives both
+  /// log p = x ℓ − max(ℓ, 0) − log1p(e) and sigmoid(ℓ) = 1/(1+e) (ℓ ≥ 0) or e/(1+e) (ℓ < 0).
+  /// Writes `out` (1 x batch) and `grad` = weight (x − sigmoid(ℓ)); tests/test_fused_kernels.cpp.
+  template <typename X, typename O>
+  void log_likelihood_and_gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, T weight,
+                                   RowVector<T>& out, Matrix<T>& grad) const {
+    detail::check_likelihood_shapes<T>(name, -1, x, logits, x.rows());
+    ensure_shape(out, 1, x.cols());
+    ensure_shape(grad, logits.rows(), logits.cols());
+    parallel_columns(x.cols(), x.rows(), [&](Index begin, Index end) {
+      for (Index j = begin; j < end; ++j) {
+        const auto l = logits.col(j).array();
+        const auto xj = x.col(j).array();
+        auto g = grad.col(j).array();
+        g = (-l.abs()).exp();  // e, scratch
+        out(j) = (xj * l - l.max(T(0)) - g.log1p()).sum();
+        g = weight * (xj - (l >= T(0)).select(T(1) / (T(1) + g), g / (T(1) + g)));
+      }
     });
   }
   /// E[x] = sigmoid(ℓ).
@@ -166,5 +190,28 @@ struct GaussianLearnedVarianceLikelihood {
   template <typename O>
   void mean(const Eigen::MatrixBase<O>& out_rows, Matrix<T>& out) const { out = out_rows.topRows(out_rows.rows() / 2); }
 };
+
+namespace detail {
+template <typename L, typename = void>
+struct has_fused_log_likelihood : std::false_type {};
+template <typename L>
+struct has_fused_log_likelihood<L, std::void_t<decltype(&L::template log_likelihood_and_gradient<Matrix<typename L::Scalar>,
+                                                                                                  Matrix<typename L::Scalar>>)>>
+    : std::true_type {};
+}  // namespace detail
+
+/// The per-column log-likelihood and weight · its gradient with respect to the decoder output, through the
+/// likelihood's fused log_likelihood_and_gradient() when it has one, else its two separate passes.
+template <typename Likelihood, typename X, typename O, typename T>
+void log_likelihood_and_gradient(const Likelihood& likelihood, const Eigen::MatrixBase<X>& x,
+                                 const Eigen::MatrixBase<O>& out, T weight, RowVector<T>& log_likelihood,
+                                 Matrix<T>& grad) {
+  if constexpr (detail::has_fused_log_likelihood<Likelihood>::value) {
+    likelihood.log_likelihood_and_gradient(x, out, weight, log_likelihood, grad);
+  } else {
+    likelihood.log_likelihood(x, out, log_likelihood);
+    likelihood.gradient(x, out, weight, grad);
+  }
+}
 
 }  // namespace mlvae

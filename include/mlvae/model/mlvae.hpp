@@ -18,6 +18,7 @@
 #include "mlvae/model/batch_shard.hpp"
 #include "mlvae/model/content_path.hpp"
 #include "mlvae/model/loss_terms.hpp"
+#include "mlvae/nn/dense.hpp"
 #include "mlvae/nn/layer.hpp"
 
 #include <cmath>
@@ -196,14 +197,16 @@ private:
     const Index global_n = shard.whole() ? n : shard.global_columns;
     const Index global_groups = shard.whole() ? groups : shard.global_groups;
 
-    // Encoder: trunk, then both heads on the same features.
+    // Encoder: trunk, then both heads on the same features (one stacked product when both are one
+    // Dense layer: rows [0, 2S) style, [2S, 2S+2C) content; nn/dense.hpp, StackedDense).
     const Matrix<T>& h = trunk_.forward(x);
-    const Matrix<T>& so = style_head_.forward(h);
-    const Matrix<T>& co = content_head_.forward(h);
-    const auto s_mean = so.topRows(S);
-    const auto s_logvar = so.bottomRows(S);
-    const auto c_mean = co.topRows(C);
-    const auto c_logvar = co.bottomRows(C);
+    const Matrix<T>& so = stacked_heads ? heads_forward(h) : style_head_.forward(h);
+    const Matrix<T>& co = stacked_heads ? so : content_head_.forward(h);
+    const Index c0 = stacked_heads ? 2 * S : 0;
+    const auto s_mean = so.middleRows(0, S);
+    const auto s_logvar = so.middleRows(S, S);
+    const auto c_mean = co.middleRows(c0, C);
+    const auto c_logvar = co.middleRows(c0 + C, C);
 
     // Reparameterised samples: one style per observation; the content path (q(c_G | X_G), the product
     // of the members' Gaussians by default) draws its noise after the style's.
@@ -219,7 +222,11 @@ private:
 
     // Decoder and the three terms.
     const Matrix<T>& out = decoder_.forward(z_);
-    likelihood_.log_likelihood(x, out, log_likelihood_);
+    const T w = T(1) / T(global_groups);
+    if (backward)  // the log-likelihood and its gradient in one pass (dist/likelihood.hpp)
+      log_likelihood_and_gradient(likelihood_, x, out, -w, log_likelihood_, d_out_);
+    else
+      likelihood_.log_likelihood(x, out, log_likelihood_);
     kl_to_standard_normal<T>(s_mean, s_logvar, kl_style_);
 
     LossTerms terms;
@@ -252,29 +259,37 @@ private:
 
     // Backward. loss = −(1/G) [Σ_i log p − β_s Σ_i KL_s − β_c Σ_G KL_c].
     params_.zero_gradients();
-    const T w = T(1) / T(global_groups);
-    likelihood_.gradient(x, out, -w, d_out_);
     const Matrix<T>& dz = decoder_.backward(d_out_);
 
-    ensure_shape(d_style_out_, 2 * S, n);
-    d_style_out_.setZero();
-    auto ds_mean = d_style_out_.topRows(S);
-    auto ds_logvar = d_style_out_.bottomRows(S);
+    Matrix<T>& d_style = stacked_heads ? d_heads_out_ : d_style_out_;
+    Matrix<T>& d_content = stacked_heads ? d_heads_out_ : d_content_out_;
+    ensure_shape(d_style, stacked_heads ? 2 * S + 2 * C : 2 * S, n);
+    d_style.setZero();
+    auto ds_mean = d_style.middleRows(0, S);
+    auto ds_logvar = d_style.middleRows(S, S);
     reparameterize_backward(s_logvar, eps_style_, dz.topRows(S), ds_mean, ds_logvar);
     kl_to_standard_normal_backward(s_mean, s_logvar, T(w * options_.style_kl_weight), ds_mean, ds_logvar);
 
     // Content: through the samples (shared ones summed over the group), the KLs and the aggregation.
     d_z_content_ = dz.bottomRows(C);
-    ensure_shape(d_content_out_, 2 * C, n);
-    d_content_out_.setZero();
-    auto dc_mean = d_content_out_.topRows(C);
-    auto dc_logvar = d_content_out_.bottomRows(C);
+    if (!stacked_heads) {
+      ensure_shape(d_content, 2 * C, n);
+      d_content.setZero();
+    }
+    auto dc_mean = d_content.middleRows(c0, C);
+    auto dc_logvar = d_content.middleRows(c0 + C, C);
     content_.backward(c_mean, c_logvar, offsets, d_z_content_, T(w * options_.content_kl_weight), dc_mean, dc_logvar);
 
-    ensure_shape(d_features_, trunk_.output_size(), n);
-    d_features_ = style_head_.backward(d_style_out_);
-    d_features_ += content_head_.backward(d_content_out_);
-    trunk_.backward(d_features_, false);
+    if constexpr (stacked_heads) {
+      trunk_.backward(heads_.backward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_),
+                                      d_heads_out_),
+                      false);
+    } else {
+      ensure_shape(d_features_, trunk_.output_size(), n);
+      d_features_ = style_head_.backward(d_style_out_);
+      d_features_ += content_head_.backward(d_content_out_);
+      trunk_.backward(d_features_, false);
+    }
     if (!cycle) return terms;
 
     // Reverse cycle: its loss and the encoder's gradient, which reaches the content samples (d_z_content_,
@@ -337,6 +352,15 @@ private:
     }
   }
 
+  static constexpr bool stacked_heads =
+      detail::is_single_dense<StyleHead, T>::value && detail::is_single_dense<ContentHead, T>::value;
+  const Matrix<T>& heads_forward(const Matrix<T>& h) {
+    if constexpr (stacked_heads)
+      return heads_.forward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_), h);
+    else
+      return h;  // not reached
+  }
+
   Trunk trunk_;
   StyleHead style_head_;
   ContentHead content_head_;
@@ -350,6 +374,8 @@ private:
   ContentPath<T> content_;
   Matrix<T> eps_style_, z_, eps_cycle_, z_cycle_, x_cycle_, d_cycle_out_, d_z_content_;
   RowVector<T> log_likelihood_, kl_style_;
+  StackedDense<T> heads_;  // used when stacked_heads
+  Matrix<T> d_heads_out_;
   Matrix<T> d_out_, d_style_out_, d_content_out_, d_features_;
 };
 

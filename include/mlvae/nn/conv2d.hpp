@@ -24,7 +24,8 @@ namespace mlvae {
 ///
 /// Work is done on chunks of observations: the im2col matrices of a chunk sit side by side
 /// ((chunk·OH·OW) × (C·k·k)), so each chunk is one large GEMM. The chunk is the largest that keeps
-/// the layer's workspaces within `workspace_limit()` bytes (16 MiB by default); workspaces are
+/// the layer's workspaces within `workspace_limit()` bytes (64 MiB by default: a 256-image batch of the
+/// conv28 model in one chunk, so backward reuses the patches of forward); workspaces are
 /// resized only when the batch size changes. When the whole batch fits in one chunk, the patch
 /// matrix built by `forward` is reused by `backward`.
 template <typename T>
@@ -125,10 +126,7 @@ public:
     require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, described(*this), ": expected gradient ",
                         output_size(), "x", n, ", found ", dy.rows(), "x", dy.cols());
     plan(n);
-    if (need_input_gradient) {
-      ensure_shape(input_grad_, input_size(), n);
-      input_grad_.setZero();
-    }
+    if (need_input_gradient) ensure_shape(input_grad_, input_size(), n);  // col2im assigns: no zeroing pass
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
       if (!cols_hold_batch_) im2col(geom_, input_->data() + start * input_size(), count, cols_.data());
@@ -143,7 +141,7 @@ public:
       if (need_input_gradient) {
         MatrixMap<T> dcols(dcols_.data(), count * P, PK);
         input_grad_gemm_.run(Transpose::No, Transpose::No, dy_chunk, weight_, dcols, false);  // dcols = dy W
-        col2im(geom_, dcols.data(), count, input_grad_.data() + start * input_size());
+        col2im(geom_, dcols.data(), count, input_grad_.data() + start * input_size(), true);
       }
     }
     return input_grad_;

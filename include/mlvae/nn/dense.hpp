@@ -8,6 +8,7 @@
 #include "mlvae/nn/layer.hpp"
 
 #include <string>
+#include <type_traits>
 
 namespace mlvae {
 
@@ -83,6 +84,10 @@ public:
   const MatrixMap<T>& weight() const { return weight_; }
   /// The bias b (out).
   const VectorMap<T>& bias() const { return bias_; }
+  /// dLoss/dW (out x in), a view into the gradient store.
+  MatrixMap<T>& weight_gradient() { return weight_grad_; }
+  /// dLoss/db (out), a view into the gradient store.
+  VectorMap<T>& bias_gradient() { return bias_grad_; }
 
 private:
   Index in_, out_;
@@ -94,6 +99,77 @@ private:
   const Matrix<T>* input_ = nullptr;
   Matrix<T> output_;
   Matrix<T> input_grad_;
+  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+};
+
+template <typename... Layers>
+class Sequential;
+
+namespace detail {
+/// Whether a layer type is one Dense<T> (alone or as a one-layer Sequential), and that layer.
+template <typename L, typename T>
+struct is_single_dense : std::false_type {};
+template <typename T>
+struct is_single_dense<Dense<T>, T> : std::true_type {};
+template <typename T>
+struct is_single_dense<Sequential<Dense<T>>, T> : std::true_type {};
+template <typename T>
+Dense<T>& single_dense(Dense<T>& d) { return d; }
+template <typename T>
+Dense<T>& single_dense(Sequential<Dense<T>>& s) { return s.template layer<0>(); }
+}  // namespace detail
+
+/// Two Dense layers that read the same input, run as ONE product: y = [W₁; W₂] x + [b₁; b₂] (the
+/// ML-VAE's style and content heads: one 40-row product instead of two 20-row ones, whose thin
+/// shapes run far below the GEMM's rate). The layers keep their parameters and gradients in the
+/// store; this object copies [W₁; W₂] into a packed matrix at each forward (out₁+out₂ by in, a
+/// few kB), and backward adds the two blocks of the stacked dW back. Results equal running the
+/// layers one after the other up to summation order; tests/test_gradients.cpp checks both.
+template <typename T>
+class StackedDense {
+public:
+  /// y ((out₁+out₂) x batch): rows [0, out₁) are a's output, the rest b's. Throws ShapeError when
+  /// the layers' input sizes differ or x has the wrong row count.
+  const Matrix<T>& forward(const Dense<T>& a, const Dense<T>& b, const Matrix<T>& x) {
+    require<ShapeError>(a.input_size() == b.input_size() && x.rows() == a.input_size(),
+                        "StackedDense: the layers take ", a.input_size(), " and ", b.input_size(),
+                        " inputs, x has ", x.rows(), " rows");
+    const Index oa = a.output_size(), ob = b.output_size();
+    input_ = &x;
+    ensure_shape(weight_, oa + ob, a.input_size());
+    weight_.topRows(oa) = a.weight();
+    weight_.bottomRows(ob) = b.weight();
+    ensure_shape(output_, oa + ob, x.cols());
+    output_.topRows(oa).colwise() = a.bias();
+    output_.bottomRows(ob).colwise() = b.bias();
+    forward_gemm_.run(Transpose::No, Transpose::No, weight_, x, output_, true);
+    return output_;
+  }
+
+  /// For dy ((out₁+out₂) x batch): adds dW and db of both layers into their gradients; returns
+  /// dx = [W₁; W₂]ᵀ dy (one product). Throws ShapeError before forward() or on a wrong shape.
+  const Matrix<T>& backward(Dense<T>& a, Dense<T>& b, const Matrix<T>& dy) {
+    require<ShapeError>(input_ != nullptr && dy.rows() == weight_.rows() && dy.cols() == input_->cols(),
+                        "StackedDense: expected gradient ", weight_.rows(), "x", input_ ? input_->cols() : 0,
+                        ", found ", dy.rows(), "x", dy.cols());
+    const Index oa = a.output_size(), ob = b.output_size();
+    ensure_shape(weight_grad_, oa + ob, a.input_size());
+    weight_grad_gemm_.run(Transpose::No, Transpose::Yes, dy, *input_, weight_grad_, false);  // dW = dy xᵀ
+    a.weight_gradient() += weight_grad_.topRows(oa);
+    b.weight_gradient() += weight_grad_.bottomRows(ob);
+    a.bias_gradient() += dy.topRows(oa).rowwise().sum();
+    b.bias_gradient() += dy.bottomRows(ob).rowwise().sum();
+    ensure_shape(input_grad_, a.input_size(), dy.cols());
+    input_grad_gemm_.run(Transpose::Yes, Transpose::No, weight_, dy, input_grad_, false);  // dx = Wᵀ dy
+    return input_grad_;
+  }
+
+  /// The output of the last forward().
+  const Matrix<T>& output() const { return output_; }
+
+private:
+  const Matrix<T>* input_ = nullptr;
+  Matrix<T> weight_, weight_grad_, output_, input_grad_;
   Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
 };
 

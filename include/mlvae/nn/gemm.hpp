@@ -4,6 +4,14 @@
 /// and threads splitting the COLUMNS of C. Every element of C is computed by one thread with the
 /// same cache blocking whatever the thread count, so results do not depend on it.
 /// docs/architecture.md, "Threading" and "Memory".
+///
+/// Optional backend (CMake `-DMLVAE_GEMM_BACKEND=OpenBLAS`, which defines MLVAE_GEMM_OPENBLAS):
+/// float and double products call OpenBLAS's cblas_?gemm, single-threaded, on a FIXED split of C
+/// into at most 4 blocks of rows or columns that depends only on the shape, never on the thread
+/// count (threads take whole blocks), so results stay independent of it. Products under 8 M
+/// multiply-adds stay on Eigen (OpenBLAS's small-matrix path allocates on every call); the larger
+/// ones allocate nothing (OpenBLAS keeps its buffers in its own pool). docs/performance.md,
+/// "The GEMM underneath".
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -20,10 +28,21 @@
 #include <omp.h>
 #endif
 
+#ifdef MLVAE_GEMM_OPENBLAS
+#include <cblas.h>
+
+#include <type_traits>
+#endif
+
 namespace mlvae {
 
 /// Whether an operand enters a product as stored or transposed.
 enum class Transpose { No, Yes };
+
+/// Observer of every product's shape, called at the start of Gemm::run when set (null by default).
+/// `benchmarks/bench_mlvae_step --gemm-shapes` uses it to list a step's exact products for
+/// `bench_gemm --shapes`.
+inline void (*gemm_shape_observer)(Transpose ta, Transpose tb, Index m, Index n, Index k, bool accumulate) = nullptr;
 
 /// Products below this many multiply-adds run on one thread (threading costs more than it saves).
 inline constexpr double gemm_parallel_threshold = 1 << 20;
@@ -49,6 +68,7 @@ public:
   /// op(B) is k x n.
   void run(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c,
            Index ldc, bool accumulate) {
+    if (gemm_shape_observer) gemm_shape_observer(ta, tb, m, n, k, accumulate);
     if (m == 0 || n == 0) return;
     if (k == 0) {
       if (!accumulate)
@@ -56,6 +76,16 @@ public:
       return;
     }
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+#ifdef MLVAE_GEMM_OPENBLAS
+    // Small products stay on Eigen: OpenBLAS 0.3.21's small-matrix path mallocs on every call
+    // (measured: e.g. 40x64x256 blocks), which would break the allocation-free steady state.
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      if (work >= blas_min_work) {
+        run_blas(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate, true);
+        return;
+      }
+    }
+#endif
     int threads = work >= gemm_parallel_threshold ? compute_threads() : 1;
     threads = static_cast<int>(std::min<Index>(threads, std::max<Index>(1, n / 8)));
     auto& blockings = prepare(m, n, k, threads);
@@ -96,6 +126,52 @@ public:
   }
 
 private:
+#ifdef MLVAE_GEMM_OPENBLAS
+  static constexpr double blas_min_work = 8.0 * (1 << 20);  // multiply-adds; below: Eigen
+  // C = op(A) op(B) (+ C) on OpenBLAS: C split into `blocks` row or column blocks (along its longer
+  // side, 16-aligned), a function of the shape only; each block is one single-threaded call.
+  static void run_blas(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b,
+                       Index ldb, T* c, Index ldc, bool accumulate, bool parallel) {
+    static const bool single_threaded = (openblas_set_num_threads(1), true);  // our threads split C
+    (void)single_threaded;
+    const bool by_rows = m > n;
+    const Index side = by_rows ? m : n;
+    const Index units = (side + 15) / 16;
+    const Index blocks = std::min<Index>(4, units);
+    auto block = [&](Index i) {
+      const Index begin = std::min(side, (units * i / blocks) * 16), end = std::min(side, (units * (i + 1) / blocks) * 16);
+      if (end <= begin) return;
+      const Index rows = by_rows ? end - begin : m, cols = by_rows ? n : end - begin;
+      const T* a_block = !by_rows ? a : (ta == Transpose::No ? a + begin : a + begin * lda);
+      const T* b_block = by_rows ? b : (tb == Transpose::No ? b + begin * ldb : b + begin);
+      T* c_block = by_rows ? c + begin : c + begin * ldc;
+      const auto op_a = ta == Transpose::Yes ? CblasTrans : CblasNoTrans;
+      const auto op_b = tb == Transpose::Yes ? CblasTrans : CblasNoTrans;
+      const T beta = accumulate ? T(1) : T(0);
+      if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasColMajor, op_a, op_b, int(rows), int(cols), int(k), 1.0f, a_block, int(lda), b_block,
+                    int(ldb), beta, c_block, int(ldc));
+      else
+        cblas_dgemm(CblasColMajor, op_a, op_b, int(rows), int(cols), int(k), 1.0, a_block, int(lda), b_block,
+                    int(ldb), beta, c_block, int(ldc));
+    };
+    const int threads = parallel ? static_cast<int>(std::min<Index>(compute_threads(), blocks)) : 1;
+    if (threads <= 1) {
+      for (Index i = 0; i < blocks; ++i) block(i);
+      return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+      const Index t = omp_get_thread_num(), count = omp_get_num_threads();
+      for (Index i = blocks * t / count; i < blocks * (t + 1) / count; ++i) block(i);
+    }
+#else
+    for (Index i = 0; i < blocks; ++i) block(i);
+#endif
+  }
+#endif
+
   using Blocking = Eigen::internal::gemm_blocking_space<Eigen::ColMajor, T, T, Eigen::Dynamic, Eigen::Dynamic,
                                                         Eigen::Dynamic, 1, false>;
 

@@ -101,7 +101,8 @@ inline void valid_range(Index width, Index out_width, Index stride, Index offset
 template <typename T>
 void im2col_range(const ConvGeometry& g, const T* images, Index count, T* cols, Index begin, Index end);
 template <typename T>
-void col2im_range(const ConvGeometry& g, const T* cols, Index count, T* images, Index begin, Index end);
+void col2im_range(const ConvGeometry& g, const T* cols, Index count, T* images, Index begin, Index end,
+                  bool assign = false);
 }  // namespace detail
 
 /// im2col for `count` images stored back to back at `images` (each g.input.size() scalars, CHW).
@@ -128,23 +129,21 @@ void im2col_range(const ConvGeometry& g, const T* images, Index count, T* cols, 
         T* col = cols + ((c * K + ki) * K + kj) * ld;
         Index lo, hi;
         detail::valid_range(W, OW, s, kj - p, lo, hi);
+        // Rows are short (OW = 7 or 14 here): one plain loop per row writes every entry, zeros
+        // included, instead of up to three fill/copy calls (which GCC turns into memset/memcpy
+        // calls costing more than the row itself).
         for (Index n = begin; n < end; ++n) {
           const T* plane = images + n * image_size + c * H * W;
           T* dst = col + n * P;
           for (Index oh = 0; oh < OH; ++oh, dst += OW) {
             const Index ih = oh * s - p + ki;
             if (ih < 0 || ih >= H) {
-              std::fill(dst, dst + OW, T(0));
+              for (Index ow = 0; ow < OW; ++ow) dst[ow] = T(0);
               continue;
             }
-            std::fill(dst, dst + lo, T(0));
-            const T* src = plane + ih * W + (lo * s - p + kj);
-            if (s == 1) {
-              std::copy(src, src + (hi - lo), dst + lo);
-            } else {
-              for (Index ow = lo; ow < hi; ++ow, src += s) dst[ow] = *src;
-            }
-            std::fill(dst + hi, dst + OW, T(0));
+            const T* line = plane + ih * W;
+            const Index offset = kj - p;  // line[ow·s + offset] is pixel (ih, ow·s − p + kj), read only inside [lo, hi)
+            for (Index ow = 0; ow < OW; ++ow) dst[ow] = (ow >= lo && ow < hi) ? line[ow * s + offset] : T(0);
           }
         }
       }
@@ -156,22 +155,26 @@ void im2col_range(const ConvGeometry& g, const T* images, Index count, T* cols, 
 
 /// col2im, the adjoint of im2col: ADDS every entry of `cols` ((count·OH·OW) × (C·k·k), laid out as
 /// im2col writes it) into the pixel it was read from, for `count` images stored back to back at
-/// `images` (which the caller zeroes first when it wants a plain result). Padding entries are dropped.
+/// `images` (which the caller zeroes first when it wants a plain result), or, with `assign`, WRITES
+/// the sum (each channel plane is zeroed just before its entries arrive, while it is in cache,
+/// instead of a separate pass over the whole batch). Padding entries are dropped.
 template <typename T>
-void col2im(const ConvGeometry& g, const T* cols, Index count, T* images) {
+void col2im(const ConvGeometry& g, const T* cols, Index count, T* images, bool assign = false) {
   // Each observation's entries go only into its own image, so threads split observations.
   parallel_columns(count, g.positions() * g.patch_size(),
-                   [&](Index begin, Index end) { detail::col2im_range(g, cols, count, images, begin, end); });
+                   [&](Index begin, Index end) { detail::col2im_range(g, cols, count, images, begin, end, assign); });
 }
 
 namespace detail {
 /// col2im for observations [begin, end) of a chunk of `count`.
 template <typename T>
-void col2im_range(const ConvGeometry& g, const T* cols, Index count, T* images, Index begin, Index end) {
+void col2im_range(const ConvGeometry& g, const T* cols, Index count, T* images, Index begin, Index end, bool assign) {
   const Index H = g.input.height, W = g.input.width, K = g.kernel, s = g.stride, p = g.padding;
   const Index OH = g.out_height, OW = g.out_width, P = g.positions(), image_size = g.input.size();
   const Index ld = count * P;
   for (Index c = 0; c < g.input.channels; ++c) {
+    if (assign)
+      for (Index n = begin; n < end; ++n) std::fill_n(images + n * image_size + c * H * W, H * W, T(0));
     for (Index ki = 0; ki < K; ++ki) {
       for (Index kj = 0; kj < K; ++kj) {
         const T* col = cols + ((c * K + ki) * K + kj) * ld;
@@ -208,6 +211,6 @@ inline Index workspace_chunk(Index batch, std::size_t bytes_per_observation, std
 }
 
 /// Default bound on a convolution layer's im2col workspace (bytes).
-inline constexpr std::size_t default_conv_workspace_bytes = std::size_t{16} << 20;
+inline constexpr std::size_t default_conv_workspace_bytes = std::size_t{64} << 20;
 
 }  // namespace mlvae
