@@ -175,6 +175,8 @@ if [[ -x $TORCH_VENV/bin/python ]]; then PYTHON_CUDA=${PYTHON_CUDA:-$TORCH_VENV/
 gpu_section() {
   [[ $GPU == off ]] && return 0
   if [[ ! -x $NVCC ]]; then say "GPU section skipped: no nvcc ($NVCC)"; return 0; fi
+  # auto: only where a GPU is visible (GPU=only builds and lets the probe say why it cannot run).
+  if [[ $GPU == auto ]] && ! nvidia-smi -L >/dev/null 2>&1; then say "GPU section skipped: no GPU visible (nvidia-smi -L)"; return 0; fi
   # `native` needs a visible GPU at configure time; without one build for sm_80 and let the probe say why.
   local arch=${CUDA_ARCHITECTURES:-}
   [[ -z $arch ]] && { if nvidia-smi -L >/dev/null 2>&1; then arch=native; else arch=80; fi; }
