@@ -24,8 +24,8 @@ namespace mlvae {
 ///
 /// Work is done on chunks of observations: the im2col matrices of a chunk sit side by side
 /// ((chunk·OH·OW) × (C·k·k)), so each chunk is one large GEMM. The chunk is the largest that keeps
-/// the layer's workspaces within `workspace_limit()` bytes (64 MiB by default: a 256-image batch of the
-/// conv28 model in one chunk, so backward reuses the patches of forward); workspaces are
+/// the layer's workspaces within `workspace_limit()` bytes (`default_conv_workspace_bytes`, 4 MiB:
+/// chunks whose patches stay in cache between im2col, the product and col2im); workspaces are
 /// resized only when the batch size changes. When the whole batch fits in one chunk, the patch
 /// matrix built by `forward` is reused by `backward`.
 template <typename T>
