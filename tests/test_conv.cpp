@@ -308,6 +308,42 @@ TEST_CASE("conv layers: chunked and whole-batch workspaces give the same gradien
   CHECK((a.forward(x2) - b.forward(x2)).cwiseAbs().maxCoeff() < 1e-12);
 }
 
+TEST_CASE("Conv2d fused with a following ReLU equals the two layers run one after the other") {
+  // Sequential<Conv2d, Relu> runs Conv2d::forward_relu / backward_relu (one pass instead of three);
+  // outputs, parameter gradients and input gradients must be bit-identical to the unfused layers.
+  Rng rng(12);
+  for (const Index limit : {Index{0}, Index{1}}) {  // whole batch in one chunk, and one image per chunk
+    using Fused = Sequential<Conv2d<double>, Relu<double>>;
+    Fused fused(Conv2d<double>(ImageShape{3, 9, 7}, 4, 3, 2, 1), Relu<double>(4 * 5 * 4));
+    Conv2d<double> conv(ImageShape{3, 9, 7}, 4, 3, 2, 1);
+    Relu<double> relu(4 * 5 * 4);
+    if (limit == 1) {
+      fused.layer<0>().set_workspace_limit(1);
+      conv.set_workspace_limit(1);
+    }
+    auto sf = random_parameters(fused, rng);
+    ParameterStore<double> su;
+    bind_layers(su, conv);
+    su.values = sf.values;
+    const Mat x = random_matrix(conv.input_size(), 5, rng), dy = random_matrix(conv.output_size(), 5, rng);
+    const Mat& yf = fused.forward(x);
+    const Mat& yu = relu.forward(conv.forward(x));
+    CHECK(yf == yu);
+    CHECK((yf.array() == 0.0).count() > 0);  // some units are cut, so the mask matters
+    const Mat& dxf = fused.backward(dy);
+    const Mat& dxu = conv.backward(relu.backward(dy));
+    CHECK(dxf == dxu);
+    CHECK(sf.gradients == su.gradients);
+    CHECK(fused.output().data() == fused.layer<1>().output().data());
+  }
+  // And through finite differences, as a layer of its own.
+  Rng rng2(13);
+  Sequential<Conv2d<double>, Relu<double>> pair(Conv2d<double>(ImageShape{2, 6, 5}, 3, 3, 2, 1), Relu<double>(3 * 3 * 3));
+  const auto result = check_layer_gradients(pair, 3, rng2);
+  INFO("parameters: ", result.parameters.report(), " input: ", result.input.report());
+  CHECK(result.passed());
+}
+
 TEST_CASE("conv layers: shape errors") {
   CHECK_THROWS_AS(Conv2d<double>(ImageShape{1, 3, 3}, 2, 5), ShapeError);        // kernel larger than image
   CHECK_NOTHROW(Conv2d<double>(ImageShape{1, 3, 3}, 2, 5, 1, 1));                // ...fits with padding

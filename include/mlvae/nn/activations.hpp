@@ -156,6 +156,14 @@ public:
 
   /// The output of the last forward() (size x batch).
   const Matrix<T>& output() const { return output_; }
+  /// For Sequential's fusion (nn/sequential.hpp), where the layer before writes f(its output)
+  /// straight here in its own output pass: the output buffer, shaped size x cols. The layer then
+  /// holds no input, and the producing layer applies f' in its backward.
+  Matrix<T>& fused_output(Index cols) {
+    ensure_shape(output_, size_, cols);
+    input_ = nullptr;
+    return output_;
+  }
   /// The activation's parameters (e.g. the leaky ReLU slope); used by the device mirror.
   const Op& op() const { return op_; }
 

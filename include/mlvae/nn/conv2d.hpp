@@ -94,13 +94,41 @@ public:
 
   /// Convolves x (C·H·W x batch, CHW columns); returns out_channels·OH·OW x batch. Throws ShapeError on a wrong row count.
   const Matrix<T>& forward(const Matrix<T>& x) {
+    run_forward<false>(x, output_);
+    return output_;
+  }
+
+  /// Marks the layer as able to write a following Relu itself (nn/sequential.hpp fuses the pair).
+  static constexpr bool fuses_relu = true;
+  /// Fused with a following ReLU: writes max(conv(x), 0) into `out` (shaped by the caller,
+  /// output_size() x batch) in the pass that adds the bias, where the two layers would make three
+  /// passes. output() is not written. Throws ShapeError on a wrong row count.
+  void forward_relu(const Matrix<T>& x, Matrix<T>& out) { run_forward<true>(x, out); }
+
+  /// Adds dW and db to the gradients; returns dx (C·H·W x batch; empty unless need_input_gradient).
+  /// Throws ShapeError before forward() or when dy is not output_size() x batch.
+  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+    return run_backward(dy, nullptr, need_input_gradient);
+  }
+  /// Backward of forward_relu: dy is the gradient at the ReLU's output y (the `out` of forward_relu);
+  /// the ReLU's derivative [y > 0] is applied as dy is read. Same results as the two layers' backward.
+  const Matrix<T>& backward_relu(const Matrix<T>& dy, const Matrix<T>& y, bool need_input_gradient = true) {
+    require<ShapeError>(y.rows() == output_size() && y.cols() == dy.cols(), described(*this),
+                        ": expected the ReLU output ", output_size(), "x", dy.cols(), ", found ", y.rows(), "x",
+                        y.cols());
+    return run_backward(dy, &y, need_input_gradient);
+  }
+
+private:
+  template <bool Relu>
+  void run_forward(const Matrix<T>& x, Matrix<T>& output) {
     require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(),
                         " rows (", described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(),
                         ")");
     input_ = &x;
     const Index n = x.cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
     plan(n);
-    ensure_shape(output_, output_size(), n);
+    ensure_shape(output, output_size(), n);
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
       im2col(geom_, x.data() + start * input_size(), count, cols_.data());
@@ -109,18 +137,19 @@ public:
       forward_gemm_.run(Transpose::No, Transpose::Yes, cols, weight_, y, false);  // y = cols Wᵀ
       parallel_columns(count, P * OC, [&](Index begin, Index end) {
         for (Index j = begin; j < end; ++j) {
-          MatrixMap<T> out(output_.data() + (start + j) * output_size(), P, OC);
-          out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
+          MatrixMap<T> out(output.data() + (start + j) * output_size(), P, OC);
+          if constexpr (Relu)
+            out.noalias() = (y.middleRows(j * P, P).rowwise() + bias_.transpose()).cwiseMax(T(0));
+          else
+            out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
         }
       });
     }
     cols_hold_batch_ = chunk_ >= n;
-    return output_;
   }
 
-  /// Adds dW and db to the gradients; returns dx (C·H·W x batch; empty unless need_input_gradient).
-  /// Throws ShapeError before forward() or when dy is not output_size() x batch.
-  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+  // relu_out: the fused ReLU's output (dy is masked by [relu_out > 0]), or null.
+  const Matrix<T>& run_backward(const Matrix<T>& dy, const Matrix<T>* relu_out, bool need_input_gradient) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
     require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, described(*this), ": expected gradient ",
@@ -133,8 +162,15 @@ public:
       const MatrixMap<T> cols(cols_.data(), count * P, PK);
       MatrixMap<T> dy_chunk(rows_.data(), count * P, OC);
       parallel_columns(count, P * OC, [&](Index begin, Index end) {
-        for (Index j = begin; j < end; ++j)
-          dy_chunk.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(dy.data() + (start + j) * output_size(), P, OC);
+        for (Index j = begin; j < end; ++j) {
+          const Eigen::Map<const Matrix<T>> dy_j(dy.data() + (start + j) * output_size(), P, OC);
+          if (relu_out) {
+            const Eigen::Map<const Matrix<T>> y_j(relu_out->data() + (start + j) * output_size(), P, OC);
+            dy_chunk.middleRows(j * P, P) = (y_j.array() > T(0)).select(dy_j, T(0));
+          } else {
+            dy_chunk.middleRows(j * P, P) = dy_j;
+          }
+        }
       });
       weight_grad_gemm_.run(Transpose::Yes, Transpose::No, dy_chunk, cols, weight_grad_, true);  // dW += dyᵀ cols
       bias_grad_ += dy_chunk.colwise().sum().transpose();
@@ -147,7 +183,8 @@ public:
     return input_grad_;
   }
 
-  /// The output of the last forward() (output_size() x batch).
+public:
+  /// The output of the last forward() (output_size() x batch; not written by forward_relu).
   const Matrix<T>& output() const { return output_; }
   /// The kernels W (out_channels x C·k·k; column (c·k + i)·k + j), a view into the parameter store.
   MatrixMap<T>& weight() { return weight_; }
