@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds mlvae (release preset) and runs the whole test suite: configure, build (2 jobs), ctest;
-# then, when nvcc is present, every CUDA translation unit (build/cuda) and the GPU tests; then the
+# then the OpenBLAS-backend build of the threading/gradient/allocation tests; then, when nvcc is present, every CUDA translation unit (build/cuda) and the GPU tests; then the
 # same tests built with ASan + UBSan (preset asan; MLVAE_SKIP_ASAN=1 skips it).
 # Installs the Debian packages first when run as root (set MLVAE_SKIP_APT=1 to skip).
 set -euo pipefail
@@ -9,6 +9,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/install_deps.sh
 install_packages
 cmake --workflow --preset release
+
+# The optional OpenBLAS GEMM backend (-DMLVAE_GEMM_BACKEND=OpenBLAS, docs/performance.md): the
+# threading, gradient, conv, training and zero-allocation tests built on it (preset `openblas`);
+# MLVAE_SKIP_OPENBLAS=1 skips it.
+if [[ "${MLVAE_SKIP_OPENBLAS:-0}" != 1 ]]; then
+  cmake --workflow --preset openblas
+fi
 
 # CUDA: when nvcc is present (/usr/local/cuda on our machines), compile every CUDA translation unit
 # (target mlvae_cuda_all, warnings are errors) and run the GPU tests (CTest label gpu), which say
