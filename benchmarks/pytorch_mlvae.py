@@ -25,6 +25,9 @@ scripts/run_benchmarks.sh runs every configuration (docs/performance.md, "The co
                  generates C++/OpenMP kernels); the compile happens during the warm-up steps.
   --fused-adam   torch.optim.Adam(fused=True) (one kernel for all parameters; PyTorch >= 2.4).
   --show-config  print torch.__config__.show() and the thread settings, then exit.
+  --bf16         torch.autocast("cpu", dtype=torch.bfloat16) around the loss: Linear/conv in
+                 bfloat16 (oneDNN, AMX where the CPU has it), reductions and the loss in float32;
+                 the reference for mlvae's optional bfloat16 products (--precision bf16).
 Prints:  # <kernels line: torch version, threads, BLAS, OpenBLAS core, CPU capability, OMP_WAIT_POLICY>
          RESULT pytorch <arch>[_compile] images_per_s=<median> best_images_per_s=.. ms_per_step=..
          threads=.. cpu_ms_per_step=.. images_per_cpu_s=..   (process CPU time: robust to other load)
@@ -168,6 +171,7 @@ def main():
     p.add_argument("--compile", action="store_true", help="torch.compile the loss (PyTorch 2.x)")
     p.add_argument("--fused-adam", action="store_true", help="Adam(fused=True) (PyTorch >= 2.4)")
     p.add_argument("--show-config", action="store_true", help="print torch.__config__.show() and exit")
+    p.add_argument("--bf16", action="store_true", help="autocast the loss to bfloat16 on the CPU")
     p.add_argument("--keep-blas", action="store_true",
                    help="leave OpenBLAS kernel detection and threading alone (see fix_openblas)")
     a = p.parse_args()
@@ -203,7 +207,11 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(x, a.groups)
+        if a.bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = loss_fn(x, a.groups)
+        else:
+            loss = loss_fn(x, a.groups)
         loss.backward()
         opt.step()
         return loss
@@ -226,7 +234,7 @@ def main():
     print(f"{kernels_line(a.threads)}, {params} parameters, batch {n}, warm-up {warmup_s:.1f} s")
     if cuda:
         print(f"# device {torch.cuda.get_device_name(device)}, groups {a.groups} x {a.group_size}")
-    print(f"RESULT pytorch {a.arch}{'_jit' if a.jit else ''}{'_compile' if a.compile else ''} images_per_s={n / med:.1f} "
+    print(f"RESULT pytorch {a.arch}{'_jit' if a.jit else ''}{'_compile' if a.compile else ''}{'_bf16' if a.bf16 else ''} images_per_s={n / med:.1f} "
           f"best_images_per_s={n / best:.1f} ms_per_step={med * 1e3:.4f} threads={a.threads} device={a.device} "
           f"cpu_ms_per_step={min(cpu) * 1e3:.4f} images_per_cpu_s={n / min(cpu):.1f}")
     sys.stdout.flush()

@@ -12,7 +12,9 @@
 #      pip-eager       a current PyTorch 2.x wheel (bundled MKL + oneDNN) in a virtual environment
 #                      (TORCH_VENV, default ~/.cache/mlvae-torch-venv; created with
 #                      `/usr/bin/python3 -m venv` + `pip install torch` when missing), Adam(fused=True);
-#      pip-compile     the same under torch.compile (inductor C++/OpenMP kernels), Adam(fused=True).
+#      pip-compile     the same under torch.compile (inductor C++/OpenMP kernels), Adam(fused=True);
+#      pip-bf16        the same eager model under torch.autocast(bfloat16): the reference for
+#                      mlvae's optional bfloat16 products (build "bf16" below), never for float32.
 #    Each configuration's kernels (torch.__config__.show(), BLAS, OpenBLAS core type, oneDNN, CPU
 #    capability, threads, OMP_WAIT_POLICY) are printed before it is measured.
 # 2. The GEMM underneath: bench_gemm measures Eigen (mlvae::Gemm), OpenBLAS, BLIS and oneDNN,
@@ -22,7 +24,8 @@
 # 3. mlvae's step (bench_mlvae_step) and every PyTorch configuration, interleaved for ROUNDS
 #    rounds so all see the same machine, best round of each kept.
 # 4. Prints, per arch: the HEADLINE ratio mlvae (at the largest thread count) / the FASTEST
-#    PyTorch configuration of this run (any configuration, any thread count), then the table of
+#    float32 PyTorch configuration of this run (any configuration, any thread count; mlvae's bf16
+#    row against the fastest of any precision), then the table of
 #    every configuration, and the step's fraction of the sgemm and FMA peaks.
 # 5. Times a clean build of one example (train_mlvae).
 #
@@ -36,8 +39,8 @@
 # mlvae itself is measured in its default build (Eigen GEBP, BUILD_DIR) and, when OpenBLAS's
 # headers are installed (libopenblas-dev), with -DMLVAE_GEMM_BACKEND=OpenBLAS (OPENBLAS_BUILD_DIR).
 #
-# Environment: THREADS ("2 1"), ARCHS ("mlp conv28"), CONFIGS ("debian-passive pip-eager pip-compile"),
-# MLVAE_BUILDS ("eigen openblas"), OPENBLAS_BUILD_DIR (build/release-openblas),
+# Environment: THREADS ("2 1"), ARCHS ("mlp conv28"), CONFIGS ("debian-passive pip-eager pip-compile pip-bf16"),
+# MLVAE_BUILDS ("eigen openblas bf16"), OPENBLAS_BUILD_DIR (build/release-openblas),
 # ROUNDS (2), STEPS (50; conv28: CONV_STEPS, 8), REPS (5), WARMUP (10; conv28 and torch.compile: more),
 # BUILD_DIR (build/release), TORCH_VENV, SKIP_INSTALL=1, SKIP_COMPILE_TIME=1, SKIP_GEMM=1,
 # QUIET_WAIT (seconds to wait for an idle CPU before each measurement, 20),
@@ -48,7 +51,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 THREADS=${THREADS:-"2 1"}
 ARCHS=${ARCHS:-"mlp conv28"}
-CONFIGS=${CONFIGS:-"debian-passive pip-eager pip-compile"}
+CONFIGS=${CONFIGS:-"debian-passive pip-eager pip-compile pip-bf16"}
 ROUNDS=${ROUNDS:-2}
 STEPS=${STEPS:-50}
 CONV_STEPS=${CONV_STEPS:-8}
@@ -56,7 +59,7 @@ REPS=${REPS:-5}
 WARMUP=${WARMUP:-10}
 BUILD_DIR=${BUILD_DIR:-build/release}
 OPENBLAS_BUILD_DIR=${OPENBLAS_BUILD_DIR:-build/release-openblas}
-MLVAE_BUILDS=${MLVAE_BUILDS:-"eigen openblas"}
+MLVAE_BUILDS=${MLVAE_BUILDS:-"eigen openblas bf16"}
 DEBIAN_PYTHON=/usr/bin/python3
 TORCH_VENV=${TORCH_VENV:-$HOME/.cache/mlvae-torch-venv}
 QUIET_WAIT=${QUIET_WAIT:-20}
@@ -105,7 +108,14 @@ config_env() {  # name threads
     *) echo "" ;;
   esac
 }
-config_args() { case $1 in pip-eager) echo "--fused-adam" ;; pip-compile) echo "--compile --fused-adam" ;; *) echo "" ;; esac; }
+config_args() {
+  case $1 in
+    pip-eager) echo "--fused-adam" ;;
+    pip-compile) echo "--compile --fused-adam" ;;
+    pip-bf16) echo "--fused-adam --bf16" ;;  # autocast to bfloat16: the reference for mlvae's bf16 build
+    *) echo "" ;;
+  esac
+}
 run_config() {  # name threads arch steps warmup [extra args]
   local name=$1 t=$2 arch=$3 steps=$4 warmup=$5
   shift 5
@@ -128,6 +138,12 @@ if [[ ${GPU:-auto} != only ]]; then
   for b in $MLVAE_BUILDS; do
     case $b in
       eigen) builds+=" eigen" ;;
+      bf16)  # the Eigen build with --precision bf16 (AMX), where the CPU and the build have it
+        if "$BIN/bench_mlvae_step" --arch mlp --threads 1 --steps 1 --reps 1 --warmup 1 --precision bf16 >/dev/null 2>&1; then
+          builds+=" bf16"
+        else
+          say "bf16: bench_mlvae_step --precision bf16 does not run here (no AMX-BF16?): skipped"
+        fi ;;
       openblas)
         [[ -f /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h ]] || apt_install libopenblas-dev || true
         if cmake -S . -B "$OPENBLAS_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DMLVAE_BUILD_BENCHMARKS=ON \
@@ -139,7 +155,8 @@ if [[ ${GPU:-auto} != only ]]; then
         fi ;;
     esac
   done
-step_bin() { case $1 in eigen) echo "$BIN/bench_mlvae_step" ;; openblas) echo "$OPENBLAS_BUILD_DIR/bin/bench_mlvae_step" ;; esac; }
+step_bin() { case $1 in eigen | bf16) echo "$BIN/bench_mlvae_step" ;; openblas) echo "$OPENBLAS_BUILD_DIR/bin/bench_mlvae_step" ;; esac; }
+step_args() { [[ $1 == bf16 ]] && echo "--precision bf16" || true; }
 fi
 
 # ---- helpers ----------------------------------------------------------------
@@ -271,8 +288,9 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $THREADS; do
       for b in $builds; do
         wait_quiet
+        # shellcheck disable=SC2046
         line=$("$(step_bin "$b")" --arch "$arch" --threads "$t" --steps "$steps" --reps "$REPS" \
-                 --warmup "$warmup" --peak-gflops "${PEAK[$t]}" | grep '^RESULT')
+                 --warmup "$warmup" --peak-gflops "${PEAK[$t]}" $(step_args "$b") | grep '^RESULT')
         echo "round $round: $b $line" | tee -a "$LOG"
         ips=$(echo "$line" | field images_per_s)
         if [[ $(maxnum "${MLVAE[$arch,$b,$t]:-}" "$ips") == "$ips" ]]; then
@@ -300,19 +318,25 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 {
   echo
   for arch in $ARCHS; do
-    best="" best_cfg=""
+    # float32 against the fastest float32 PyTorch; mlvae's bf16 products against the fastest
+    # PyTorch of either precision (its bf16 autocast included).
+    best="" best_cfg="" best_any="" best_any_cfg=""
     for cfg in $available; do
       for t in $THREADS; do
         v=${TORCH[$arch,$cfg,$t]:-}
-        [[ -n $v && $(maxnum "$best" "$v") == "$v" ]] && { best=$v; best_cfg="$cfg, $t thread(s)"; }
+        [[ -z $v ]] && continue
+        [[ $cfg != *bf16* && $(maxnum "$best" "$v") == "$v" ]] && { best=$v; best_cfg="$cfg, $t thread(s)"; }
+        [[ $(maxnum "$best_any" "$v") == "$v" ]] && { best_any=$v; best_any_cfg="$cfg, $t thread(s)"; }
       done
     done
     BEST[$arch]=$best
     for b in $builds; do
       m=${MLVAE[$arch,$b,$MAX_T]:-}
+      ref=$best ref_cfg="float32: $best_cfg"
+      [[ $b == bf16 ]] && { ref=$best_any; ref_cfg="any precision: $best_any_cfg"; }
       printf '**%s: mlvae (%s build) at %s threads %.0f images/s; fastest PyTorch (%s) %s images/s: %s**\n' "$arch" \
-        "$b" "$MAX_T" "$m" "${best_cfg:-none}" "$(awk -v b="$best" 'BEGIN { printf (b == "" ? "-" : "%.0f"), b }')" \
-        "$(ratio "$m" "$best")"
+        "$b" "$MAX_T" "$m" "${ref_cfg}" "$(awk -v b="$ref" 'BEGIN { printf (b == "" ? "-" : "%.0f"), b }')" \
+        "$(ratio "$m" "$ref")"
     done
   done
   echo
@@ -323,6 +347,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
       for t in $THREADS; do
         kern="Eigen GEBP via mlvae::Gemm (columns split over threads)"
         [[ $b == openblas ]] && kern="OpenBLAS cblas_sgemm, single-threaded per fixed block of C (-DMLVAE_GEMM_BACKEND=OpenBLAS)"
+        [[ $b == bf16 ]] && kern="bfloat16 inputs, float32 accumulation on AMX tiles (--precision bf16; parameters and Adam in float32)"
         printf '| %s | mlvae (%s) | %s | %.0f | %.0f | %s | %s | %s |\n' "$arch" "$b" "$t" "${MLVAE[$arch,$b,$t]:-0}" \
           "${MLVAE_CPU[$arch,$b,$t]:-0}" "$(ratio "${MLVAE[$arch,eigen,$MAX_T]:-}" "${MLVAE[$arch,$b,$t]:-}")" \
           "$(ratio "${MLVAE[$arch,eigen,$t]:-}" "${MLVAE[$arch,$b,$t]:-}")" "$kern"
@@ -374,7 +399,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     echo
   fi
   echo "(best of $ROUNDS interleaved rounds; each = median of $REPS x $STEPS steps (conv28: $CONV_STEPS) after warm-up;"
-  echo " batch 256 = 16 groups x 16, float32; step GFLOP/s = analytic GEMM FLOPs / wall time)"
+  echo " batch 256 = 16 groups x 16, float32 (bf16 rows: products in bfloat16); step GFLOP/s = analytic GEMM FLOPs / wall time)"
 } | tee -a "$LOG"
 
 # ---- 5. compile time --------------------------------------------------------
