@@ -11,7 +11,8 @@
 //    equal Conv2d's after NCHW<->NHWC conversion (double to 1e-12, float to 1e-4 relative), and a
 //    central finite-difference check of the NHWC backward in double (2 images, 3x5x5, k3 s2 p1).
 // 2. Timing, float, --batch (256): conv28's two convolutions, conv1 1x28x28->32 (k4 s2 p1) and
-//    conv2 32x14x14->64 (k4 s2 p1); forward, backward (with dx) and forward+backward, at each of
+//    conv2 32x14x14->64 (k4 s2 p1); forward, backward (with dx), forward+backward, and
+//    forward+backward without dx (fwdbwd_nodx: how a model's first layer runs), at each of
 //    --threads (1,2); median of --reps repetitions of --iters calls after --warmup calls. Phase
 //    shares: NHWC from timers inside the layer; NCHW from the library's im2col/col2im run alone on
 //    the same chunks (products = total − that).
@@ -362,7 +363,7 @@ double median(std::vector<double> v) {
 }
 
 struct Timing {
-  double fwd = 0, bwd = 0, fwdbwd = 0;  // ms per call, median
+  double fwd = 0, bwd = 0, fwdbwd = 0, fwdbwd_nodx = 0;  // ms per call, median
 };
 
 template <typename Layer>
@@ -371,7 +372,7 @@ Timing time_layer(Layer& layer, const Matrix<float>& x, const Matrix<float>& dy,
     layer.forward(x);
     layer.backward(dy);
   }
-  std::vector<double> f, b, fb;
+  std::vector<double> f, b, fb, fbn;
   for (int r = 0; r < reps; ++r) {
     auto t0 = Clock::now();
     for (int i = 0; i < iters; ++i) layer.forward(x);
@@ -385,8 +386,14 @@ Timing time_layer(Layer& layer, const Matrix<float>& x, const Matrix<float>& dy,
       layer.backward(dy);
     }
     fb.push_back(seconds_since(t0) * 1e3 / iters);
+    t0 = Clock::now();
+    for (int i = 0; i < iters; ++i) {  // as for a model's first layer: no input gradient
+      layer.forward(x);
+      layer.backward(dy, false);
+    }
+    fbn.push_back(seconds_since(t0) * 1e3 / iters);
   }
-  return {median(f), median(b), median(fb)};
+  return {median(f), median(b), median(fb), median(fbn)};
 }
 
 // The library's im2col + col2im alone on Conv2d's chunks: its data-movement share.
@@ -481,7 +488,8 @@ int main(int argc, char** argv) {
         double flop, nchw, nhwc;
       };
       for (const Row& r : {Row{"fwd", flop_product, a.fwd, b.fwd}, Row{"bwd", 2 * flop_product, a.bwd, b.bwd},
-                           Row{"fwdbwd", 3 * flop_product, a.fwdbwd, b.fwdbwd}}) {
+                           Row{"fwdbwd", 3 * flop_product, a.fwdbwd, b.fwdbwd},
+                           Row{"fwdbwd_nodx", 2 * flop_product, a.fwdbwd_nodx, b.fwdbwd_nodx}}) {
         std::printf("RESULT conv_layout layer=%s layout=nchw threads=%d pass=%s ms=%.3f gflops=%.1f chunk=%ld\n",
                     c.name, t, r.pass, r.nchw, r.flop / r.nchw * 1e-6, static_cast<long>(lib.chunk_size()));
         std::printf("RESULT conv_layout layer=%s layout=nhwc threads=%d pass=%s ms=%.3f gflops=%.1f chunk=%ld\n",
