@@ -2,8 +2,8 @@
 // forward, backward, Adam) on the MLP ML-VAE and forward_backward + Adam on the conv ML-VAE make
 // zero calls to malloc/calloc/realloc, with 1 and with 2 threads; so do the same steps in bfloat16
 // (nn/gemm_bf16.hpp), and DeviceTrainer::step on the device layer's CPU device (DefaultDevice).
-// This executable replaces the C allocator entry points with counting wrappers around glibc's, so it is built on its own and
-// not under the sanitizers (which interpose the same functions).
+// This executable replaces the C allocator entry points with counting wrappers around glibc's, so
+// it is built on its own and not under the sanitizers (which interpose the same functions).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
