@@ -4,7 +4,7 @@
 # float32 sums, Intel AMX; include/mlvae/nn/gemm_bf16.hpp), for each seed; docs/performance.md,
 # "Reduced precision (bfloat16, optional)".
 #
-#   scripts/bf16_experiment.sh                     # EPOCHS=10 SEEDS="1 2" THREADS=2
+#   scripts/bf16_experiment.sh                     # EPOCHS=30 SEEDS="1 2 3" THREADS=2
 #   EPOCHS=3 SEEDS=1 scripts/bf16_experiment.sh
 #
 # Needs a CPU with AMX-BF16 (Sapphire Rapids or later; train_mlvae says what is missing otherwise).
@@ -14,12 +14,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-EPOCHS=${EPOCHS:-10}
-SEEDS=${SEEDS:-"1 2"}
+EPOCHS=${EPOCHS:-30}
+SEEDS=${SEEDS:-"1 2 3"}
 THREADS=${THREADS:-2}
 BUILD_DIR=${BUILD_DIR:-build/release}
 OUT=${OUT:-out/bf16_experiment}
 GROUP_SIZE=16
+mkdir -p "$OUT"
 
 if [[ ! -x "$BUILD_DIR/bin/train_mlvae" || "${REBUILD:-1}" == 1 ]]; then
   [[ -f "$BUILD_DIR/CMakeCache.txt" ]] || cmake --preset release
