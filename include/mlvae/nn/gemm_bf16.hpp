@@ -408,8 +408,11 @@ public:
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     int threads = work >= parallel_threshold ? compute_threads() : 1;
     threads = static_cast<int>(std::min<Index>(threads, jbs));
+    // op(A) is packed once, on the calling thread: every thread reads all of it, and a barrier
+    // inside the parallel region would cost more than the packing saves when the cores are
+    // oversubscribed (a waiting thread spins away its time slice).
+    detail::bf16_pack_a(transpose_a, m, k, a, lda, 0, ibs, packed_a);
     if (threads <= 1) {
-      detail::bf16_pack_a(transpose_a, m, k, a, lda, 0, ibs, packed_a);
       detail::bf16_compute(transpose_b, m, n, k, b, ldb, packed_a, packed_b, c, ldc, accumulate, 0, jbs);
       return;
     }
@@ -417,13 +420,10 @@ public:
 #pragma omp parallel num_threads(threads)
     {
       const Index t = omp_get_thread_num(), count = omp_get_num_threads();
-      detail::bf16_pack_a(transpose_a, m, k, a, lda, ibs * t / count, ibs * (t + 1) / count, packed_a);
-#pragma omp barrier
       detail::bf16_compute(transpose_b, m, n, k, b, ldb, packed_a, packed_b, c, ldc, accumulate, jbs * t / count,
                            jbs * (t + 1) / count);
     }
 #else
-    detail::bf16_pack_a(transpose_a, m, k, a, lda, 0, ibs, packed_a);
     detail::bf16_compute(transpose_b, m, n, k, b, ldb, packed_a, packed_b, c, ldc, accumulate, 0, jbs);
 #endif
 #else
