@@ -36,8 +36,10 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && (defined(__clang__) ? (__clang_major__ >= 12) : (defined(__GNUC__) && __GNUC__ >= 11))
-/// 1 where the AMX kernel is compiled (x86-64 with GCC >= 11 or Clang >= 12), else 0.
+#if defined(__x86_64__) && !defined(MLVAE_NO_AMX) && \
+    (defined(__clang__) ? (__clang_major__ >= 12) : (defined(__GNUC__) && __GNUC__ >= 11))
+/// 1 where the AMX kernel is compiled (x86-64 with GCC >= 11 or Clang >= 12, unless MLVAE_NO_AMX
+/// is defined), else 0: then selecting BFloat16 raises an ArgumentError.
 #define MLVAE_BF16_AMX 1
 #include <cpuid.h>
 #include <immintrin.h>
@@ -157,7 +159,8 @@ inline const Bf16Support& bf16_support() {
   return support;
 #else
   static const Bf16Support none{false, "bfloat16 products need AMX-BF16, an x86-64 CPU feature (this build is not "
-                                       "for x86-64, or its compiler is older than GCC 11 / Clang 12)"};
+                                       "for x86-64, its compiler is older than GCC 11 / Clang 12, or it defines "
+                                       "MLVAE_NO_AMX)"};
   return none;
 #endif
 }
