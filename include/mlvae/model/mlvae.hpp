@@ -317,6 +317,7 @@ private:
     terms.loss += cycle_loss(groups, n, offsets, true);
     const Matrix<T>& h2 = trunk_.forward(x);
     const Matrix<T>& co2 = content_head_.forward(h2);
+    ensure_shape(d_content_out_, 2 * C, n);  // not shaped yet when the heads were stacked
     d_content_out_.setZero();
     auto dc_mean2 = d_content_out_.topRows(C);
     auto dc_logvar2 = d_content_out_.bottomRows(C);
