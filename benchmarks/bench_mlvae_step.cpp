@@ -4,6 +4,8 @@
 //
 //   --arch mlp    make_mlp_mlvae<float>(784, 500, 10, 10)   (the paper's MNIST MLP)
 //   --arch conv28 make_conv28_mlvae<float>(10, 10)          (only if model/conv_architectures.hpp exists)
+//   --precision float32|bf16  arithmetic of the products (bf16: bfloat16 operands, float32 sums, AMX;
+//                             nn/gemm_bf16.hpp)
 //
 // Batch: --groups x --group-size columns of uniform [0,1) data, contiguous equal-size groups.
 // Timing: --warmup steps, then --reps repetitions of --steps steps; reports the median and the best.
@@ -13,7 +15,7 @@
 // --peak-gflops when given, e.g. bench_gemm's number).
 //
 // Output, machine-readable:
-//   RESULT mlvae <arch> images_per_s=<median> best_images_per_s=.. ms_per_step=.. threads=..
+//   RESULT mlvae <arch> images_per_s=<median> best_images_per_s=.. ms_per_step=.. threads=.. precision=..
 //          gflop_per_step=.. gflops=.. peak_gflops=.. peak_fraction=.. cpu_ms_per_step=.. images_per_cpu_s=..
 //   (cpu_*: process CPU time, all threads, best repetition — robust to other load on the machine)
 // GCC 12 with -march=native on AVX-512 machines warns (-Werror) about the deliberately
@@ -61,6 +63,7 @@ struct Options {
   Index groups = 16;
   Index group_size = 16;
   std::string arch = "mlp";
+  std::string precision = "float32";
   double peak_gflops = 0;  // 0: measure
   bool phases = false;
   bool gemm_shapes = false;
@@ -181,9 +184,11 @@ void report(const std::string& arch, const Options& o, const Timing& t, double f
     std::printf("# phases (best of %d x %d): forward %.3f ms, forward+backward %.3f ms, adam %.3f ms, step %.3f ms\n",
                 o.reps, o.steps, t.forward_s * 1e3, t.forward_backward_s * 1e3, t.adam_s * 1e3, t.best_s * 1e3);
   std::printf(
-      "RESULT mlvae %s images_per_s=%.1f best_images_per_s=%.1f ms_per_step=%.4f threads=%d gflop_per_step=%.4f "
-      "gflops=%.2f peak_gflops=%.2f peak_fraction=%.3f cpu_ms_per_step=%.4f images_per_cpu_s=%.1f\n",
-      arch.c_str(), n / t.median_s, n / t.best_s, t.median_s * 1e3, o.threads, flop * 1e-9, gflops, peak,
+      "RESULT mlvae %s images_per_s=%.1f best_images_per_s=%.1f ms_per_step=%.4f threads=%d precision=%s "
+      "gflop_per_step=%.4f gflops=%.2f peak_gflops=%.2f peak_fraction=%.3f cpu_ms_per_step=%.4f "
+      "images_per_cpu_s=%.1f\n",
+      arch.c_str(), n / t.median_s, n / t.best_s, t.median_s * 1e3, o.threads, o.precision.c_str(), flop * 1e-9,
+      gflops, peak,
       gflops / peak, t.best_cpu_s * 1e3, n / t.best_cpu_s);
 }
 
@@ -199,6 +204,9 @@ int main(int argc, char** argv) {
   app.add_option("--groups", o.groups, "groups per minibatch")->check(CLI::PositiveNumber);
   app.add_option("--group-size", o.group_size, "observations per group")->check(CLI::PositiveNumber);
   app.add_option("--arch", o.arch, "model")->check(CLI::IsMember({"mlp", "conv28"}));
+  app.add_option("--precision", o.precision,
+                 "arithmetic of the products: float32, or bf16 (bfloat16 operands, float32 sums; needs AMX-BF16)")
+      ->check(CLI::IsMember({"float32", "bf16"}));
   app.add_option("--peak-gflops", o.peak_gflops, "sgemm peak to compare with (0: measure 1024^3 now)");
   app.add_flag("--phases", o.phases, "also time forward, forward+backward and Adam separately");
   app.add_flag("--gemm-shapes", o.gemm_shapes,
@@ -227,6 +235,7 @@ int main(int argc, char** argv) {
 
   if (o.arch == "mlp") {
     auto model = mlvae::make_mlp_mlvae<float>(784, 500, 10, 10);
+    if (o.precision == "bf16") model.set_precision(mlvae::Precision::BFloat16);
     const std::vector<GemmLayer> layers{
         {500, 784, 1, true}, {20, 500, 1, false}, {20, 500, 1, false}, {500, 20, 1, false}, {784, 500, 1, false}};
     const Timing t = time_steps(model, o);
@@ -235,6 +244,7 @@ int main(int argc, char** argv) {
   }
 #if MLVAE_BENCH_HAVE_CONV
   auto model = mlvae::make_conv28_mlvae<float>(10, 10);
+  if (o.precision == "bf16") model.set_precision(mlvae::Precision::BFloat16);
   // Convolutions as im2col GEMMs: (C_out x C_in·k²)·(C_in·k² x N·H_out·W_out); a transposed
   // convolution is the backward-data GEMM of the forward one, the same FLOPs with the roles of
   // the channel counts swapped (here counted on the input pixels it scatters from).

@@ -54,6 +54,7 @@ struct Options {
   std::string on_divergence = "throw";
   std::string python = "/usr/bin/python3";
   std::string device = "cpu";      // cpu | cuda | cuda:N (examples/device_backend.hpp)
+  std::string precision = "float32";  // float32 | bf16 (mlvae/nn/gemm_bf16.hpp)
   long long stop_after_steps = 0;  // 0: run to --epochs
   Index shards = 0;                // --deterministic-shards; 0: plain step / MPI_Allreduce
   double mpi_timeout = 300;        // seconds a collective may take before the rank gives up
@@ -139,7 +140,7 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
   if (job.root()) fs::create_directories(opt.out_dir);
   const auto& train = data.train;
   const auto& test = data.test;
-  std::cout << "train_mlvae: " << data.description << "; " << threads << " thread(s)";
+  std::cout << "train_mlvae: " << data.description << "; " << threads << " thread(s); precision " << opt.precision;
   if (job.size > 1)
     std::cout << " per rank x " << job.size << " MPI ranks (each batch's groups split across them; "
               << (opt.shards > 0 ? "ordered reduction of " + std::to_string(opt.shards) + " shards" : std::string("MPI_Allreduce"))
@@ -149,6 +150,11 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
   std::cout << "\n";
   mlvae::require<mlvae::ShapeError>(train.x.rows() == model.data_size(), "the model expects ", model.data_size(),
                                     " features, the data have ", train.x.rows());
+  if (opt.precision == "bf16") {
+    mlvae::require<mlvae::ArgumentError>(opt.device == "cpu", "--precision bf16 runs on the CPU's AMX units; ",
+                                         "--device ", opt.device, " is not supported with it");
+    model.set_precision(mlvae::Precision::BFloat16);  // ArgumentError naming what the CPU lacks
+  }
   mlvae::Rng init(opt.seed);
   model.initialize(init);
   std::cout << model.describe() << "\n  " << model.parameters().size() << " parameters\n";
@@ -394,6 +400,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", opt.threads, "threads (0: OMP_NUM_THREADS or all cores); results do not depend on it")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lr", opt.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--precision", opt.precision,
+                 "arithmetic of the matrix products: float32, or bf16 (operands rounded to bfloat16, float32 sums, "
+                 "on Intel AMX; parameters and Adam stay float32)")
+      ->check(CLI::IsMember({"float32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--arch", opt.arch,
                  "model: mlp (tanh MLP, sizes from --hidden/--layers/--style/--content), conv28 (conv encoder, "
                  "transposed-conv decoder, 28x28 images) or conv64 (the 64x64 conv architecture, on 28x28 images "

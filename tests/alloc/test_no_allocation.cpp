@@ -1,9 +1,9 @@
 // A steady-state training step touches no heap: after warm-up, Trainer::step (batch gathering,
 // forward, backward, Adam) on the MLP ML-VAE and forward_backward + Adam on the conv ML-VAE make
-// zero calls to malloc/calloc/realloc, with 1 and with 2 threads; so does DeviceTrainer::step on
-// the device layer's CPU device (DefaultDevice). This executable replaces the C
-// allocator entry points with counting wrappers around glibc's, so it is built on its own and
-// not under the sanitizers (which interpose the same functions).
+// zero calls to malloc/calloc/realloc, with 1 and with 2 threads; so do the same steps in bfloat16
+// (nn/gemm_bf16.hpp), and DeviceTrainer::step on the device layer's CPU device (DefaultDevice).
+// This executable replaces the C allocator entry points with counting wrappers around glibc's, so
+// it is built on its own and not under the sanitizers (which interpose the same functions).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -97,6 +97,47 @@ TEST_CASE("no allocation: steady-state conv ML-VAE steps") {
     const long n = allocations_during([&] { step(); step(); });
     INFO("threads = ", threads);
     CHECK(n == 0);
+  }
+}
+
+TEST_CASE("no allocation: steady-state bf16 ML-VAE steps") {
+  // The bfloat16 products (nn/gemm_bf16.hpp) keep their packing buffers: MLP steps through the
+  // Trainer and conv steps, after warm-up, with 1 and 2 threads. Skipped without AMX-BF16.
+  if (!mlvae::bfloat16_available()) {
+    MESSAGE("skipped: ", mlvae::detail::bf16_support().missing);
+    return;
+  }
+  const auto data = mlvae::load_fashion_mnist<float>("train", mlvae::fashion_mnist_default_dir(), 1280);
+  std::vector<int> keys(1280);
+  for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<int>(i % 10);
+  const mlvae::Matrix<float> conv_batch = data.images.leftCols(64);
+  const std::vector<mlvae::Index> offsets{0, 16, 32, 48, 64};
+  for (int threads : {1, 2}) {
+    mlvae::set_threads(threads);
+    auto model = mlvae::make_mlp_mlvae<float>();
+    model.set_precision(mlvae::Precision::BFloat16);
+    mlvae::Rng rng(1);
+    model.initialize(rng);
+    mlvae::Trainer<decltype(model)> trainer(model, data.images, keys, {});
+    mlvae::StepReport report;
+    for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));
+    const long n = allocations_during([&] {
+      for (int i = 0; i < 3; ++i) trainer.step(report);
+    });
+    auto conv = mlvae::make_conv28_mlvae<float>();
+    conv.set_precision(mlvae::Precision::BFloat16);
+    conv.initialize(rng);
+    mlvae::Adam<float> adam(conv.parameters().size());
+    auto step = [&] {
+      conv.forward_backward(conv_batch, offsets, rng);
+      adam.step(conv.parameters().values, conv.parameters().gradients);
+    };
+    step();
+    step();
+    const long n_conv = allocations_during([&] { step(); step(); });
+    INFO("threads = ", threads);
+    CHECK(n == 0);
+    CHECK(n_conv == 0);
   }
 }
 

@@ -120,6 +120,26 @@ public:
   /// The decoder, [s; c] -> the likelihood's parameters.
   Decoder& decoder() { return decoder_; }
 
+  /// Arithmetic of every matrix product of the model, forward and backward: Float32 (the
+  /// default) or BFloat16 (operands rounded to bfloat16, float32 sums; nn/gemm_bf16.hpp).
+  /// Parameters, gradients and the optimiser stay float32. Raises ArgumentError for BFloat16
+  /// when T is not float or the CPU lacks AMX-BF16 (the model is then unchanged).
+  void set_precision(Precision p) {
+    if (p == Precision::BFloat16) {
+      require<ArgumentError>(std::is_same_v<T, float>, "MLVAE: bfloat16 precision is for float models only (this ",
+                             "one is double)");
+      require_bfloat16();
+    }
+    detail::set_layer_precision(trunk_, p);
+    detail::set_layer_precision(style_head_, p);
+    detail::set_layer_precision(content_head_, p);
+    detail::set_layer_precision(decoder_, p);
+    detail::set_layer_precision(heads_, p);
+    precision_ = p;
+  }
+  /// The arithmetic of the model's products (Float32 unless set_precision chose BFloat16).
+  Precision precision() const { return precision_; }
+
   /// Architecture string, e.g. for checkpoints and logs.
   std::string describe() const {
     return detail::concat("MLVAE{trunk=", trunk_.describe(), ", style_head=", style_head_.describe(),
@@ -370,6 +390,7 @@ private:
   MLVAEOptions<T> options_;
   Index style_size_ = 0, content_size_ = 0;
   ParameterStore<T> params_;
+  Precision precision_ = Precision::Float32;
 
   // Workspaces, resized only when the batch shape changes.
   ContentPath<T> content_;

@@ -19,6 +19,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -180,6 +181,25 @@ public:
   std::string model_kind() const {
     return options_.objective == SemiSupervisedObjective::M2 ? "SemiSupervisedVAE/m2" : "SemiSupervisedVAE/siddharth";
   }
+
+  /// Arithmetic of every matrix product of the model, forward and backward: Float32 (the
+  /// default) or BFloat16 (operands rounded to bfloat16, float32 sums; nn/gemm_bf16.hpp).
+  /// Parameters, gradients and the optimiser stay float32. Raises ArgumentError for BFloat16
+  /// when T is not float or the CPU lacks AMX-BF16 (the model is then unchanged).
+  void set_precision(Precision p) {
+    if (p == Precision::BFloat16) {
+      require<ArgumentError>(std::is_same_v<T, float>, "SemiSupervisedVAE: bfloat16 precision is for float models ",
+                             "only (this one is double)");
+      require_bfloat16();
+    }
+    detail::set_layer_precision(trunk_, p);
+    detail::set_layer_precision(classifier_, p);
+    detail::set_layer_precision(style_head_, p);
+    detail::set_layer_precision(decoder_, p);
+    precision_ = p;
+  }
+  /// The arithmetic of the model's products (Float32 unless set_precision chose BFloat16).
+  Precision precision() const { return precision_; }
 
   /// Architecture and objective string, e.g. for checkpoints and logs.
   std::string describe() const {
@@ -469,6 +489,7 @@ private:
   SemiSupervisedOptions<T> options_;
   Index features_ = 0, classes_ = 0, latent_ = 0;
   ParameterStore<T> params_;
+  Precision precision_ = Precision::Float32;
   std::vector<Index> col_src_;
   std::vector<int> col_class_;
   Matrix<T> g_, log_probs_, eps_, gumbel_, soft_, style_in_, dec_in_, x_cols_, d_out_, d_u_, d_h_, d_logits_, d_soft_;

@@ -18,6 +18,7 @@
 #include "mlvae/nn/layer.hpp"
 
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <utility>
 
@@ -87,6 +88,23 @@ public:
   bool uses_kl_decomposition() const { return decomposition_.has_value(); }
   /// The decomposition's terms on the last batch (zero when it is not used).
   const KLDecompositionTerms& last_kl_decomposition() const { return last_decomposition_; }
+
+  /// Arithmetic of every matrix product of the model, forward and backward: Float32 (the
+  /// default) or BFloat16 (operands rounded to bfloat16, float32 sums; nn/gemm_bf16.hpp).
+  /// Parameters, gradients and the optimiser stay float32. Raises ArgumentError for BFloat16
+  /// when T is not float or the CPU lacks AMX-BF16 (the model is then unchanged).
+  void set_precision(Precision p) {
+    if (p == Precision::BFloat16) {
+      require<ArgumentError>(std::is_same_v<T, float>, "VAE: bfloat16 precision is for float models only (this ",
+                             "one is double)");
+      require_bfloat16();
+    }
+    detail::set_layer_precision(encoder_, p);
+    detail::set_layer_precision(decoder_, p);
+    precision_ = p;
+  }
+  /// The arithmetic of the model's products (Float32 unless set_precision chose BFloat16).
+  Precision precision() const { return precision_; }
 
   /// Architecture string, e.g. for checkpoints and logs.
   std::string describe() const {
@@ -196,6 +214,7 @@ private:
   T kl_weight_;
   Index latent_size_ = 0;
   ParameterStore<T> params_;
+  Precision precision_ = Precision::Float32;
   std::optional<KLDecomposition<T>> decomposition_;
   KLDecompositionTerms last_decomposition_;
   Matrix<T> eps_, z_, d_out_, d_enc_, dz_total_;

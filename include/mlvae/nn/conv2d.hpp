@@ -73,6 +73,16 @@ public:
     workspace_limit_ = bytes;
     batch_ = -1;  // re-plan on the next call
   }
+  /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
+  /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
+  void set_precision(Precision p) {
+    forward_gemm_.set_precision(p);
+    weight_grad_gemm_.set_precision(p);
+    input_grad_gemm_.set_precision(p);
+  }
+  /// The arithmetic of the layer's products.
+  Precision precision() const { return forward_gemm_.precision(); }
+
   /// Observations per chunk chosen for the current batch size (0 before the first forward).
   Index chunk_size() const { return chunk_; }
 

@@ -42,6 +42,16 @@ public:
     new (&bias_grad_) VectorMap<T>(gradients + out_ * in_, out_);
   }
 
+  /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
+  /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
+  void set_precision(Precision p) {
+    forward_gemm_.set_precision(p);
+    weight_grad_gemm_.set_precision(p);
+    input_grad_gemm_.set_precision(p);
+  }
+  /// The arithmetic of the layer's products.
+  Precision precision() const { return forward_gemm_.precision(); }
+
   /// Initialises W with the layer's Init scheme and sets b to zero.
   void initialize(Rng& rng) {
     initialize_weights(weight_, init_, in_, out_, rng);
@@ -166,6 +176,16 @@ public:
 
   /// The output of the last forward().
   const Matrix<T>& output() const { return output_; }
+
+  /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
+  /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
+  void set_precision(Precision p) {
+    forward_gemm_.set_precision(p);
+    weight_grad_gemm_.set_precision(p);
+    input_grad_gemm_.set_precision(p);
+  }
+  /// The arithmetic of the layer's products.
+  Precision precision() const { return forward_gemm_.precision(); }
 
 private:
   const Matrix<T>* input_ = nullptr;

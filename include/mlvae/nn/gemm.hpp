@@ -12,16 +12,22 @@
 /// multiply-adds stay on Eigen (OpenBLAS's small-matrix path allocates on every call); the larger
 /// ones allocate nothing (OpenBLAS keeps its buffers in its own pool). docs/performance.md,
 /// "The GEMM underneath".
+///
+/// Optional reduced precision (off by default): set_precision(Precision::BFloat16) on a
+/// Gemm<float> routes its products to the bfloat16-input / float32-accumulate AMX kernel of
+/// nn/gemm_bf16.hpp.
 #pragma once
 
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/threads.hpp"
 #include "mlvae/core/types.hpp"
+#include "mlvae/nn/gemm_bf16.hpp"
 
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -30,8 +36,6 @@
 
 #ifdef MLVAE_GEMM_OPENBLAS
 #include <cblas.h>
-
-#include <type_traits>
 #endif
 
 namespace mlvae {
@@ -54,14 +58,31 @@ template <typename T>
 class Gemm {
 public:
   Gemm() = default;
-  /// Copies nothing: the copy starts with empty buffers.
-  Gemm(const Gemm&) {}  // buffers are per instance; a copy starts empty
-  /// Keeps this instance's buffers (nothing is copied).
-  Gemm& operator=(const Gemm&) { return *this; }
+  /// Copies the precision only: the copy starts with empty buffers.
+  Gemm(const Gemm& other) : precision_(other.precision_) {}  // buffers are per instance
+  /// Copies the precision and keeps this instance's buffers.
+  Gemm& operator=(const Gemm& other) {
+    precision_ = other.precision_;
+    return *this;
+  }
   /// Moves the buffers.
   Gemm(Gemm&&) noexcept = default;
   /// Moves the buffers.
   Gemm& operator=(Gemm&&) noexcept = default;
+
+  /// Selects the arithmetic of the products: Float32 (the default) or BFloat16 (operands rounded
+  /// to bfloat16, float32 sums; nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 when T is not
+  /// float, or when the CPU lacks AMX-BF16 (the message names what is missing).
+  void set_precision(Precision p) {
+    if (p == Precision::BFloat16) {
+      require<ArgumentError>(std::is_same_v<T, float>, "Gemm: bfloat16 precision is for float models only ",
+                             "(this product is on ", sizeof(T) == 8 ? "double" : "a non-float type", ")");
+      require_bfloat16();
+    }
+    precision_ = p;
+  }
+  /// The arithmetic of the products (Float32 unless set_precision chose BFloat16).
+  Precision precision() const { return precision_; }
 
   /// C (m x n, column-major, leading dimension ldc) = op(A)·op(B), or += when `accumulate`.
   /// op(A) is m x k: A is stored m x k (lda >= m) or, transposed, k x m (lda >= k); likewise
@@ -74,6 +95,12 @@ public:
       if (!accumulate)
         for (Index j = 0; j < n; ++j) std::fill(c + j * ldc, c + j * ldc + m, T(0));
       return;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      if (precision_ == Precision::BFloat16) {
+        bf16_.run(ta == Transpose::Yes, tb == Transpose::Yes, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+        return;
+      }
     }
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 #ifdef MLVAE_GEMM_OPENBLAS
@@ -244,6 +271,10 @@ private:
   };
   static constexpr std::size_t max_shapes = 4;
   std::vector<Shape> shapes_;
+  Precision precision_ = Precision::Float32;
+  // The bfloat16 engine (float only; an empty struct otherwise).
+  struct NoBF16 {};
+  std::conditional_t<std::is_same_v<T, float>, GemmBF16, NoBF16> bf16_;
 };
 
 }  // namespace mlvae

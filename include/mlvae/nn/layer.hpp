@@ -5,11 +5,13 @@
 
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/types.hpp"
+#include "mlvae/nn/gemm_bf16.hpp"
 
 #include <cmath>
 #include <ostream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 namespace mlvae {
 
@@ -35,6 +37,18 @@ namespace mlvae {
 /// changes, so a steady-state step does not allocate.
 
 namespace detail {
+/// Whether layer type L has set_precision(Precision) (layers owning matrix products do).
+template <typename L, typename = void>
+struct has_set_precision : std::false_type {};
+template <typename L>
+struct has_set_precision<L, std::void_t<decltype(std::declval<L&>().set_precision(Precision::Float32))>>
+    : std::true_type {};
+/// Sets the precision of layer `l` when it has products (see has_set_precision); others ignore it.
+template <typename L>
+void set_layer_precision(L& l, Precision p) {
+  if constexpr (has_set_precision<L>::value) l.set_precision(p);
+}
+
 /// Streams `object.describe()` only when written, so an error message naming a layer costs
 /// nothing (no string, no allocation) on the hot path unless it is thrown.
 template <typename Object>

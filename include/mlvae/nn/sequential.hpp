@@ -80,6 +80,12 @@ public:
     std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);
   }
 
+  /// Sets the arithmetic of every layer that has matrix products (Dense, Conv2d,
+  /// ConvTranspose2d, nested stacks); the others ignore it. See nn/gemm_bf16.hpp.
+  void set_precision(Precision p) {
+    std::apply([&](auto&... l) { (detail::set_layer_precision(l, p), ...); }, layers_);
+  }
+
   /// Runs x (input_size x batch) through every layer; returns the last layer's output.
   const Matrix<T>& forward(const Matrix<T>& x) { return forward_from<0>(x); }
   /// Backpropagates dy through the layers in reverse, adding parameter gradients; returns dx (empty unless need_input_gradient).
