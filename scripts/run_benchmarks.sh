@@ -345,7 +345,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
   for arch in $ARCHS; do
     for b in $builds; do
       for t in $THREADS; do
-        kern="Eigen GEBP via mlvae::Gemm (columns split over threads)"
+        kern="Eigen GEBP via mlvae::Gemm (C split over threads: rows when tall, else columns)"
         [[ $b == openblas ]] && kern="OpenBLAS cblas_sgemm, single-threaded per fixed block of C (-DMLVAE_GEMM_BACKEND=OpenBLAS)"
         [[ $b == bf16 ]] && kern="bfloat16 inputs, float32 accumulation on AMX tiles (--precision bf16; parameters and Adam in float32)"
         printf '| %s | mlvae (%s) | %s | %.0f | %.0f | %s | %s | %s |\n' "$arch" "$b" "$t" "${MLVAE[$arch,$b,$t]:-0}" \
