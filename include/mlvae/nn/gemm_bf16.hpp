@@ -114,9 +114,10 @@ inline Bf16Support detect_bf16_support() {
   }
   unsigned a0 = 0, b0 = 0, c0 = 0, d0 = 0;
   if (amx_tile && __get_cpuid(1, &a0, &b0, &c0, &d0) && ((c0 >> 27) & 1u)) {  // OSXSAVE: XCR0 readable
-    unsigned lo = 0, hi = 0;
+    unsigned lo = 0, hi = 0;  // XCR0 bits 0-31 and 32-63
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0u));
-    os_amx = ((lo >> 17) & 3u) == 3u;  // XTILECFG and XTILEDATA enabled by the OS
+    const unsigned long long xcr0 = (static_cast<unsigned long long>(hi) << 32) | lo;
+    os_amx = ((xcr0 >> 17) & 3u) == 3u;  // XTILECFG and XTILEDATA enabled by the OS
   }
   std::string found;
   for (const auto& [has, name] : {std::pair<bool, const char*>{avx512f, "avx512f"}, {avx512bw, "avx512bw"},
