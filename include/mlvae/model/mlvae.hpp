@@ -125,11 +125,7 @@ public:
   /// Parameters, gradients and the optimiser stay float32. Raises ArgumentError for BFloat16
   /// when T is not float or the CPU lacks AMX-BF16 (the model is then unchanged).
   void set_precision(Precision p) {
-    if (p == Precision::BFloat16) {
-      require<ArgumentError>(std::is_same_v<T, float>, "MLVAE: bfloat16 precision is for float models only (this ",
-                             "one is double)");
-      require_bfloat16();
-    }
+    require_precision<T>(p, "MLVAE");
     detail::set_layer_precision(trunk_, p);
     detail::set_layer_precision(style_head_, p);
     detail::set_layer_precision(content_head_, p);

@@ -94,11 +94,7 @@ public:
   /// Parameters, gradients and the optimiser stay float32. Raises ArgumentError for BFloat16
   /// when T is not float or the CPU lacks AMX-BF16 (the model is then unchanged).
   void set_precision(Precision p) {
-    if (p == Precision::BFloat16) {
-      require<ArgumentError>(std::is_same_v<T, float>, "VAE: bfloat16 precision is for float models only (this ",
-                             "one is double)");
-      require_bfloat16();
-    }
+    require_precision<T>(p, "VAE");
     detail::set_layer_precision(encoder_, p);
     detail::set_layer_precision(decoder_, p);
     precision_ = p;

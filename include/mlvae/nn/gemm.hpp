@@ -74,11 +74,7 @@ public:
   /// to bfloat16, float32 sums; nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 when T is not
   /// float, or when the CPU lacks AMX-BF16 (the message names what is missing).
   void set_precision(Precision p) {
-    if (p == Precision::BFloat16) {
-      require<ArgumentError>(std::is_same_v<T, float>, "Gemm: bfloat16 precision is for float models only ",
-                             "(this product is on ", sizeof(T) == 8 ? "double" : "a non-float type", ")");
-      require_bfloat16();
-    }
+    require_precision<T>(p, "Gemm");
     precision_ = p;
   }
   /// The arithmetic of the products (Float32 unless set_precision chose BFloat16).

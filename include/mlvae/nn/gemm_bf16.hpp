@@ -30,6 +30,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #ifdef _OPENMP
@@ -175,6 +176,16 @@ inline bool bfloat16_available() { return detail::bf16_support().available; }
 inline void require_bfloat16() {
   const detail::Bf16Support& s = detail::bf16_support();
   if (!s.available) raise_error<ArgumentError>(s.missing);
+}
+
+/// The checks behind every set_precision (Gemm and the models, named by `who`): BFloat16 needs
+/// T = float and require_bfloat16(); Float32 is always allowed. Raises ArgumentError otherwise.
+template <typename T>
+void require_precision(Precision p, const char* who) {
+  if (p != Precision::BFloat16) return;
+  require<ArgumentError>(std::is_same_v<T, float>, who, ": bfloat16 precision is for float models only (this one is ",
+                         sizeof(T) == 8 ? "double" : "not float", ")");
+  require_bfloat16();
 }
 
 namespace detail {
