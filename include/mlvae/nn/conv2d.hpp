@@ -129,6 +129,17 @@ public:
     return run_backward(dy, &y, need_input_gradient);
   }
 
+  /// The output of the last forward() (output_size() x batch; not written by forward_relu).
+  const Matrix<T>& output() const { return output_; }
+  /// The kernels W (out_channels x C·k·k; column (c·k + i)·k + j), a view into the parameter store.
+  MatrixMap<T>& weight() { return weight_; }
+  /// The per-channel bias b (out_channels), a view into the parameter store.
+  VectorMap<T>& bias() { return bias_; }
+  /// The kernels W (out_channels x C·k·k).
+  const MatrixMap<T>& weight() const { return weight_; }
+  /// The per-channel bias b (out_channels).
+  const VectorMap<T>& bias() const { return bias_; }
+
 private:
   template <bool Relu>
   void run_forward(const Matrix<T>& x, Matrix<T>& output) {
@@ -193,19 +204,6 @@ private:
     return input_grad_;
   }
 
-public:
-  /// The output of the last forward() (output_size() x batch; not written by forward_relu).
-  const Matrix<T>& output() const { return output_; }
-  /// The kernels W (out_channels x C·k·k; column (c·k + i)·k + j), a view into the parameter store.
-  MatrixMap<T>& weight() { return weight_; }
-  /// The per-channel bias b (out_channels), a view into the parameter store.
-  VectorMap<T>& bias() { return bias_; }
-  /// The kernels W (out_channels x C·k·k).
-  const MatrixMap<T>& weight() const { return weight_; }
-  /// The per-channel bias b (out_channels).
-  const VectorMap<T>& bias() const { return bias_; }
-
-private:
   /// Chooses the chunk for batch size `n` and sizes the workspaces (only when `n` changes).
   void plan(Index n) {
     if (n == batch_) return;
