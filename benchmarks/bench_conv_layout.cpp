@@ -281,21 +281,35 @@ struct Case {
   Index C, H, W, OC, K, s, p;
 };
 
+// The library's Conv2d (bound to its own parameter and gradient buffers, random weights) and the
+// NHWC layer with the same weights, both with the given workspace bound.
+template <typename T>
+struct LayerPair {
+  LayerPair(const Case& c, std::size_t workspace, std::mt19937_64& gen)
+      : lib({c.C, c.H, c.W}, c.OC, c.K, c.s, c.p),
+        values(static_cast<std::size_t>(lib.parameter_count())),
+        grads(static_cast<std::size_t>(lib.parameter_count()), T(0)),
+        mine({c.C, c.H, c.W}, c.OC, c.K, c.s, c.p) {
+    lib.bind(values.data(), grads.data());
+    lib.weight() = random_matrix<T>(lib.weight().rows(), lib.weight().cols(), gen);
+    lib.bias() = random_matrix<T>(c.OC, 1, gen);
+    lib.set_workspace_limit(workspace);
+    mine.weight() = weight_to_nhwc(lib.weight(), c.C, c.K);
+    mine.bias() = lib.bias();
+    mine.set_workspace_limit(workspace);
+  }
+  mlvae::Conv2d<T> lib;
+  std::vector<T> values, grads;  // lib's parameters and gradients
+  ConvNhwc<T> mine;
+};
+
 // Compares the NHWC layer with the library's Conv2d on one geometry; small workspace forces chunks.
 template <typename T>
 bool compare_with_library(const Case& c, Index batch, std::size_t workspace, double tol, std::mt19937_64& gen) {
-  mlvae::Conv2d<T> lib({c.C, c.H, c.W}, c.OC, c.K, c.s, c.p);
-  std::vector<T> values(static_cast<std::size_t>(lib.parameter_count())),
-      grads(static_cast<std::size_t>(lib.parameter_count()), T(0));
-  lib.bind(values.data(), grads.data());
-  lib.weight() = random_matrix<T>(lib.weight().rows(), lib.weight().cols(), gen);
-  lib.bias() = random_matrix<T>(c.OC, 1, gen);
-  lib.set_workspace_limit(workspace);
-
-  ConvNhwc<T> mine({c.C, c.H, c.W}, c.OC, c.K, c.s, c.p);
-  mine.weight() = weight_to_nhwc(lib.weight(), c.C, c.K);
-  mine.bias() = lib.bias();
-  mine.set_workspace_limit(workspace);
+  LayerPair<T> pair(c, workspace, gen);
+  mlvae::Conv2d<T>& lib = pair.lib;
+  ConvNhwc<T>& mine = pair.mine;
+  std::vector<T>& grads = pair.grads;
 
   const Matrix<T> x = random_matrix<T>(lib.input_size(), batch, gen);
   const Matrix<T> dy = random_matrix<T>(lib.output_size(), batch, gen);
@@ -462,17 +476,9 @@ int main(int argc, char** argv) {
   // 2. Timing.
   std::printf("# batch=%ld workspace=%.2f MiB reps=%d iters=%d warmup=%d\n", batch, workspace_mib, reps, iters, warmup);
   for (const Case& c : {conv1, conv2}) {
-    mlvae::Conv2d<float> lib({c.C, c.H, c.W}, c.OC, c.K, c.s, c.p);
-    std::vector<float> values(static_cast<std::size_t>(lib.parameter_count())),
-        grads(static_cast<std::size_t>(lib.parameter_count()), 0.f);
-    lib.bind(values.data(), grads.data());
-    lib.weight() = random_matrix<float>(lib.weight().rows(), lib.weight().cols(), gen);
-    lib.bias() = random_matrix<float>(c.OC, 1, gen);
-    lib.set_workspace_limit(workspace);
-    ConvNhwc<float> mine({c.C, c.H, c.W}, c.OC, c.K, c.s, c.p);
-    mine.weight() = weight_to_nhwc(lib.weight(), c.C, c.K);
-    mine.bias() = lib.bias();
-    mine.set_workspace_limit(workspace);
+    LayerPair<float> pair(c, workspace, gen);
+    mlvae::Conv2d<float>& lib = pair.lib;
+    ConvNhwc<float>& mine = pair.mine;
     const Matrix<float> x = random_matrix<float>(lib.input_size(), batch, gen);
     const Matrix<float> dy = random_matrix<float>(lib.output_size(), batch, gen);
     const Matrix<float> x_nhwc = nchw_to_nhwc(x, c.C, c.H, c.W);
