@@ -58,21 +58,47 @@ TEST_CASE("no allocation: the counter sees allocations") {
   CHECK(n >= 1);
 }
 
+// Allocations in 3 Trainer steps of the MLP ML-VAE with products in precision `p`, after 2 warm-up
+// steps (the workspaces are sized there); `report` holds the last step's.
+long mlp_trainer_allocations(const mlvae::Matrix<float>& images, const std::vector<int>& keys, mlvae::Precision p,
+                             mlvae::StepReport& report) {
+  auto model = mlvae::make_mlp_mlvae<float>();
+  model.set_precision(p);
+  mlvae::Rng rng(1);
+  model.initialize(rng);
+  mlvae::Trainer<decltype(model)> trainer(model, images, keys, {});
+  for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));  // warm-up: workspaces are sized here
+  return allocations_during([&] {
+    for (int i = 0; i < 3; ++i) trainer.step(report);
+  });
+}
+
+// Allocations in 2 forward_backward + Adam steps of the conv28 ML-VAE with products in precision
+// `p`, after 2 warm-up steps.
+long conv_step_allocations(const mlvae::Matrix<float>& batch, const std::vector<mlvae::Index>& offsets,
+                           mlvae::Precision p) {
+  auto model = mlvae::make_conv28_mlvae<float>();
+  model.set_precision(p);
+  mlvae::Rng rng(2);
+  model.initialize(rng);
+  mlvae::Adam<float> adam(model.parameters().size());
+  auto step = [&] {
+    model.forward_backward(batch, offsets, rng);
+    adam.step(model.parameters().values, model.parameters().gradients);
+  };
+  step();
+  step();
+  return allocations_during([&] { step(); step(); });
+}
+
 TEST_CASE("no allocation: steady-state MLP ML-VAE training steps") {
   const auto data = mlvae::load_fashion_mnist<float>("train", mlvae::fashion_mnist_default_dir(), 1280);
   std::vector<int> keys(1280);
   for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<int>(i % 10);  // 128 per key: whole groups
   for (int threads : {1, 2}) {
     mlvae::set_threads(threads);
-    auto model = mlvae::make_mlp_mlvae<float>();
-    mlvae::Rng rng(1);
-    model.initialize(rng);
-    mlvae::Trainer<decltype(model)> trainer(model, data.images, keys, {});
     mlvae::StepReport report;
-    for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));  // warm-up: workspaces are sized here
-    const long n = allocations_during([&] {
-      for (int i = 0; i < 3; ++i) trainer.step(report);
-    });
+    const long n = mlp_trainer_allocations(data.images, keys, mlvae::Precision::Float32, report);
     INFO("threads = ", threads);
     CHECK(n == 0);
     CHECK(report.terms.images == 256);
@@ -84,17 +110,7 @@ TEST_CASE("no allocation: steady-state conv ML-VAE steps") {
   const std::vector<mlvae::Index> offsets{0, 16, 32, 48, 64};
   for (int threads : {1, 2}) {
     mlvae::set_threads(threads);
-    auto model = mlvae::make_conv28_mlvae<float>();
-    mlvae::Rng rng(2);
-    model.initialize(rng);
-    mlvae::Adam<float> adam(model.parameters().size());
-    auto step = [&] {
-      model.forward_backward(data.images, offsets, rng);
-      adam.step(model.parameters().values, model.parameters().gradients);
-    };
-    step();
-    step();
-    const long n = allocations_during([&] { step(); step(); });
+    const long n = conv_step_allocations(data.images, offsets, mlvae::Precision::Float32);
     INFO("threads = ", threads);
     CHECK(n == 0);
   }
@@ -114,27 +130,9 @@ TEST_CASE("no allocation: steady-state bf16 ML-VAE steps") {
   const std::vector<mlvae::Index> offsets{0, 16, 32, 48, 64};
   for (int threads : {1, 2}) {
     mlvae::set_threads(threads);
-    auto model = mlvae::make_mlp_mlvae<float>();
-    model.set_precision(mlvae::Precision::BFloat16);
-    mlvae::Rng rng(1);
-    model.initialize(rng);
-    mlvae::Trainer<decltype(model)> trainer(model, data.images, keys, {});
     mlvae::StepReport report;
-    for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));
-    const long n = allocations_during([&] {
-      for (int i = 0; i < 3; ++i) trainer.step(report);
-    });
-    auto conv = mlvae::make_conv28_mlvae<float>();
-    conv.set_precision(mlvae::Precision::BFloat16);
-    conv.initialize(rng);
-    mlvae::Adam<float> adam(conv.parameters().size());
-    auto step = [&] {
-      conv.forward_backward(conv_batch, offsets, rng);
-      adam.step(conv.parameters().values, conv.parameters().gradients);
-    };
-    step();
-    step();
-    const long n_conv = allocations_during([&] { step(); step(); });
+    const long n = mlp_trainer_allocations(data.images, keys, mlvae::Precision::BFloat16, report);
+    const long n_conv = conv_step_allocations(conv_batch, offsets, mlvae::Precision::BFloat16);
     INFO("threads = ", threads);
     CHECK(n == 0);
     CHECK(n_conv == 0);
