@@ -7,9 +7,11 @@
 
 #include "support.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mlvae/mlvae.hpp"
@@ -76,13 +78,115 @@ TEST_CASE("npy: Fortran order and big-endian files come back in C order") {
   CHECK(mlvae::read_npy<double>(tmp.file("be.npy")).values == std::vector<double>{1.5, -2});
 }
 
+TEST_CASE("npy: the header is read as the Python dict literal it is") {
+  TempDir tmp;
+  const std::string path = tmp.file("h.npy");
+  const std::string payload = raw(std::vector<float>{1, 2, 3, 4});
+  // Double quotes (a valid literal NumPy reads), any key order, trailing comma or not, Python 2's 2L.
+  for (const char* dict : {"{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2, 2)}",
+                           "{'shape': (2, 2), 'fortran_order': False, 'descr': '<f4'}",
+                           "{ 'fortran_order' : False , 'descr' : '<f4' , 'shape' : ( 2 , 2 , ) , }",
+                           "{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 2L), }"}) {
+    CAPTURE(dict);
+    write_bytes(path, npy_bytes(dict, payload));
+    const auto a = mlvae::read_npy<double>(path);
+    CHECK(a.shape == std::vector<std::size_t>{2, 2});
+    CHECK(a.values == std::vector<double>{1, 2, 3, 4});
+  }
+  write_bytes(path, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': ()}", raw(std::vector<float>{7})));
+  CHECK(mlvae::read_npy<double>(path).values == std::vector<double>{7});  // a scalar
+  // A header that is no dict literal is reported as such, quoted; a missing key is named.
+  write_bytes(path, npy_bytes("{'descr': '<f4' 'fortran_order': False, 'shape': (4,)}", payload));
+  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path),
+                       contains("the header is not a Python dict literal (expected ',' or '}' at character 16): "
+                                "{'descr': '<f4' 'fortran_order'"),
+                       mlvae::IoError);
+  write_bytes(path, npy_bytes("{'descr': '<f4, 'fortran_order': False, 'shape': (4,)}", payload));
+  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("not a Python dict literal"), mlvae::IoError);
+  write_bytes(path, npy_bytes("{\"descr\": \"<f4\", \"shape\": (4,)}", payload));
+  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("the header has no 'fortran_order' entry"),
+                       mlvae::IoError);
+}
+
+TEST_CASE("npy: every dtype NumPy writes for keys and observations (files written by NumPy)") {
+  const std::string dir = std::string(MLVAE_TEST_SOURCE_DIR) + "/fixtures/npy/";
+  // Group keys [3, 1, 3, 2] in every integer width, both byte orders, (N,) and (N, 1): the same ids
+  // as the CSV reader gives "3\n1\n3\n2\n" (numeric keys ordered by value).
+  TempDir tmp;
+  write_bytes(tmp.file("x.csv"), "a,b\n1,2\n3,4\n5,6\n7,8\n");
+  mlvae::DatasetSource src;
+  src.data = tmp.file("x.csv");
+  write_bytes(tmp.file("k.csv"), "3\n1\n3\n2\n");
+  src.groups = tmp.file("k.csv");
+  const auto from_csv = mlvae::load_dataset<double>(src);
+  REQUIRE(from_csv.key_names == std::vector<std::string>{"1", "2", "3"});
+  for (const char* name : {"keys_i1", "keys_i2", "keys_i4", "keys_i8", "keys_u1", "keys_u2", "keys_u4", "keys_u8",
+                           "keys_i8_be", "keys_i8_n1"}) {
+    CAPTURE(name);
+    src.groups = dir + name + ".npy";
+    const auto ds = mlvae::load_dataset<double>(src);
+    CHECK(ds.keys == from_csv.keys);
+    CHECK(ds.key_names == from_csv.key_names);
+    src.labels = src.groups;  // labels read the same way
+    CHECK(mlvae::load_dataset<double>(src).labels == from_csv.keys);
+    src.labels.clear();
+  }
+  const auto keys_of = [&](const char* name) {
+    src.groups = dir + name + ".npy";
+    const auto ds = mlvae::load_dataset<double>(src);
+    return std::make_pair(ds.keys, ds.key_names);
+  };
+  CHECK(keys_of("keys_bool") == std::make_pair(std::vector<int>{1, 0, 1, 1}, std::vector<std::string>{"False", "True"}));
+  CHECK(keys_of("keys_U") ==
+        std::make_pair(std::vector<int>{1, 0, 1, 2}, std::vector<std::string>{"east", "north", "s\xc3\xbc" "d"}));
+  CHECK(keys_of("keys_S") == std::make_pair(std::vector<int>{1, 0, 1, 2}, std::vector<std::string>{"a", "b", "cc"}));
+  CHECK(keys_of("keys_U_numeric") ==
+        std::make_pair(std::vector<int>{1, 0, 1, 0}, std::vector<std::string>{"9", "10"}));
+  // Floats as keys mean what "2.0, 1.0, 2.0, 0.5" means in a CSV file: not all integers, so text keys.
+  write_bytes(tmp.file("kf.csv"), "2\n1\n2\n0.5\n");
+  src.groups = tmp.file("kf.csv");
+  const auto float_csv = mlvae::load_dataset<double>(src);
+  CHECK(keys_of("keys_f8") == std::make_pair(float_csv.keys, float_csv.key_names));
+
+  // Observations: float16 (both byte orders), integers and bool taken as they are, uint8 scaled by
+  // 1/255, Fortran order back in C order.
+  const auto obs = [&](const char* name) {
+    mlvae::DatasetSource s;
+    s.data = dir + name + ".npy";
+    return mlvae::load_dataset<double>(s).x;  // features x N
+  };
+  const auto expect = [](std::vector<double> c_order) {  // 2 x 3 (N x D) in C order -> 3 x 2
+    mlvae::Matrix<double> m(3, 2);
+    for (int n = 0; n < 2; ++n)
+      for (int d = 0; d < 3; ++d) m(d, n) = c_order[static_cast<std::size_t>(3 * n + d)];
+    return m;
+  };
+  CHECK(obs("obs_f2") == expect({0.5, -2, 65504, 6.103515625e-05, 1, 0}));
+  CHECK(obs("obs_f2_be") == expect({0.5, -2, 65504, 6.103515625e-05, 1, 0}));
+  CHECK(obs("obs_i2") == expect({-3, 0, 7, 32767, -32768, 1}));
+  CHECK(obs("obs_u2") == expect({0, 1, 65535, 2, 3, 4}));
+  CHECK(obs("obs_bool") == expect({1, 0, 1, 0, 0, 1}));
+  CHECK(obs("obs_i4_fortran") == expect({0, 1, 2, 3, 4, 5}));
+  CHECK(obs("obs_u1_fortran") == expect({0, 1, 0.2, 0.4, 0.6, 0.8}));
+  // Text is for keys and labels, not observations.
+  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(dir + "keys_U.npy"), contains("holds text (dtype '<U5')"),
+                       mlvae::IoError);
+  // Subnormal and special float16 values.
+  CHECK(mlvae::detail::half_to_float(0x0001) == std::ldexp(1.0f, -24));
+  CHECK(mlvae::detail::half_to_float(0x8400) == -std::ldexp(1.0f, -14));
+  CHECK(std::isinf(mlvae::detail::half_to_float(0x7c00)));
+  CHECK(std::isnan(mlvae::detail::half_to_float(0x7e00)));
+}
+
 TEST_CASE("npy: bad files are IoErrors that say what is wrong") {
   TempDir tmp;
   const std::string path = tmp.file("bad.npy");
   write_bytes(path, "PK\x03\x04 not a numpy file at all");
   CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("not a NumPy .npy file"), mlvae::IoError);
-  write_bytes(path, npy_bytes("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", raw(std::vector<int>{1, 2})));
-  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("unsupported dtype '<i4'"), mlvae::IoError);
+  write_bytes(path, npy_bytes("{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", raw(std::vector<float>{1, 2, 3, 4})));
+  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("unsupported dtype '<c8'"), mlvae::IoError);
+  write_bytes(path, npy_bytes("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", raw(std::vector<float>{1})));
+  CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("structured"), mlvae::IoError);
   write_bytes(path, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", raw(std::vector<double>{1, 2})));
   CHECK_THROWS_WITH_AS(mlvae::read_npy<double>(path), contains("expected 24 bytes of data"), mlvae::IoError);
   write_bytes(path, npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", raw(std::vector<double>{1, 2})));

@@ -91,19 +91,17 @@ inline std::vector<int> dense_ids(const std::vector<std::string>& text, std::vec
   return ids;
 }
 
-/// One key per row from a file: a 1-D (or N x 1) .npy, or a CSV/text file with one column.
+/// One key per row from a file: a 1-D (or N x 1) .npy of any dtype NumPy writes for keys (integers
+/// of any width, bool, floats, fixed-width strings; read as text, see read_npy_text, so they mean
+/// what the same keys mean in a CSV file), or a CSV/text file with one column.
 inline std::vector<std::string> read_key_file(const std::string& path, const char* what) {
-  std::vector<std::string> out;
   if (has_suffix(path, ".npy")) {
-    const auto a = read_npy<double>(path);
+    auto a = read_npy_text(path);
     require<IoError>(a.shape.size() == 1 || (a.shape.size() == 2 && a.shape[1] == 1), what, " file '", path,
                      "': expected one value per observation (shape (N,) or (N, 1)), found rank ", a.shape.size());
-    for (double v : a.values) {
-      require<IoError>(v == std::floor(v), what, " file '", path, "': expected integer keys, found ", v);
-      out.push_back(concat(static_cast<long long>(v)));
-    }
-    return out;
+    return std::move(a.values);
   }
+  std::vector<std::string> out;
   CsvOptions o;
   const CsvTable t = read_csv(path, o);
   require<IoError>(t.columns() == 1, what, " file '", path, "': expected one column (one ", what,
@@ -115,7 +113,8 @@ inline std::vector<std::string> read_key_file(const std::string& path, const cha
 }  // namespace detail
 
 /// Loads observations, group keys and labels from `.npy` / CSV files (see DatasetSource).
-/// uint8 `.npy` data are scaled by 1/255 (image bytes to [0, 1]); a 3-D `.npy` (N x H x W) sets
+/// uint8 `.npy` data are scaled by 1/255 (image bytes to [0, 1]); every other numeric dtype (bool,
+/// other integers, float16/32/64) is taken as it is; a 3-D `.npy` (N x H x W) sets
 /// the image shape. Without a group key source every observation gets key 0 (a VAE-like run;
 /// callers that need groups check key_count()). Labels default to nothing.
 /// @throws IoError naming the file for unreadable or malformed files, non-numeric cells, or key and
@@ -139,7 +138,7 @@ Dataset<T> load_dataset(const DatasetSource& src) {
       ds.height = static_cast<Index>(a.shape[1]);
       ds.width = static_cast<Index>(a.shape[2]);
     }
-    const bool bytes = a.dtype.find("u1") != std::string::npos;
+    const bool bytes = npy_dtype(a.dtype).is_uint8();  // image bytes: scaled by 1/255; other types as they are
     ds.x.resize(d, n);
     for (Index j = 0; j < n; ++j)
       for (Index i = 0; i < d; ++i) {
