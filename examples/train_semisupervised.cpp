@@ -139,15 +139,21 @@ int run(const Options& opt, Model&& model) {
         opt.validation > 0 ? mlvae::classification_error(model, validation_x, validation_labels) : -1.0;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     total_seconds += seconds;
+    // The validation error is printed only when --validation held images out (nothing is measured otherwise).
+    char validation_text[48] = "";
+    if (opt.validation > 0)
+      std::snprintf(validation_text, sizeof validation_text, "  validation error %6.2f%%", 100 * validation_error);
     std::printf("\repoch %3d/%d  loss %8.2f  labelled: elbo %8.2f log q(y|x) %6.3f acc %5.3f  unlabelled: bound "
-                "%8.2f H %5.3f  rec %8.2f kl_z %6.2f  test error %6.2f%%  validation error %6.2f%%  %5.0f s\n",
+                "%8.2f H %5.3f  rec %8.2f kl_z %6.2f  test error %6.2f%%%s  %5.0f s\n",
                 epoch, opt.epochs, tr.loss, tr.labelled_elbo, tr.classifier_log_q, tr.labelled_accuracy,
-                tr.unlabelled_bound, tr.entropy, tr.reconstruction, tr.kl_z, 100 * test_error, 100 * validation_error, seconds);
+                tr.unlabelled_bound, tr.entropy, tr.reconstruction, tr.kl_z, 100 * test_error, validation_text,
+                seconds);
     std::fflush(stdout);
     csv << opt.model << ',' << opt.arch << ',' << opt.labels << ',' << model.options().alpha << ',' << opt.unlabelled
         << ',' << opt.seed << ',' << epoch << ',' << trainer.optimizer().step_count() << ',' << tr.loss << ','
         << tr.labelled_elbo << ',' << tr.classifier_log_q << ',' << tr.unlabelled_bound << ',' << tr.entropy << ','
-        << tr.reconstruction << ',' << tr.kl_z << ',' << tr.labelled_accuracy << ',' << validation_error << ',' << test_error << ',' << floor_error << ',' << seconds
+        << tr.reconstruction << ',' << tr.kl_z << ',' << tr.labelled_accuracy << ','
+        << (opt.validation > 0 ? mlvae::detail::concat(validation_error) : std::string()) << ',' << test_error << ',' << floor_error << ',' << seconds
         << '\n';
     csv.flush();
   }
@@ -223,7 +229,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--validation", opt.validation,
                  "hold out this many training images (seeded, with their labels) and report their error each epoch, "
-                 "to choose settings without the test set (-1 in results.csv when 0)")
+                 "to choose settings without the test set (printed and written to results.csv only when > 0)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--checkpoint-format", opt.checkpoint_format, "checkpoint archive format")
       ->check(CLI::IsMember({"binary", "json"}))->capture_default_str();

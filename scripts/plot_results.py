@@ -60,6 +60,7 @@ def main(results_path, out_dir):
                 name = {"mlvae": "ML-VAE", "vae": "VAE"}[model]
                 ax.plot(*zip(*pts), style, color=f"C{i}", label=f"{name} {metric.split('_')[0]}")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("ELBO per observation (nats; ML-VAE: group ELBO / group size)")
     ax.set_title("training curves")
     ax.grid(alpha=0.3)

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 
 def main(log_path, png_path):
@@ -26,6 +27,7 @@ def main(log_path, png_path):
     for r in partial:  # epochs resumed mid-way average only their remaining steps
         ax.annotate("resumed mid-epoch", (int(r["epoch"]), float(r["train_elbo_per_group"])), fontsize=8)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_ylabel("ELBO per group (nats)")
     ax.set_title("train_mlvae training curves")
     ax.grid(alpha=0.3)

@@ -57,6 +57,14 @@ npy)  # .npy: float32 Fortran-order table with keys from a CSV file; uint8 image
   expect_file "$OUT/images/swap_grid.png" "$OUT/images/reconstructions.png"
   run "${EVAL[@]}" --data "$DATA/images.npy" --groups "$DATA/image_groups.npy" --out "$OUT/images_eval"
   expect_file "$OUT/images_eval/swap_grid_test_rows-style_cols-content.png"
+  # Keys as NumPy users save them (int64 by default, and strings) when /usr/bin/python3 has NumPy.
+  if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+    /usr/bin/python3 -c "import numpy as np, sys; k = np.load(sys.argv[1]); np.save(sys.argv[2], k.astype(np.int64)); \
+np.save(sys.argv[3], np.array(['g%d' % v for v in k]))" "$DATA/image_groups.npy" "$OUT/groups_i8.npy" "$OUT/groups_U.npy"
+    run "${TRAIN[@]}" --data "$DATA/images.npy" --groups "$OUT/groups_i8.npy" --quiet --out "$OUT/images_i8"
+    run "${TRAIN[@]}" --data "$DATA/images.npy" --groups "$OUT/groups_U.npy" --quiet --out "$OUT/images_U"
+    expect_file "$OUT/images_i8/train_log.csv" "$OUT/images_U/train_log.csv"
+  fi
   ;;
 csv)  # CSV with a header, a text group column and a label column
   run "${TRAIN[@]}" --data "$DATA/table.csv" --group-column site --label-column kind --standardize --out "$OUT/train"
@@ -139,6 +147,15 @@ seeds_models)  # --seeds aggregates mean and sd; the group models and options of
   run "${EVAL[@]}" --data "$DATA/idx" --preset disentangled --baseline none --no-grids --accumulate 1 --out "$OUT/preset"
   expect_error "--min-group-size 5 exceeds" "${EVAL[@]}" --data "$DATA/idx" --min-group-size 5 --out "$OUT/x"
   expect_error "--seeds: expected comma-separated" "${EVAL[@]}" --data "$DATA/idx" --seeds 1,x --out "$OUT/x"
+  ;;
+semisupervised)  # train_semisupervised reports the validation error only when --validation holds images out
+  SS=("$BIN/train_semisupervised" --data "$DATA/idx" --labels 20 --epochs 1 --hidden 16 --latent 2
+      --labelled-per-batch 10 --unlabelled-per-batch 20 --threads 1 --quiet)
+  run "${SS[@]}" --out "$OUT/plain" > "$OUT/plain.log"
+  grep -q "test error" "$OUT/plain.log" || { cat "$OUT/plain.log"; fail "no test error printed"; }
+  if grep -q "validation error\|-100" "$OUT/plain.log"; then cat "$OUT/plain.log"; fail "a validation error was printed without --validation"; fi
+  run "${SS[@]}" --validation 30 --out "$OUT/validation" > "$OUT/validation.log"
+  grep -q "validation error" "$OUT/validation.log" || { cat "$OUT/validation.log"; fail "no validation error printed"; }
   ;;
 *) fail "unknown case" ;;
 esac
