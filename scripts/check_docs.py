@@ -11,7 +11,14 @@ Scans README.md and docs/*.md.
           b must; a trailing "()" is ignored), unless `name` is the file's own name or path.
       Every ```cpp block must either be a complete program (it contains `int main`) or be marked
       as a fragment by the HTML comment <!-- snippet: fragment --> on a line before it (blank
-      lines may separate them). Exit status 1 on any failure, with file:line for each.
+      lines may separate them). Every file of the repository named anywhere in the text — prose,
+      code spans and code blocks, e.g. `io/checkpoint.hpp`, scripts/run_main.sh or MODELS.md — must
+      exist: a name with a directory must be a repository path (from the root, from the document's
+      directory, or the tail of one, as mlvae/nn/dense.hpp is of include/mlvae/nn/dense.hpp); a bare
+      name must be some repository file's name. Names of files that programs write (out/...,
+      results.csv) are not references: only source, build and documentation extensions are checked
+      (FILE_REF_EXT), and a line may opt out with <!-- files: not in the repository -->. Exit status
+      1 on any failure, with file:line for each.
 
   check_docs.py extract --out DIR [--root DIR]
       Writes each complete-program ```cpp block to DIR/<doc>_<n>.cpp (starting with a #line
@@ -31,6 +38,15 @@ LINK = re.compile(r"(?<!!)\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)")
 CODE_SPAN = re.compile(r"^`([^`]+)`$")
 TEST_NAME = re.compile(r'\b(?:TEST_CASE|SUBCASE)\s*\(\s*"((?:[^"\\]|\\.)*)"')
 SOURCE_EXT = (".hpp", ".h", ".cpp", ".cc", ".cu", ".cuh", ".cmake", ".py", ".sh", ".txt", ".in")
+# A mention of a repository file: a path-like token ending in a source, build or documentation
+# extension (outputs such as results.csv or checkpoint.bin are not checked).
+FILE_REF_EXT = ("md", "hpp", "h", "cpp", "cc", "cu", "cuh", "cmake", "py", "sh", "in")
+FILE_REF = re.compile(r"(?<![\w/.<-])((?:\.\./|\./)?[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_.+-]+)*\.(?:%s))(?![\w/])"
+                      % "|".join(FILE_REF_EXT))
+FILE_REF_OPT_OUT = "<!-- files: not in the repository -->"
+# Files outside the repository that the documents may name (system and third-party headers).
+EXTERNAL_FILES = re.compile(r"^(Eigen/|unsupported/|doctest/|cereal/|CLI/|cuda|cublas|cudnn|nccl|mpi\.h|omp\.h|"
+                            r"png\.h|zlib\.h|cblas\.h|dnnl|blis|torch/|curand)")
 
 
 def doc_files(root):
@@ -124,12 +140,62 @@ def check_citation(name, target, rel_target):
     return None
 
 
+def repository_files(root):
+    """The repository's files as root-relative paths: git ls-files, or a walk outside a git checkout."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "-C", root, "ls-files", "--cached", "--others", "--exclude-standard"],
+                             capture_output=True, text=True, check=True).stdout
+        files = [f for f in out.split("\n") if f]
+        if files:
+            return files
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    files = []
+    for d, subdirs, names in os.walk(root):
+        subdirs[:] = [s for s in subdirs if not s.startswith(".") and s not in ("build", "out")]
+        files += [os.path.relpath(os.path.join(d, n), root).replace(os.sep, "/") for n in names]
+    return files
+
+
+def check_file_mentions(root, rel_doc, lines, files):
+    """Errors for every repository file named in `lines` that does not exist."""
+    paths = set(files)
+    names = {f.rsplit("/", 1)[-1] for f in files}
+    doc_dir = os.path.dirname(rel_doc)
+    errors, count = [], 0
+    for n, line in enumerate(lines, 1):
+        if FILE_REF_OPT_OUT in line:
+            continue
+        for m in FILE_REF.finditer(line):
+            ref = m.group(1)
+            if EXTERNAL_FILES.match(ref) or ref.startswith("http"):
+                continue
+            count += 1
+            if "/" not in ref:
+                if ref not in names:
+                    errors.append(f"{rel_doc}:{n}: names the file {ref}, which is not in the repository")
+                continue
+            from_doc = os.path.normpath(os.path.join(doc_dir, ref)).replace(os.sep, "/")
+            bare = ref[2:] if ref.startswith("./") else ref
+            if (bare in paths or from_doc in paths or any(p.endswith("/" + bare) for p in paths)
+                    or os.path.isdir(os.path.join(root, bare))):
+                continue
+            errors.append(f"{rel_doc}:{n}: names the file {ref}, which is not in the repository")
+    return errors, count
+
+
 def cmd_citations(root):
     errors, links, citations, compiled, fragments = [], 0, 0, 0, 0
+    files = repository_files(root)
+    mentions = 0
     for doc in doc_files(root):
         rel_doc = os.path.relpath(doc, root)
         with open(doc, encoding="utf-8") as f:
             lines = f.read().split("\n")
+        mention_errors, count = check_file_mentions(root, rel_doc, lines, files)
+        errors += mention_errors
+        mentions += count
         for n, line in prose_lines(lines):
             for m in LINK.finditer(line):
                 text, href = m.group(1), m.group(2)
@@ -161,7 +227,7 @@ def cmd_citations(root):
     for e in errors:
         print("error: " + e)
     print(f"check_docs: {len(doc_files(root))} documents, {links} relative links, {citations} citations, "
-          f"{compiled} compiled snippets, {fragments} marked fragments, {len(errors)} errors")
+          f"{mentions} file mentions, {compiled} compiled snippets, {fragments} marked fragments, {len(errors)} errors")
     return 1 if errors else 0
 
 
