@@ -517,3 +517,36 @@ TEST_CASE("examples --device: parsing and a clear message when CUDA is not avail
   CHECK_THROWS_WITH_AS(mlvae_examples::check_device(parse_device("cuda")), doctest::Contains("no CUDA device found"),
                        Error);
 }
+
+TEST_CASE("device: options the device step does not compute are refused by name when the model is put on it") {
+  DefaultContext ctx;
+  const auto refused = [&](auto configure, const char* option) {
+    auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+    configure(model);
+    using Model = decltype(model);
+    std::string message;
+    try {
+      device::DeviceMLVAE<Model, DefaultContext> dev(ctx, model);
+    } catch (const ArgumentError& e) {
+      message = e.what();
+    }
+    CAPTURE(message);
+    CHECK(message.rfind(option, 0) == 0);  // the option first, then the device
+    CHECK(message.find(") is not supported on cpu: ") != std::string::npos);
+  };
+  refused([](auto& m) { m.options().content.aggregation = ContentAggregation::Mean; }, "the GVAE content path");
+  refused([](auto& m) { m.options().content.adaptive = true; }, "adaptive content sharing");
+  refused([](auto& m) { m.options().content.sample_per_observation = true; }, "one content sample per observation");
+  refused([](auto& m) { m.options().cycle_weight = 1.0f; }, "the reverse-cycle loss");
+  // The paper's ML-VAE is accepted; an option switched on after the model was put on the device is
+  // refused at the next step, never computed as the plain ML-VAE.
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+  Rng rng(1);
+  model.initialize(rng);
+  device::DeviceMLVAE<decltype(model), DefaultContext> dev(ctx, model);
+  dev.upload_batch(mlvae_test::toy_data<float>(8, 2));
+  CHECK(std::isfinite(dev.forward_backward({0, 4, 8}, 1).terms.loss));
+  dev.options().content.aggregation = ContentAggregation::Mean;
+  CHECK_THROWS_WITH_AS(dev.forward_backward({0, 4, 8}, 1), mlvae_test::contains("the GVAE content path"),
+                       ArgumentError);
+}

@@ -15,7 +15,9 @@
 #include "mlvae/device/ops.hpp"
 #include "mlvae/dist/group_posterior.hpp"
 #include "mlvae/model/loss_terms.hpp"
+#include "mlvae/model/content_path.hpp"
 #include "mlvae/model/mlvae.hpp"
+#include "mlvae/nn/gemm_bf16.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -31,6 +33,31 @@ struct StepResult {
   LossTerms terms;            ///< as MLVAE::forward_backward returns them
   double gradient_norm = 0;   ///< ‖∇‖₂ of the whole parameter vector (0 after evaluate())
 };
+
+/// Refuses, with an error naming the option and the device, every ML-VAE option the device step
+/// does not compute: the device layer runs the paper's ML-VAE (product of Gaussians, one content
+/// sample per group, no cycle loss) in float32. Called when a model is put on a device and at every
+/// step, so a model is never trained as something other than what was asked for.
+/// @throws ArgumentError "<option> is not supported on <device>: ...".
+template <typename T>
+void require_device_supports(const MLVAEOptions<T>& o, Precision precision, const std::string& device) {
+  const char* refused = nullptr;
+  if (o.content.aggregation != ContentAggregation::Product)
+    refused = "the GVAE content path (arithmetic-mean aggregation, --model gvae / ada-gvae)";
+  else if (o.content.adaptive)
+    refused = "adaptive content sharing (Ada-ML-VAE / Ada-GVAE, --model ada-mlvae / ada-gvae)";
+  else if (o.content.sample_per_observation)
+    refused = "one content sample per observation (--content-sample observation)";
+  else if (o.cycle_weight != T(0))
+    refused = "the reverse-cycle loss (cycle_weight != 0, --cycle)";
+  else if (precision != Precision::Float32)
+    refused = "bfloat16 products (--precision bf16)";
+  if (refused != nullptr)
+    raise_error<ArgumentError>(mlvae::detail::concat(refused, " is not supported on ", device,
+                                      ": the device step computes the ML-VAE of Bouchacourt et al. (product of "
+                                      "Gaussians, one content sample per group, no cycle loss) in float32; train "
+                                      "this model on the CPU (--device cpu)"));
+}
 
 /// The device mirror of an MLVAE (model/mlvae.hpp) built from CPU layers that have device
 /// mirrors (device/layers.hpp): same parameter layout, same objective, same gradients.
@@ -69,6 +96,7 @@ public:
         group_logvar_(ctx), z_(ctx), content_sample_(ctx), d_out_(ctx), d_style_out_(ctx), d_content_sample_(ctx),
         d_group_mean_(ctx), d_group_logvar_(ctx), d_content_out_(ctx), d_features_(ctx), readback_(ctx),
         group_ws_(ctx), staging_(ctx), readback_host_(ctx) {
+    require_device_supports(cpu.options(), cpu.precision(), ctx.describe());
     const Index n = cpu.parameters().size();
     require<ShapeError>(trunk_.parameter_count() + style_head_.parameter_count() + content_head_.parameter_count() +
                                 decoder_.parameter_count() ==
@@ -107,7 +135,8 @@ public:
   DeviceArray<T, Ctx>& parameters() { return values_; }
   /// Gradients on the device, same layout.
   DeviceArray<T, Ctx>& gradients() { return gradients_; }
-  /// The KL weights (copied from the CPU model at construction).
+  /// The model's options (copied from the CPU model at construction). The KL weights may be changed;
+  /// an option this device layer does not run is refused at the next step (require_device_supports).
   MLVAEOptions<T>& options() { return options_; }
 
   /// Copies host parameter values (the CPU model's layout) to the device.
@@ -252,6 +281,7 @@ private:
   }
 
   StepResult run(const std::vector<Index>& offsets, bool backward) {
+    require_device_supports(options_, Precision::Float32, ctx_->describe());
     const auto& d = ctx_->device();
     const GroupRanges layout(offsets);
     const Index n = x_.cols(), groups = layout.groups, S = style_size_, C = content_size_;
