@@ -43,7 +43,7 @@ inline DeviceChoice parse_device(const std::string& text) {
 /// that the example's .cpp needs no CUDA header). The host Trainer keeps sampler, noise and
 /// counters; call sync_to_host() before a checkpoint or a CPU evaluation.
 template <typename Model>
-class DeviceSteps {
+class DeviceSteps : public mlvae::EpochLoop<DeviceSteps<Model>, mlvae::StepReport, mlvae::LossTerms> {
 public:
   virtual ~DeviceSteps() = default;
   /// One step (mlvae::Trainer::step's semantics); false at the end of the epoch.
@@ -52,17 +52,7 @@ public:
   virtual void sync_to_host() = 0;
   /// "cuda:0 (NVIDIA ...)".
   virtual std::string describe() const = 0;
-
-  /// The rest of the epoch, as mlvae::Trainer::continue_epoch.
-  mlvae::LossTerms continue_epoch(const std::function<void(const mlvae::StepReport&)>& on_step = {}) {
-    mlvae::LossTerms total;
-    mlvae::StepReport report;
-    while (step(report)) {
-      if (!report.skipped) total.accumulate(report.terms);
-      if (on_step) on_step(report);
-    }
-    return total;
-  }
+  // continue_epoch(): the rest of the epoch, from mlvae::EpochLoop (train/training_loop.hpp).
 };
 
 #ifdef MLVAE_EXAMPLES_WITH_CUDA

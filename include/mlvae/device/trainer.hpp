@@ -41,16 +41,8 @@ public:
                         m_.size(), " parameters and gradients, found ", values.size(), " and ", gradients.size());
     if (!std::isfinite(norm)) return false;
     ++step_;
-    AdamCoefficients<T> k;
-    k.scale = (options_.clip_norm > 0 && norm > options_.clip_norm) ? T(options_.clip_norm / norm) : T(1);
-    k.beta1 = T(options_.beta1);
-    k.beta2 = T(options_.beta2);
-    k.c1 = T(1) / T(1 - std::pow(options_.beta1, static_cast<double>(step_)));
-    k.c2 = T(1) / T(1 - std::pow(options_.beta2, static_cast<double>(step_)));
-    k.lr = T(options_.learning_rate);
-    k.eps = T(options_.epsilon);
-    k.weight_decay = T(options_.weight_decay);
-    adam_update(ctx_->device(), k, m_.size(), values.data(), gradients.data(), m_.data(), v_.data());
+    adam_update(ctx_->device(), AdamCoefficients<T>::of(options_, step_, norm), m_.size(), values.data(),
+                gradients.data(), m_.data(), v_.data());
     return true;
   }
   /// try_step, raising DivergenceError (parameters unchanged) when the norm is not finite.
@@ -88,7 +80,7 @@ private:
 /// staging memory, uploads it, runs forward_backward and the Adam update on the device.
 /// The host Trainer's model and optimiser are stale until sync_to_host().
 template <typename Model, typename Ctx>
-class DeviceTrainer {
+class DeviceTrainer : public EpochLoop<DeviceTrainer<Model, Ctx>, StepReport, LossTerms> {
 public:
   /// The floating-point type.
   using T = typename Model::Scalar;
@@ -108,50 +100,19 @@ public:
     model_.commit_batch();
     const std::uint64_t key = host_.noise()();
     const StepResult result = model_.forward_backward(batch_.group_offsets, key);
-    report.skipped = false;
-    report.gradient_norm = 0;
-    // No try/catch, as in Trainer: the device layer also builds without exceptions.
-    const bool loss_finite = std::isfinite(result.terms.loss);
-    if (loss_finite && optimizer_.try_step(model_.parameters(), model_.gradients(), result.gradient_norm)) {
-      report.gradient_norm = result.gradient_norm;
-    } else {
-      if (host_.options().on_divergence == DivergencePolicy::Throw) {
-        if (!loss_finite)
-          raise_error<DivergenceError>(mlvae::detail::concat("DeviceTrainer: the loss is not finite (",
-                                                             result.terms.loss, ") at epoch ", sampler.epoch(),
-                                                             " step ", host_.step_in_epoch() + 1,
-                                                             "; parameters left unchanged"));
-        raise_error<DivergenceError>(optimizer_.divergence_message(result.gradient_norm));
-      }
-      report.skipped = true;
-      host_.set_skipped_steps(host_.skipped_steps() + 1);
-    }
-    host_.set_step_in_epoch(host_.step_in_epoch() + 1);
-    report.epoch = sampler.epoch();
-    report.step_in_epoch = host_.step_in_epoch();
-    report.steps_per_epoch = sampler.batches_per_epoch();
-    report.global_step = optimizer_.step_count();
-    report.terms = result.terms;
+    const bool updated = std::isfinite(result.terms.loss) &&
+                         optimizer_.try_step(model_.parameters(), model_.gradients(), result.gradient_norm);
+    Index step_in_epoch = host_.step_in_epoch();
+    long long skipped = host_.skipped_steps();
+    mlvae::detail::close_step("DeviceTrainer", host_.options().on_divergence, updated, result.terms,
+                              result.gradient_norm, sampler, optimizer_, step_in_epoch, skipped, report);
+    host_.set_step_in_epoch(step_in_epoch);
+    host_.set_skipped_steps(skipped);
     return true;
   }
 
-  /// Starts a new epoch (as Trainer::start_epoch).
+  /// Starts a new epoch (as Trainer::start_epoch); run_epoch() and continue_epoch(): EpochLoop.
   void start_epoch() { host_.start_epoch(); }
-  /// Runs the rest of the current epoch; returns the terms averaged over its non-skipped steps.
-  LossTerms continue_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
-    LossTerms total;
-    StepReport report;
-    while (step(report)) {
-      if (!report.skipped) total.accumulate(report.terms);
-      if (on_step) on_step(report);
-    }
-    return total;
-  }
-  /// Runs one whole epoch.
-  LossTerms run_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
-    start_epoch();
-    return continue_epoch(on_step);
-  }
 
   /// Copies parameters and Adam state back into the host Trainer (before a checkpoint or a CPU
   /// evaluation). Waits for the device.

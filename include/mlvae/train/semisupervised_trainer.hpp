@@ -12,6 +12,7 @@
 #include "mlvae/model/semisupervised.hpp"
 #include "mlvae/optim/adam.hpp"
 #include "mlvae/train/trainer.hpp"
+#include "mlvae/train/training_loop.hpp"
 
 #include <cmath>
 #include <functional>
@@ -56,7 +57,8 @@ double classification_error(Model& model, const Matrix<typename Model::Scalar>& 
 /// Trains a SemiSupervisedVAE with Adam on `data` (features x N): `labelled` columns with `labels`, and
 /// `unlabelled` columns. Keeps references to the model and the data: both must outlive it.
 template <typename Model>
-class SemiSupervisedTrainer {
+class SemiSupervisedTrainer
+    : public EpochLoop<SemiSupervisedTrainer<Model>, SemiSupervisedStepReport, SemiSupervisedTerms> {
 public:
   /// The model's floating-point type.
   using T = typename Model::Scalar;
@@ -77,50 +79,18 @@ public:
     if (!sampler_.next(batch_)) return false;
     gather_columns(data_, batch_.indices, x_);
     const SemiSupervisedTerms terms = model_.forward_backward(x_, batch_.labels, noise_);
-    report.skipped = false;
-    report.gradient_norm = 0;
-    // No try/catch: the core also builds without exceptions (core/error.hpp), as in Trainer.
-    const bool loss_finite = std::isfinite(terms.loss);
-    if (!loss_finite ||
-        !optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, report.gradient_norm)) {
-      if (options_.on_divergence == DivergencePolicy::Throw) {
-        if (!loss_finite)
-          raise_error<DivergenceError>(detail::concat("SemiSupervisedTrainer: the loss is not finite (", terms.loss,
-                                                      ") at epoch ", sampler_.epoch(), " step ", step_in_epoch_ + 1,
-                                                      "; parameters left unchanged"));
-        raise_error<DivergenceError>(optimizer_.divergence_message(report.gradient_norm));
-      }
-      report.skipped = true;
-      ++skipped_steps_;
-    }
-    ++step_in_epoch_;
-    report.epoch = sampler_.epoch();
-    report.step_in_epoch = step_in_epoch_;
-    report.steps_per_epoch = sampler_.batches_per_epoch();
-    report.global_step = optimizer_.step_count();
-    report.terms = terms;
+    double norm = 0;
+    const bool updated = std::isfinite(terms.loss) &&
+                         optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, norm);
+    detail::close_step("SemiSupervisedTrainer", options_.on_divergence, updated, terms, norm, sampler_, optimizer_,
+                       step_in_epoch_, skipped_steps_, report);
     return true;
   }
 
-  /// Begins a new epoch without taking a step.
+  /// Begins a new epoch without taking a step (run_epoch() and continue_epoch(): EpochLoop).
   void start_epoch() {
     sampler_.start_epoch();
     step_in_epoch_ = 0;
-  }
-  /// Runs one whole epoch; returns its terms averaged over the examples of the steps taken.
-  SemiSupervisedTerms run_epoch(const std::function<void(const SemiSupervisedStepReport&)>& on_step = {}) {
-    start_epoch();
-    return continue_epoch(on_step);
-  }
-  /// Runs the rest of the current epoch (e.g. after a checkpoint restored a mid-epoch state).
-  SemiSupervisedTerms continue_epoch(const std::function<void(const SemiSupervisedStepReport&)>& on_step = {}) {
-    SemiSupervisedTerms total;
-    SemiSupervisedStepReport report;
-    while (step(report)) {
-      if (!report.skipped) total.accumulate(report.terms);
-      if (on_step) on_step(report);
-    }
-    return total;
   }
   /// True while the current epoch has batches left.
   bool epoch_in_progress() const { return sampler_.epoch_in_progress(); }

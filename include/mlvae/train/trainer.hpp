@@ -11,6 +11,7 @@
 #include "mlvae/model/batch_shard.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/optim/adam.hpp"
+#include "mlvae/train/training_loop.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -65,12 +66,6 @@ public:
                             Rng& noise) = 0;
 };
 
-/// What a training step does when the loss or the gradient is not finite.
-enum class DivergencePolicy {
-  Throw,    ///< throw DivergenceError; the parameters and the optimiser are left as before the step
-  SkipStep  ///< skip the update (parameters and optimiser unchanged), count it, and go on
-};
-
 /// Everything that determines a training run besides the model and the data.
 struct TrainerOptions {
   /// Optimiser hyper-parameters.
@@ -100,7 +95,7 @@ struct StepReport {
 /// Trains `Model` (MLVAE or VAE) with Adam on `data` (features x N) grouped by `keys`.
 /// The trainer keeps references to the model and the data: both must outlive it.
 template <typename Model>
-class Trainer {
+class Trainer : public EpochLoop<Trainer<Model>, StepReport, LossTerms> {
 public:
   /// The model's floating-point type.
   using T = typename Model::Scalar;
@@ -138,31 +133,11 @@ public:
     finish_step(detail::model_step(model_, x, offsets, noise_, true), report);
   }
 
-  /// Runs one whole epoch (starting a new one), calling `on_step` after every step; returns the
-  /// loss terms averaged over the epoch's groups.
-  LossTerms run_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
-    start_epoch();
-    return continue_epoch(on_step);
-  }
-
-  /// Begins a new epoch (reshuffles the sampler, resets step_in_epoch()) without taking a step.
+  /// Begins a new epoch (reshuffles the sampler, resets step_in_epoch()) without taking a step;
+  /// run_epoch() and continue_epoch() come from EpochLoop (train/training_loop.hpp).
   void start_epoch() {
     sampler_.start_epoch();
     step_in_epoch_ = 0;
-  }
-
-  /// Runs the rest of the current epoch (e.g. after load_checkpoint() restored a mid-epoch
-  /// state), calling `on_step` after every step; returns the loss terms averaged over the
-  /// groups of the steps taken here (skipped steps excluded). Does nothing when the current epoch
-  /// has no batches left; starts the first epoch when none was started.
-  LossTerms continue_epoch(const std::function<void(const StepReport&)>& on_step = {}) {
-    LossTerms total;
-    StepReport report;
-    while (step(report)) {
-      if (!report.skipped) total.accumulate(report.terms);
-      if (on_step) on_step(report);
-    }
-    return total;
   }
 
   /// True while the current epoch has batches left (a mid-epoch state: use continue_epoch()).
@@ -206,28 +181,11 @@ private:
   /// The rest of a step once the model holds the batch's gradient and `terms` its loss terms:
   /// divergence policy, Adam step, counters and `report`.
   void finish_step(const LossTerms& terms, StepReport& report) {
-    report.skipped = false;
-    report.gradient_norm = 0;
-    // No try/catch: the core also builds without exceptions (core/error.hpp).
-    const bool loss_finite = std::isfinite(terms.loss);
-    if (!loss_finite ||
-        !optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, report.gradient_norm)) {
-      if (options_.on_divergence == DivergencePolicy::Throw) {
-        if (!loss_finite)
-          raise_error<DivergenceError>(detail::concat("Trainer: the loss is not finite (", terms.loss, ") at epoch ",
-                                                      sampler_.epoch(), " step ", step_in_epoch_ + 1,
-                                                      "; parameters left unchanged"));
-        raise_error<DivergenceError>(optimizer_.divergence_message(report.gradient_norm));
-      }
-      report.skipped = true;
-      ++skipped_steps_;
-    }
-    ++step_in_epoch_;
-    report.epoch = sampler_.epoch();
-    report.step_in_epoch = step_in_epoch_;
-    report.steps_per_epoch = sampler_.batches_per_epoch();
-    report.global_step = optimizer_.step_count();
-    report.terms = terms;
+    double norm = 0;
+    const bool updated = std::isfinite(terms.loss) &&
+                         optimizer_.try_step(model_.parameters().values, model_.parameters().gradients, norm);
+    detail::close_step("Trainer", options_.on_divergence, updated, terms, norm, sampler_, optimizer_, step_in_epoch_,
+                       skipped_steps_, report);
   }
 
   static int check_data(const Model& model, const Matrix<T>& data, const std::vector<int>& keys) {
