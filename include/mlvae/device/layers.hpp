@@ -160,28 +160,11 @@ public:
   /// The last layer's output size.
   Index output_size() const { return std::get<count - 1>(layers_).output_size(); }
   /// Sum of the layers' parameter counts.
-  Index parameter_count() const {
-    return std::apply([](const auto&... l) { return (Index{0} + ... + l.parameter_count()); }, layers_);
-  }
+  Index parameter_count() const { return mlvae::detail::chain_parameter_count(layers_); }
   /// "Sequential[...]" as the CPU stack describes itself.
-  std::string describe() const {
-    std::string out = "Sequential[";
-    std::apply(
-        [&](const auto&... l) {
-          std::size_t i = 0;
-          ((out += (i++ ? ", " : "") + l.describe()), ...);
-        },
-        layers_);
-    return out + "]";
-  }
+  std::string describe() const { return mlvae::detail::chain_describe(layers_); }
   /// Binds each layer to consecutive device slices.
-  void bind(Scalar* values, Scalar* gradients) {
-    std::apply(
-        [&](auto&... l) {
-          ((l.bind(values, gradients), values += l.parameter_count(), gradients += l.parameter_count()), ...);
-        },
-        layers_);
-  }
+  void bind(Scalar* values, Scalar* gradients) { mlvae::detail::chain_bind(layers_, values, gradients); }
   /// Runs x through every layer.
   const DeviceArray<Scalar, Ctx>& forward(const DeviceArray<Scalar, Ctx>& x) { return forward_from<0>(x); }
   /// Backpropagates dy through the layers in reverse.

@@ -363,18 +363,8 @@ private:
     for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[2 * n + groups + c]);
 
     StepResult result;
-    LossTerms& terms = result.terms;
-    terms.groups = groups;
-    terms.images = n;
-    const double G = static_cast<double>(groups);
-    terms.reconstruction = rec / G;
-    terms.style_kl = kls / G;
-    terms.content_kl = klc / G;
-    terms.elbo_per_group = (rec - kls - klc) / G;
-    terms.elbo_per_image = (rec - kls - klc) / static_cast<double>(n);
-    terms.loss = -(rec - static_cast<double>(options_.style_kl_weight) * kls -
-                   static_cast<double>(options_.content_kl_weight) * klc) /
-                 G;
+    result.terms = LossTerms::from_sums(rec, kls, klc, static_cast<double>(options_.style_kl_weight),
+                                        static_cast<double>(options_.content_kl_weight), groups, n, groups, n);
     result.gradient_norm = std::sqrt(norm2);
     return result;
   }

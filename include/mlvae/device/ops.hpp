@@ -19,6 +19,7 @@
 #include "mlvae/device/context.hpp"
 #include "mlvae/dist/likelihood.hpp"
 #include "mlvae/nn/activations.hpp"
+#include "mlvae/optim/adam.hpp"
 
 #include <cstdint>
 #include <type_traits>
@@ -413,16 +414,7 @@ void squared_norm_partials(const D& d, const T* g, Index n, T* partials) {
   }
 }
 
-/// Coefficients of one Adam update, computed on the host (optim/adam.hpp).
-template <typename T>
-struct AdamCoefficients {
-  T scale = T(1);  ///< clipping factor min(1, clip / ‖g‖)
-  T beta1 = T(0.9), beta2 = T(0.999);
-  T c1 = T(1), c2 = T(1);  ///< bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ)
-  T lr = T(1e-3), eps = T(1e-8), weight_decay = T(0);
-};
-
-/// The Adam update of optim/adam.hpp on n parameters, as three element-wise passes (one per
+/// The Adam update of optim/adam.hpp on n parameters (coefficients: AdamCoefficients::of), as three element-wise passes (one per
 /// output: m, v, θ), each one fused expression:
 ///   m ← β₁m + (1−β₁) s g;  v ← β₂v + (1−β₂)(s g)²;  θ ← θ − lr (m c₁ / (√(v c₂) + ε) + λθ).
 template <typename D, typename T>

@@ -21,6 +21,27 @@ struct LossTerms {
   /// Number of images (observations) the terms cover.
   Index images = 0;
 
+  /// The terms of a grouped ELBO from its sums over a batch, written once for every device: `rec`
+  /// = Σ log p(x|z), `style_kl` = Σ_i KL_style, `content_kl` = Σ_G KL_content over `images`
+  /// observations in `groups` groups (this process's share), averaged over `total_groups` and
+  /// `total_images` (the whole batch's, larger under data parallelism); the loss weights the KL sums
+  /// by β_s and β_c.
+  static LossTerms from_sums(double rec, double style_kl_sum, double content_kl_sum, double beta_style,
+                             double beta_content, Index groups, Index images, Index total_groups,
+                             Index total_images) {
+    LossTerms t;
+    t.groups = groups;
+    t.images = images;
+    const double G = static_cast<double>(total_groups);
+    t.reconstruction = rec / G;
+    t.style_kl = style_kl_sum / G;
+    t.content_kl = content_kl_sum / G;
+    t.elbo_per_group = (rec - style_kl_sum - content_kl_sum) / G;
+    t.elbo_per_image = (rec - style_kl_sum - content_kl_sum) / static_cast<double>(total_images);
+    t.loss = -(rec - beta_style * style_kl_sum - beta_content * content_kl_sum) / G;
+    return t;
+  }
+
   /// Accumulates `other` (weighted by its group count) for averaging over several batches.
   void accumulate(const LossTerms& other) {
     const double g0 = static_cast<double>(groups), g1 = static_cast<double>(other.groups);

@@ -245,20 +245,10 @@ private:
       likelihood_.log_likelihood(x, out, log_likelihood_);
     kl_to_standard_normal<T>(s_mean, s_logvar, kl_style_);
 
-    LossTerms terms;
-    terms.groups = groups;
-    terms.images = n;
-    const double G = static_cast<double>(global_groups);
-    const double rec = static_cast<double>(log_likelihood_.sum());
-    const double kls = static_cast<double>(kl_style_.sum());
-    terms.reconstruction = rec / G;
-    terms.style_kl = kls / G;
-    terms.content_kl = klc / G;
-    terms.elbo_per_group = (rec - kls - klc) / G;
-    terms.elbo_per_image = (rec - kls - klc) / static_cast<double>(global_n);
-    terms.loss = -(rec - static_cast<double>(options_.style_kl_weight) * kls -
-                   static_cast<double>(options_.content_kl_weight) * klc) /
-                 G;
+    LossTerms terms = LossTerms::from_sums(
+        static_cast<double>(log_likelihood_.sum()), static_cast<double>(kl_style_.sum()), klc,
+        static_cast<double>(options_.style_kl_weight), static_cast<double>(options_.content_kl_weight), groups, n,
+        global_groups, global_n);
     const bool cycle = options_.cycle_weight > T(0) && groups > 1;
     // The reverse cycle pairs each group with the next one of the batch: a slice cannot reproduce it.
     require<ArgumentError>(!cycle || shard.whole(), "MLVAE: the cycle-consistency loss (cycle_weight ",

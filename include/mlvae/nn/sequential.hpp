@@ -28,10 +28,41 @@ struct has_fused_relu<P, std::enable_if_t<P::fuses_relu>> : std::true_type {};
 template <typename P, typename A>
 inline constexpr bool fuses_with_v =
     has_fused_relu<P>::value && std::is_same_v<A, Relu<typename P::Scalar>>;
+
+// What every chain of layers does with its tuple, on any device (Sequential here,
+// device::DeviceSequential in device/layers.hpp): written once.
+
+/// Sum of the layers' parameter counts.
+template <typename Tuple>
+Index chain_parameter_count(const Tuple& layers) {
+  return std::apply([](const auto&... l) { return (Index{0} + ... + l.parameter_count()); }, layers);
+}
+/// "Sequential[<layer>, <layer>, ...]", as recorded in checkpoints.
+template <typename Tuple>
+std::string chain_describe(const Tuple& layers) {
+  std::string out = "Sequential[";
+  std::apply(
+      [&](const auto&... l) {
+        std::size_t i = 0;
+        ((out += (i++ ? ", " : "") + l.describe()), ...);
+      },
+      layers);
+  return out + "]";
+}
+/// Binds each layer to consecutive slices starting at `values` / `gradients`.
+template <typename Tuple, typename T>
+void chain_bind(Tuple& layers, T* values, T* gradients) {
+  std::apply(
+      [&](auto&... l) {
+        ((l.bind(values, gradients), values += l.parameter_count(), gradients += l.parameter_count()), ...);
+      },
+      layers);
+}
+
 }  // namespace detail
 
-template <typename... Layers>
 /// A chain of layers run in order; itself a layer (the layer contract), its parameters the layers' in order.
+template <typename... Layers>
 class Sequential {
   static_assert(sizeof...(Layers) > 0, "Sequential needs at least one layer");
   using First = std::tuple_element_t<0, std::tuple<Layers...>>;
@@ -52,29 +83,12 @@ public:
   /// The last layer's output size.
   Index output_size() const { return std::get<count - 1>(layers_).output_size(); }
   /// Sum of the layers' parameter counts.
-  Index parameter_count() const {
-    return std::apply([](const auto&... l) { return (Index{0} + ... + l.parameter_count()); }, layers_);
-  }
+  Index parameter_count() const { return detail::chain_parameter_count(layers_); }
   /// "Sequential[<layer>, <layer>, ...]", as recorded in checkpoints.
-  std::string describe() const {
-    std::string out = "Sequential[";
-    std::apply(
-        [&](const auto&... l) {
-          std::size_t i = 0;
-          ((out += (i++ ? ", " : "") + l.describe()), ...);
-        },
-        layers_);
-    return out + "]";
-  }
+  std::string describe() const { return detail::chain_describe(layers_); }
 
   /// Binds each layer to consecutive slices starting at `values` / `gradients`.
-  void bind(T* values, T* gradients) {
-    std::apply(
-        [&](auto&... l) {
-          ((l.bind(values, gradients), values += l.parameter_count(), gradients += l.parameter_count()), ...);
-        },
-        layers_);
-  }
+  void bind(T* values, T* gradients) { detail::chain_bind(layers_, values, gradients); }
   /// Initialises every layer in order from `rng`.
   void initialize(Rng& rng) {
     std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);

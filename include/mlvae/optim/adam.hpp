@@ -41,9 +41,33 @@ struct AdamOptions {
   }
 };
 
+/// The constants of one Adam update, written once for every device (Adam here, DeviceAdam in
+/// device/trainer.hpp): clipping factor, β's, bias corrections, learning rate, ε, weight decay.
 template <typename T>
+struct AdamCoefficients {
+  T scale = T(1);  ///< clipping factor min(1, clip / ‖g‖)
+  T beta1 = T(0.9), beta2 = T(0.999);
+  T c1 = T(1), c2 = T(1);  ///< bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ)
+  T lr = T(1e-3), eps = T(1e-8), weight_decay = T(0);
+
+  /// The coefficients of update number `step` (1-based) of a gradient whose norm is `norm`.
+  static AdamCoefficients of(const AdamOptions& o, long long step, double norm) {
+    AdamCoefficients k;
+    k.scale = (o.clip_norm > 0 && norm > o.clip_norm) ? T(o.clip_norm / norm) : T(1);
+    k.beta1 = T(o.beta1);
+    k.beta2 = T(o.beta2);
+    k.c1 = T(1) / T(1 - std::pow(o.beta1, static_cast<double>(step)));
+    k.c2 = T(1) / T(1 - std::pow(o.beta2, static_cast<double>(step)));
+    k.lr = T(o.learning_rate);
+    k.eps = T(o.epsilon);
+    k.weight_decay = T(o.weight_decay);
+    return k;
+  }
+};
+
 /// The Adam optimiser (Kingma & Ba 2015) over one flat parameter vector, with optional
 /// decoupled weight decay and global-norm gradient clipping; results do not depend on the thread count.
+template <typename T>
 class Adam {
   static_assert(is_model_scalar_v<T>, "mlvae: Adam runs on float or double; with MLVAE_FLOAT_ONLY defined, float only");
 
@@ -86,12 +110,8 @@ public:
     });
     norm = std::sqrt(partial_sums_.sum());
     if (!std::isfinite(norm)) return false;
-    const T scale = (options_.clip_norm > 0 && norm > options_.clip_norm) ? T(options_.clip_norm / norm) : T(1);
     ++step_;
-    const T b1 = T(options_.beta1), b2 = T(options_.beta2);
-    const T c1 = T(1) / T(1 - std::pow(options_.beta1, static_cast<double>(step_)));
-    const T c2 = T(1) / T(1 - std::pow(options_.beta2, static_cast<double>(step_)));
-    const T lr = T(options_.learning_rate), eps = T(options_.epsilon), wd = T(options_.weight_decay);
+    const auto k = AdamCoefficients<T>::of(options_, step_, norm);
     // One fused pass per chunk: moments, bias correction and the update.
     parallel_columns(chunks, chunk_size, [&](Index begin, Index end) {
       for (Index c = begin; c < end; ++c) {
@@ -100,9 +120,9 @@ public:
         auto m = first_moment_.segment(off, len).array();
         auto v = second_moment_.segment(off, len).array();
         auto p = values.segment(off, len).array();
-        m = b1 * m + (T(1) - b1) * scale * g;
-        v = b2 * v + (T(1) - b2) * (scale * g).square();
-        p -= lr * ((m * c1) / ((v * c2).sqrt() + eps) + wd * p);
+        m = k.beta1 * m + (T(1) - k.beta1) * k.scale * g;
+        v = k.beta2 * v + (T(1) - k.beta2) * (k.scale * g).square();
+        p -= k.lr * ((m * k.c1) / ((v * k.c2).sqrt() + k.eps) + k.weight_decay * p);
       }
     });
     return true;
