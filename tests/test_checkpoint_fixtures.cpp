@@ -1,7 +1,8 @@
 // tests/test_checkpoint_fixtures.cpp — checkpoints written by earlier versions of mlvae still load: the files in
 // tests/fixtures/checkpoint/ (format version 2, made by make_fixtures.cpp there; version 1 is derived from them)
 // are loaded into fresh trainers, and everything they restore is compared with the values recorded when they
-// were written (tests/fixtures/checkpoint/expected.txt), then training resumes to the recorded parameters.
+// were written (tests/fixtures/checkpoint/expected.txt), then rewritten in today's format and loaded again, and
+// training resumes to the recorded parameters.
 #include <doctest/doctest.h>
 
 #include "support.hpp"
@@ -100,6 +101,21 @@ void check_resumes(const Expected& e, const std::string& p, Trainer& t) {
     CHECK(got[static_cast<mlvae::Index>(i)] == doctest::Approx(want[i]).epsilon(1e-4));
 }
 
+/// Saves `t` in today's format (binary and JSON), loads each into `fresh` and checks the same state
+/// comes back (so a fixture converts to the current format without loss).
+template <typename Trainer>
+void check_rewrites(const Expected& e, const std::string& p, Trainer& t, Trainer& fresh) {
+  mlvae_test::TempDir tmp;
+  for (const auto format : {mlvae::CheckpointFormat::Binary, mlvae::CheckpointFormat::Json}) {
+    mlvae::save_checkpoint(tmp.file("now"), t, format);
+    CHECK(mlvae::read_checkpoint_info(tmp.file("now")).version == mlvae::checkpoint_version);
+    mlvae::load_checkpoint(tmp.file("now"), fresh);
+    check_common(e, p, fresh);
+    CHECK(fresh.sampler().state().epoch == t.sampler().state().epoch);
+    CHECK(fresh.noise() == t.noise());
+  }
+}
+
 /// A version-1 file: the version-2 binary without its CRC-32 trailer, with version byte 1.
 std::string as_version_1(const std::string& v2_bytes) {
   std::string bytes = v2_bytes.substr(0, v2_bytes.size() - 4);
@@ -147,6 +163,10 @@ TEST_CASE("checkpoint fixtures: ML-VAE training checkpoints of format 1 and 2 (b
       groups.insert(groups.end(), {static_cast<unsigned long long>(g.begin), static_cast<unsigned long long>(g.end),
                                    static_cast<unsigned long long>(g.key)});
     CHECK(groups == e.integers("mlvae.sampler_groups"));
+    auto other = fx::grouped_model(98);
+    mlvae::Trainer<fx::GroupedModel> fresh(other, data, fx::keys(fx::observations), options);
+    check_rewrites(e, "mlvae", trainer, fresh);
+    CHECK(fresh.sampler().state().order == s.order);
     check_resumes<decltype(trainer), mlvae::StepReport>(e, "mlvae", trainer);
   }
   // The model file, and the model part of a training checkpoint.
@@ -188,6 +208,11 @@ TEST_CASE("checkpoint fixtures: semi-supervised training checkpoints of format 1
     CHECK(static_cast<unsigned long long>(s.batch) == e.integer("semi.sampler_batch"));
     CHECK(as_integers(s.labelled_plan) == e.integers("semi.sampler_labelled_plan"));
     CHECK(as_integers(s.unlabelled_plan) == e.integers("semi.sampler_unlabelled_plan"));
+    auto other = fx::semi_model(98);
+    mlvae::SemiSupervisedTrainer<fx::SemiModel> fresh(other, data, fx::labelled(), fx::labels(), fx::unlabelled(),
+                                                      options);
+    check_rewrites(e, "semi", trainer, fresh);
+    CHECK(fresh.sampler().state().unlabelled_plan == s.unlabelled_plan);
     check_resumes<decltype(trainer), mlvae::SemiSupervisedStepReport>(e, "semi", trainer);
   }
   // A semi-supervised checkpoint is refused by the grouped trainer, naming what it holds.
