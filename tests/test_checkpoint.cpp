@@ -235,14 +235,14 @@ TEST_CASE("checkpoint: mismatched architecture - scalar type - version - kind - 
   bytes[25] = 7;
   write_bytes(tmp.file("v7.bin"), bytes);
   CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("v7.bin"), trainer),
-                       contains("unexpected checkpoint version 7 (this build reads 1 to 2)"), mlvae::IoError);
+                       contains("unexpected checkpoint version 7 (this build reads 1 to 3)"), mlvae::IoError);
   std::string text = read_bytes(json);
-  const auto at = text.find("\"version\": 2");
+  const auto at = text.find("\"version\": 3");
   REQUIRE(at != std::string::npos);
-  text.replace(at, 12, "\"version\": 3");
-  write_bytes(tmp.file("v3.json"), text);
-  CHECK_THROWS_WITH_AS(mlvae::read_checkpoint_info(tmp.file("v3.json")),
-                       contains("unexpected checkpoint version 3 (this build reads 1 to 2)"), mlvae::IoError);
+  text.replace(at, 12, "\"version\": 4");
+  write_bytes(tmp.file("v4.json"), text);
+  CHECK_THROWS_WITH_AS(mlvae::read_checkpoint_info(tmp.file("v4.json")),
+                       contains("unexpected checkpoint version 4 (this build reads 1 to 3)"), mlvae::IoError);
 
   // Not a checkpoint at all, missing, empty, a directory.
   write_bytes(tmp.file("junk"), "hello, I am not a checkpoint");
@@ -390,27 +390,6 @@ TEST_CASE("checkpoint: a single bit flip anywhere in the payload is caught by th
   CHECK(model2.parameters().values == model.parameters().values);
 }
 
-TEST_CASE("checkpoint: version 1 files without a checksum still load") {
-  TempDir tmp;
-  const auto data = toy_data<double>(40);
-  auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
-  mlvae::Rng init(1);
-  model.initialize(init);
-  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
-  train_steps(trainer, 3);
-  mlvae::save_checkpoint(tmp.file("c.bin"), trainer);
-  std::string bytes = read_bytes(tmp.file("c.bin"));
-  bytes.resize(bytes.size() - 4);  // version 1 had no trailer
-  REQUIRE(bytes[25] == 2);
-  bytes[25] = 1;
-  write_bytes(tmp.file("v1.bin"), bytes);
-  auto model2 = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
-  mlvae::Trainer<decltype(model2)> target(model2, data, toy_keys(40), toy_options());
-  mlvae::load_checkpoint(tmp.file("v1.bin"), target);
-  CHECK(model2.parameters().values == model.parameters().values);
-  CHECK(mlvae::read_checkpoint_info(tmp.file("v1.bin")).version == 1u);
-}
-
 TEST_CASE("checkpoint: truncated JSON and random bytes are reported in words") {
   TempDir tmp;
   const auto data = toy_data<double>(40);
@@ -471,4 +450,53 @@ TEST_CASE("checkpoint: stale temporaries of a killed save are removed and nothin
   for (const auto& e : fs::directory_iterator(tmp.path))
     if (e.path().filename().string().rfind("c.bin.tmp-" + std::to_string(::getpid()) + "-", 0) == 0) ++temporaries;
   CHECK(temporaries == 0);
+}
+
+TEST_CASE("checkpoint: each part is a named, versioned block; another name or a newer version is refused by name") {
+  TempDir tmp;
+  const auto data = toy_data<double>(40);
+  auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Rng init(1);
+  model.initialize(init);
+  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
+  train_steps(trainer, 3);
+  mlvae::save_checkpoint(tmp.file("c.json"), trainer, CheckpointFormat::Json);
+  const std::string text = read_bytes(tmp.file("c.json"));
+  for (const char* block : {"model", "parameters", "trainer_options", "adam", "noise_rng", "progress",
+                            "grouped_sampler"}) {
+    CAPTURE(block);
+    CHECK(text.find("\"" + std::string(block) + "\": {") != std::string::npos);
+    CHECK(text.find("\"block\": \"" + std::string(block) + "\"") != std::string::npos);
+  }
+
+  // Binary: a block is its name (8-byte length + characters), a uint32 version, then its fields. Edit one and
+  // seal the file again with its CRC-32, so that only the block check can tell.
+  mlvae::save_checkpoint(tmp.file("c.bin"), trainer);
+  const std::string good = read_bytes(tmp.file("c.bin"));
+  const auto sealed = [](std::string bytes) {
+    bytes.resize(bytes.size() - 4);
+    const std::uint32_t crc = mlvae::crc32(bytes.data(), bytes.size());
+    for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((crc >> (8 * i)) & 0xffu));
+    return bytes;
+  };
+  auto model2 = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);
+  mlvae::Trainer<decltype(model2)> target(model2, data, toy_keys(40), toy_options());
+  const auto untouched = model2.parameters().values;
+  std::string bytes = good;
+  const std::size_t noise = bytes.find("noise_rng");
+  REQUIRE(noise != std::string::npos);
+  REQUIRE(bytes[noise + 9] == 1);  // the block's version, little-endian
+  bytes[noise + 9] = 9;
+  write_bytes(tmp.file("newer.bin"), sealed(bytes));
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("newer.bin"), target),
+                       contains("block 'noise_rng' has version 9; this build reads versions 1 to 1"), mlvae::IoError);
+  bytes = good;
+  bytes.replace(bytes.find("progress"), 8, "progrexx");
+  write_bytes(tmp.file("renamed.bin"), sealed(bytes));
+  CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("renamed.bin"), target),
+                       contains("expected the block 'progress', found 'progrexx'"), mlvae::IoError);
+  CHECK(model2.parameters().values == untouched);
+  write_bytes(tmp.file("resealed.bin"), sealed(good));  // the same bytes: loads
+  mlvae::load_checkpoint(tmp.file("resealed.bin"), target);
+  CHECK(model2.parameters().values == model.parameters().values);
 }

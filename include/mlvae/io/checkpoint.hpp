@@ -1,23 +1,21 @@
 /// @file
-/// mlvae/io/checkpoint.hpp — versioned cereal checkpoints of a model, and of a whole training run
-/// (model + Adam + noise Rng + sampler state + epoch/step + TrainerOptions), written atomically
-/// (temporary file in the same directory, flush, fsync, rename) and validated field by field on load.
+/// mlvae/io/checkpoint.hpp — versioned cereal checkpoints of a model, and of a whole training run, written
+/// atomically (temporary file in the same directory, flush, fsync, rename) and validated field by field on load.
 ///
-/// Two archives: portable binary (cereal::PortableBinary*Archive: fixed-width little-endian
-/// fields, parameter blocks as cereal::binary_data) and JSON (cereal::JSON*Archive). Every load
-/// checks the format tag, the version, the scalar type, the architecture string, the latent sizes
-/// and every length against what the receiving model/trainer expects BEFORE allocating, and turns
-/// every failure (cereal::Exception, RapidJSON errors, bad_alloc, inconsistent values) into an
-/// mlvae::IoError naming the file. A failed load leaves the model and trainer unchanged.
+/// Format 3: after the envelope's "format" tag, "version" and "kind" ("model" or "training"), each part writes its
+/// own block — a name, the block's version, its fields — and checks what it reads: "model" (scalar type, model
+/// kind, architecture, latent sizes, parameter count), "parameters", then for a training run the trainer's options
+/// ("trainer_options" / "semisupervised_trainer_options"), "adam", "noise_rng", "progress" and the sampler
+/// ("grouped_sampler" / "semisupervised_sampler"). One writer and one reader serve every trainer; a sampler adds
+/// its parts through SamplerPart (the semi-supervised one in io/semisupervised_checkpoint.hpp). Formats 1 and 2
+/// held the same fields without blocks (the options nested, the sampler's fields among the counters): still read.
 ///
-/// Integrity (format version 2): a checkpoint file carries a CRC-32 (the zlib/PNG polynomial, core/crc32.hpp) of its bytes, checked
-/// before anything is parsed: binary files end with the CRC of every byte before it (4 bytes,
-/// little-endian); JSON files end with a field "crc32" (8 hex digits), the CRC of the whole text
-/// with those digits written as "00000000" (a JSON file edited by hand fails the check until its
-/// crc32 is recomputed). Version 1 files (no checksum) are still read. Files
-/// that are not checkpoints, truncated files and bad JSON are named as such before any parsing.
-/// Every save removes stale temporaries of its own naming left by a killed save (see
-/// write_file_atomically).
+/// Archives: portable binary (fixed-width little-endian; parameters as cereal::binary_data) and JSON. Lengths are
+/// checked against what the receiver expects BEFORE allocating; every failure becomes an mlvae::IoError naming the
+/// file and what was expected and found, and leaves the model and trainer unchanged. Since format 2 a file carries
+/// a CRC-32 (core/crc32.hpp), checked before parsing: binary files end with the CRC of every byte before it (4
+/// bytes, little-endian), JSON files with a field "crc32" (8 hex digits; the CRC of the text with them "00000000").
+/// Every save removes stale temporaries of its own naming left by a killed save.
 #pragma once
 
 #include "mlvae/core/crc32.hpp"
@@ -68,9 +66,9 @@ enum class CheckpointFormat {
 
 /// The first field of every checkpoint, and the version this build writes and reads.
 inline constexpr const char* checkpoint_format_tag = "mlvae-checkpoint";
-/// The checkpoint format version this build writes (2: with a CRC-32 of the file).
-inline constexpr std::uint32_t checkpoint_version = 2;
-/// The oldest version this build reads (1: the same fields, no checksum).
+/// The checkpoint format version this build writes (3: each part in its own versioned block).
+inline constexpr std::uint32_t checkpoint_version = 3;
+/// The oldest version this build reads (1: flat fields, no checksum; 2: flat fields with a CRC-32).
 inline constexpr std::uint32_t checkpoint_oldest_version = 1;
 
 /// What a checkpoint file says about itself (read by read_checkpoint_info without a model).
@@ -89,6 +87,8 @@ struct CheckpointInfo {
 
 namespace detail {
 
+static_assert(sizeof(Index) == sizeof(std::int64_t), "checkpoints store indices as 64-bit integers");
+
 // ---- model traits ------------------------------------------------------------
 template <typename Model, typename = void>
 struct has_style_content : std::false_type {};
@@ -96,11 +96,6 @@ template <typename Model>
 struct has_style_content<Model, std::void_t<decltype(std::declval<const Model&>().style_size()),
                                             decltype(std::declval<const Model&>().content_size())>>
     : std::true_type {};
-
-template <typename Model>
-std::string model_kind_name() {
-  return has_style_content<Model>::value ? "MLVAE" : "VAE";
-}
 
 template <typename Model, typename = void>
 struct has_model_kind : std::false_type {};
@@ -114,7 +109,7 @@ std::string model_kind_of(const Model& model) {
   if constexpr (has_model_kind<Model>::value)
     return model.model_kind();
   else
-    return model_kind_name<Model>();
+    return has_style_content<Model>::value ? "MLVAE" : "VAE";
 }
 
 template <typename Model>
@@ -131,11 +126,13 @@ const char* scalar_type_name() {
   return std::is_same_v<T, float> ? "float" : "double";
 }
 
-// ---- bounded sequences: the length is checked against a limit before anything is allocated ----
+// ---- fields: one function writes or reads each (Archive::is_loading tells which) ---------
 template <typename Archive>
 inline constexpr bool is_binary_archive_v =
     std::is_same_v<Archive, cereal::PortableBinaryOutputArchive> ||
     std::is_same_v<Archive, cereal::PortableBinaryInputArchive>;
+template <typename Archive>
+inline constexpr bool is_loading_v = Archive::is_loading::value;
 
 /// Writes `n` arithmetic values as one sequence: size tag + binary_data (binary) or an array (JSON).
 template <typename T>
@@ -152,7 +149,7 @@ struct SequenceOut {
   }
 };
 
-/// Reads a sequence written by SequenceOut into `out` (std::vector or Eigen vector), refusing a
+/// Reads a sequence written by SequenceOut into `out` (std::vector, std::string or Eigen vector), refusing a
 /// length other than `expected` (or above `max_size` when `expected` < 0) before allocating.
 template <typename Container>
 struct SequenceIn {
@@ -171,85 +168,153 @@ struct SequenceIn {
       require<IoError>(n <= max_size, "expected at most ", max_size, " ", what, ", found ", n);
     out.resize(static_cast<Index>(n));
     if constexpr (is_binary_archive_v<Archive>)
-      ar(cereal::binary_data(out.data(), static_cast<std::size_t>(n) * sizeof(T)));
+      ar(cereal::binary_data(&out[0], static_cast<std::size_t>(n) * sizeof(T)));
     else
-      for (cereal::size_type i = 0; i < n; ++i) ar(out.data()[i]);
+      for (cereal::size_type i = 0; i < n; ++i) ar(out[static_cast<Index>(i)]);
   }
 };
 
-template <typename Archive, typename T>
-void save_sequence(Archive& ar, const char* name, const T* data, Index size) {
-  ar(cereal::make_nvp(name, SequenceOut<T>{data, static_cast<std::uint64_t>(size)}));
-}
-
+/// A sequence field: written whole; read with its length checked (see SequenceIn) before allocating.
 template <typename Archive, typename Container>
-void load_sequence(Archive& ar, const char* name, Container& out, std::int64_t expected, const char* what,
-                   std::uint64_t max_size = 0) {
-  ar(cereal::make_nvp(name, SequenceIn<Container>{out, expected, max_size, what}));
+void sequence(Archive& ar, const char* name, Container& c, std::int64_t expected, const char* what,
+              std::uint64_t max_size = 0) {
+  if constexpr (is_loading_v<Archive>)
+    ar(cereal::make_nvp(name, SequenceIn<Container>{c, expected, max_size, what}));
+  else
+    ar(cereal::make_nvp(name, SequenceOut<std::decay_t<decltype(*c.data())>>{c.data(), std::uint64_t(c.size())}));
 }
 
-/// Strings: bounded in binary archives (a corrupted length must not allocate gigabytes).
-inline constexpr std::uint64_t checkpoint_max_string = std::uint64_t{1} << 20;
-
+/// Strings: bounded in binary archives (a corrupted length must not allocate gigabytes), plain in JSON.
 template <typename Archive>
-void save_string(Archive& ar, const char* name, const std::string& s) {
+void text(Archive& ar, const char* name, std::string& s, const char* what) {
   if constexpr (is_binary_archive_v<Archive>)
-    save_sequence(ar, name, s.data(), static_cast<Index>(s.size()));
+    sequence(ar, name, s, -1, what, std::uint64_t{1} << 20);
   else
     ar(cereal::make_nvp(name, s));
 }
 
+/// A count or index stored as a fixed-width 64-bit field.
+template <typename Archive, typename Int>
+void int64_field(Archive& ar, const char* name, Int& v) {
+  auto stored = static_cast<std::int64_t>(v);
+  ar(cereal::make_nvp(name, stored));
+  v = static_cast<Int>(stored);
+}
+
+/// An Rng: its four state words, then `<name>_has_cached_normal` and `<name>_cached_normal`.
 template <typename Archive>
-void load_string(Archive& ar, const char* name, std::string& s, const char* what) {
-  if constexpr (is_binary_archive_v<Archive>)
-    load_sequence(ar, name, s, -1, what, checkpoint_max_string);
+void rng_fields(Archive& ar, const std::string& name, std::array<std::uint64_t, 4>& words, bool& has_cached,
+                double& cached) {
+  std::vector<std::uint64_t> w(words.begin(), words.end());
+  sequence(ar, name.c_str(), w, 4, "Rng state words");
+  std::copy(w.begin(), w.end(), words.begin());
+  ar(cereal::make_nvp((name + "_has_cached_normal").c_str(), has_cached),
+     cereal::make_nvp((name + "_cached_normal").c_str(), cached));
+  require<IoError>(std::isfinite(cached), "the Rng's cached normal is not finite");
+}
+
+// ---- blocks: a name, the block's version, then the part's fields ----------------------------
+/// Wraps a part (anything with block_name, block_version and fields(archive)) as one block.
+template <typename Part>
+struct Block {
+  Part& part;
+  template <typename Archive>
+  void save(Archive& ar) const {
+    std::string name = part.block_name;
+    text(ar, "block", name, "");
+    ar(cereal::make_nvp("version", std::uint32_t{part.block_version}));
+    part.fields(ar);
+  }
+  template <typename Archive>
+  void load(Archive& ar) {
+    std::string name;
+    std::uint32_t version = 0;
+    text(ar, "block", name, "bytes of block name");
+    require<IoError>(name == part.block_name, "expected the block '", part.block_name, "', found '",
+                     name.substr(0, 40), "'");
+    ar(cereal::make_nvp("version", version));
+    require<IoError>(version >= 1 && version <= part.block_version, "block '", name, "' has version ", version,
+                     "; this build reads versions 1 to ", part.block_version);
+    part.fields(ar);
+  }
+};
+
+/// Writes or reads one part: as a block (format 3), or as the bare fields of format 1 and 2.
+template <typename Archive, typename Part>
+void part(Archive& ar, std::uint32_t file_version, Part& p) {
+  if (file_version < 3)
+    p.fields(ar);
   else
-    ar(cereal::make_nvp(name, s));
+    ar(cereal::make_nvp(p.block_name, Block<Part>{p}));
 }
 
-/// Checks every value is finite (the parameters and moments of a checkpoint must be).
-template <typename T>
-bool all_finite(const std::vector<T>& v) {
-  for (const T& x : v)
-    if (!std::isfinite(x)) return false;
-  return true;
+/// Checks the version found in a file before anything else is read.
+inline void check_version(std::uint32_t version) {
+  require<IoError>(version >= checkpoint_oldest_version && version <= checkpoint_version,
+                   "unexpected checkpoint version ", version, " (this build reads ", checkpoint_oldest_version, " to ",
+                   checkpoint_version, ")");
 }
 
-// ---- blocks ------------------------------------------------------------------------------
+/// The envelope's first fields: the format tag, the version and the kind (checked against `kinds` on load).
 template <typename Archive>
-void save_header(Archive& ar, const CheckpointInfo& info) {
-  save_string(ar, "format", checkpoint_format_tag);
-  ar(cereal::make_nvp("version", info.version));
-  save_string(ar, "kind", info.kind);
-  save_string(ar, "scalar_type", info.scalar_type);
-  ar(cereal::make_nvp("scalar_size", info.scalar_size));
-  save_string(ar, "model_kind", info.model_kind);
-  save_string(ar, "architecture", info.architecture);
-  save_sequence(ar, "latent_sizes", info.latent_sizes.data(), static_cast<Index>(info.latent_sizes.size()));
-  ar(cereal::make_nvp("parameter_count", info.parameter_count));
-}
-
-/// Reads the header; checks the tag and the version (the rest is checked against a model).
-template <typename Archive>
-CheckpointInfo load_header(Archive& ar) {
-  CheckpointInfo info;
-  std::string tag;
-  load_string(ar, "format", tag, "bytes of format tag");
+void envelope(Archive& ar, CheckpointInfo& info, std::initializer_list<const char*> kinds) {
+  std::string tag = checkpoint_format_tag;
+  text(ar, "format", tag, "bytes of format tag");
   require<IoError>(tag == checkpoint_format_tag, "not an mlvae checkpoint (format tag '", tag.substr(0, 40),
                    "', expected '", checkpoint_format_tag, "')");
   ar(cereal::make_nvp("version", info.version));
-  require<IoError>(info.version >= checkpoint_oldest_version && info.version <= checkpoint_version,
-                   "unexpected checkpoint version ", info.version, " (this build reads ", checkpoint_oldest_version,
-                   " to ", checkpoint_version, ")");
-  load_string(ar, "kind", info.kind, "bytes of checkpoint kind");
-  load_string(ar, "scalar_type", info.scalar_type, "bytes of scalar type");
-  ar(cereal::make_nvp("scalar_size", info.scalar_size));
-  load_string(ar, "model_kind", info.model_kind, "bytes of model kind");
-  load_string(ar, "architecture", info.architecture, "bytes of architecture");
-  load_sequence(ar, "latent_sizes", info.latent_sizes, -1, "latent sizes", 16);
-  ar(cereal::make_nvp("parameter_count", info.parameter_count));
-  return info;
+  check_version(info.version);
+  text(ar, "kind", info.kind, "bytes of checkpoint kind");
+  if (kinds.size() == 0 || std::find(kinds.begin(), kinds.end(), info.kind) != kinds.end()) return;
+  require<IoError>(info.kind != "model", "expected a training checkpoint, found kind 'model' (use load_model for ",
+                   "model checkpoints)");
+  throw IoError(concat("expected a ", *kinds.begin(), " checkpoint, found kind '", info.kind.substr(0, 40), "'"));
 }
+
+inline std::string latent_string(const std::vector<std::int64_t>& v) {
+  std::string s = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "}";
+}
+
+/// Block "model": what the model is. On load, checked against `want` (the receiving model) when there is one.
+struct ModelPart {
+  static constexpr const char* block_name = "model";
+  static constexpr std::uint32_t block_version = 1;
+  CheckpointInfo info;
+  const CheckpointInfo* want = nullptr;
+
+  template <typename Archive>
+  void fields(Archive& ar) {
+    text(ar, "scalar_type", info.scalar_type, "bytes of scalar type");
+    ar(cereal::make_nvp("scalar_size", info.scalar_size));
+    text(ar, "model_kind", info.model_kind, "bytes of model kind");
+    text(ar, "architecture", info.architecture, "bytes of architecture");
+    sequence(ar, "latent_sizes", info.latent_sizes, -1, "latent sizes", 16);
+    ar(cereal::make_nvp("parameter_count", info.parameter_count));
+    if (is_loading_v<Archive> && want) check_matches(*want);
+  }
+
+  void check_matches(const CheckpointInfo& w) const {
+    const CheckpointInfo& found = info;
+    require<IoError>(found.scalar_type == w.scalar_type && found.scalar_size == w.scalar_size,
+                     "scalar type differs: the checkpoint holds '", found.scalar_type, "' (", found.scalar_size,
+                     " bytes), this model uses '", w.scalar_type, "' (", w.scalar_size, " bytes)");
+    require<IoError>(found.model_kind == w.model_kind, "model kind differs: the checkpoint holds a ",
+                     found.model_kind, ", this model is a ", w.model_kind);
+    if (found.architecture != w.architecture) {
+      std::size_t at = 0;
+      while (at < found.architecture.size() && at < w.architecture.size() && found.architecture[at] == w.architecture[at])
+        ++at;
+      throw IoError(concat("architecture differs (first difference at character ", at, "): the checkpoint holds ",
+                           found.architecture, ", this model is ", w.architecture));
+    }
+    require<IoError>(found.latent_sizes == w.latent_sizes, "latent sizes differ: the checkpoint holds ",
+                     latent_string(found.latent_sizes), ", this model has ", latent_string(w.latent_sizes));
+    require<IoError>(found.parameter_count == w.parameter_count, "parameter count differs: the checkpoint holds ",
+                     found.parameter_count, ", this model has ", w.parameter_count);
+  }
+};
 
 template <typename Model>
 CheckpointInfo describe_model(const Model& model, const char* kind) {
@@ -266,110 +331,290 @@ CheckpointInfo describe_model(const Model& model, const char* kind) {
   return info;
 }
 
-inline std::string latent_string(const std::vector<std::int64_t>& v) {
-  std::string s = "{";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "}";
-}
+/// Block "parameters": every parameter of the model's ParameterStore, all finite.
+template <typename T>
+struct ParametersPart {
+  static constexpr const char* block_name = "parameters";
+  static constexpr std::uint32_t block_version = 1;
+  Vector<T> values;
+  std::int64_t expected;
 
-/// Checks a header read from a file against the model that is to receive it.
-template <typename Model>
-void check_header_matches(const CheckpointInfo& found, const Model& model) {
-  const CheckpointInfo want = describe_model(model, found.kind.c_str());
-  require<IoError>(found.scalar_type == want.scalar_type && found.scalar_size == want.scalar_size,
-                   "scalar type differs: the checkpoint holds '", found.scalar_type, "' (", found.scalar_size,
-                   " bytes), this model uses '", want.scalar_type, "' (", want.scalar_size, " bytes)");
-  require<IoError>(found.model_kind == want.model_kind, "model kind differs: the checkpoint holds a ",
-                   found.model_kind, ", this model is a ", want.model_kind);
-  if (found.architecture != want.architecture) {
-    std::size_t at = 0;
-    while (at < found.architecture.size() && at < want.architecture.size() &&
-           found.architecture[at] == want.architecture[at])
-      ++at;
-    throw IoError(concat("architecture differs (first difference at character ", at, "): the checkpoint holds ",
-                         found.architecture, ", this model is ", want.architecture));
+  template <typename Archive>
+  void fields(Archive& ar) {
+    sequence(ar, "parameters", values, expected, "parameters");
+    require<IoError>(values.allFinite(), "the stored parameters are not all finite");
   }
-  require<IoError>(found.latent_sizes == want.latent_sizes, "latent sizes differ: the checkpoint holds ",
-                   latent_string(found.latent_sizes), ", this model has ", latent_string(want.latent_sizes));
-  require<IoError>(found.parameter_count == want.parameter_count, "parameter count differs: the checkpoint holds ",
-                   found.parameter_count, ", this model has ", want.parameter_count);
-}
+};
 
-template <typename Archive>
-void save_rng(Archive& ar, const char* name, const Rng& rng) {
-  const auto& s = rng.state();
-  save_sequence(ar, name, s.data(), 4);
-  ar(cereal::make_nvp((std::string(name) + "_has_cached_normal").c_str(), rng.has_cached_normal()));
-  ar(cereal::make_nvp((std::string(name) + "_cached_normal").c_str(), rng.cached_normal()));
-}
+/// Block "adam": the step count and both moments (Adam's options are the trainer's, see OptionsPart).
+template <typename T>
+struct AdamPart {
+  static constexpr const char* block_name = "adam";
+  static constexpr std::uint32_t block_version = 1;
+  std::int64_t step = 0;
+  Vector<T> m, v;
 
-struct RngState {
+  template <typename Archive>
+  void fields(Archive& ar) {
+    const std::int64_t n = m.size();
+    ar(cereal::make_nvp("adam_step", step));
+    require<IoError>(step >= 0, "the Adam step count is negative (", step, ")");
+    sequence(ar, "adam_first_moment", m, n, "Adam first moments");
+    sequence(ar, "adam_second_moment", v, n, "Adam second moments");
+    require<IoError>(m.allFinite() && v.allFinite() && (v.array() >= T(0)).all(),
+                     "the stored Adam moments are not finite (or a second moment is negative)");
+  }
+};
+
+/// Block "noise_rng": the trainer's noise stream.
+struct RngPart {
+  static constexpr const char* block_name = "noise_rng";
+  static constexpr std::uint32_t block_version = 1;
   std::array<std::uint64_t, 4> words{};
   bool has_cached = false;
   double cached = 0;
+
+  template <typename Archive>
+  void fields(Archive& ar) {
+    rng_fields(ar, block_name, words, has_cached, cached);
+  }
 };
 
-template <typename Archive>
-RngState load_rng(Archive& ar, const char* name) {
-  RngState r;
-  std::vector<std::uint64_t> words;
-  load_sequence(ar, name, words, 4, "Rng state words");
-  std::copy(words.begin(), words.end(), r.words.begin());
-  ar(cereal::make_nvp((std::string(name) + "_has_cached_normal").c_str(), r.has_cached));
-  ar(cereal::make_nvp((std::string(name) + "_cached_normal").c_str(), r.cached));
-  require<IoError>(std::isfinite(r.cached), "the Rng's cached normal is not finite");
-  return r;
-}
+/// Block "progress": where the trainer is in its epoch, and how many steps it skipped.
+struct ProgressPart {
+  static constexpr const char* block_name = "progress";
+  static constexpr std::uint32_t block_version = 1;
+  std::int64_t step_in_epoch = 0, skipped = 0;
 
-template <typename Archive>
-void serialize_adam_options(Archive& ar, AdamOptions& a) {
-  ar(cereal::make_nvp("learning_rate", a.learning_rate), cereal::make_nvp("beta1", a.beta1),
-     cereal::make_nvp("beta2", a.beta2), cereal::make_nvp("epsilon", a.epsilon),
-     cereal::make_nvp("weight_decay", a.weight_decay), cereal::make_nvp("clip_norm", a.clip_norm));
-}
-
-/// TrainerOptions in fixed-width fields.
-struct TrainerOptionsRecord {
-  AdamOptions adam;
-  std::int64_t groups_per_batch = 0, min_group_size = 0, max_group_size = 0;
-  std::uint64_t sampler_seed = 0, noise_seed = 0;
-  std::uint32_t on_divergence = 0;
-
-  static TrainerOptionsRecord from(const TrainerOptions& o) {
-    TrainerOptionsRecord r;
-    r.adam = o.adam;
-    r.groups_per_batch = o.sampler.groups_per_batch;
-    r.min_group_size = o.sampler.min_group_size;
-    r.max_group_size = o.sampler.max_group_size;
-    r.sampler_seed = o.sampler.seed;
-    r.noise_seed = o.noise_seed;
-    r.on_divergence = static_cast<std::uint32_t>(o.on_divergence);
-    return r;
+  template <typename Archive>
+  void fields(Archive& ar) {
+    ar(cereal::make_nvp("step_in_epoch", step_in_epoch), cereal::make_nvp("skipped_steps", skipped));
+    require<IoError>(step_in_epoch >= 0 && skipped >= 0, "negative step counters (step_in_epoch ", step_in_epoch,
+                     ", skipped ", skipped, ")");
   }
-  TrainerOptions to_options() const {
-    TrainerOptions o;
-    o.adam = adam;
-    o.sampler = {static_cast<Index>(groups_per_batch), static_cast<Index>(min_group_size),
-                 static_cast<Index>(max_group_size), sampler_seed};
-    o.noise_seed = noise_seed;
-    o.on_divergence = static_cast<DivergencePolicy>(on_divergence);
-    return o;
+};
+
+/// What each sampler adds to a training checkpoint: specialised per sampler type, giving
+/// - `options_block`, `option_fields(ar, options)` (its options' fields), `check_options(found, mine)` and
+///   `check_model_kind(kind)` (refuses, in a flat format-1/2 file, a model the sampler never trains);
+/// - the part itself: `block_name`, `block_version`, a constructor from the sampler (what it restores and the
+///   sizes a loaded state must have), `fields(ar)`, `legacy_fields(ar, progress)` (format 1/2 order) and `state()`.
+template <typename Sampler>
+struct SamplerPart;
+
+/// Block "<sampler's options_block>": the trainer's options (Adam's, the sampler's, the noise seed, the
+/// divergence policy). On load, the sampler options must equal `mine` when given.
+template <typename Sampler>
+struct OptionsPart {
+  using Options = typename SamplerPart<Sampler>::TrainerOptions;
+  static constexpr const char* block_name = SamplerPart<Sampler>::options_block;
+  static constexpr std::uint32_t block_version = 1;
+  Options options;
+  const Options* mine = nullptr;
+
+  template <typename Archive>
+  void fields(Archive& ar) {
+    AdamOptions& a = options.adam;
+    ar(cereal::make_nvp("learning_rate", a.learning_rate), cereal::make_nvp("beta1", a.beta1),
+       cereal::make_nvp("beta2", a.beta2), cereal::make_nvp("epsilon", a.epsilon),
+       cereal::make_nvp("weight_decay", a.weight_decay), cereal::make_nvp("clip_norm", a.clip_norm));
+    SamplerPart<Sampler>::option_fields(ar, options.sampler);
+    auto on_divergence = static_cast<std::uint32_t>(options.on_divergence);
+    ar(cereal::make_nvp("sampler_seed", options.sampler.seed), cereal::make_nvp("noise_seed", options.noise_seed),
+       cereal::make_nvp("on_divergence", on_divergence));
+    if (!is_loading_v<Archive>) return;
+    a.validate();
+    require<IoError>(on_divergence <= 1, "invalid divergence policy ", on_divergence, " in the checkpoint");
+    options.on_divergence = static_cast<DivergencePolicy>(on_divergence);
+    if (mine) SamplerPart<Sampler>::check_options(options.sampler, mine->sampler);
   }
+  /// Formats 1 and 2 stored these fields as one nested object "options" (see options_part).
   template <typename Archive>
   void serialize(Archive& ar) {
-    serialize_adam_options(ar, adam);
-    ar(cereal::make_nvp("groups_per_batch", groups_per_batch), cereal::make_nvp("min_group_size", min_group_size),
-       cereal::make_nvp("max_group_size", max_group_size), cereal::make_nvp("sampler_seed", sampler_seed),
-       cereal::make_nvp("noise_seed", noise_seed), cereal::make_nvp("on_divergence", on_divergence));
-  }
-  void validate() const {
-    adam.validate();
-    require<IoError>(groups_per_batch >= 1 && min_group_size >= 1 && max_group_size >= min_group_size,
-                     "invalid sampler options in the checkpoint (groups_per_batch ", groups_per_batch,
-                     ", group sizes ", min_group_size, "..", max_group_size, ")");
-    require<IoError>(on_divergence <= 1, "invalid divergence policy ", on_divergence, " in the checkpoint");
+    fields(ar);
   }
 };
+
+/// Writes or reads the options: as a block (format 3), or as the nested object "options" of formats 1 and 2.
+template <typename Archive, typename Part>
+void options_part(Archive& ar, std::uint32_t file_version, Part& p) {
+  if (file_version < 3)
+    ar(cereal::make_nvp("options", p));
+  else
+    part(ar, file_version, p);
+}
+
+/// Checks every value is finite before a save (a diverged run is never written).
+template <typename Training>
+void require_finite_state(Training& trainer) {
+  const auto& adam = trainer.optimizer();
+  require<DivergenceError>(trainer.model().parameters().values.allFinite(), "refusing to write a checkpoint: the ",
+                           "model's parameters are not all finite (the training diverged)");
+  require<DivergenceError>(adam.first_moment().allFinite() && adam.second_moment().allFinite(),
+                           "refusing to write a checkpoint: the Adam moments are not all finite");
+}
+
+/// A whole training run as its parts, captured from a trainer: written as is, or read over (each part checking
+/// what it reads against the trainer) and then restored into the trainer.
+template <typename Training>
+struct TrainingRecord {
+  using Model = std::decay_t<decltype(std::declval<Training&>().model())>;
+  using T = typename Model::Scalar;
+  using Sampler = std::decay_t<decltype(std::declval<Training&>().sampler())>;
+  using Options = typename SamplerPart<Sampler>::TrainerOptions;
+
+  const CheckpointInfo want;
+  const Options mine;
+  ModelPart model{want, &want};
+  ParametersPart<T> parameters;
+  OptionsPart<Sampler> options{mine, &mine};
+  AdamPart<T> adam;
+  RngPart noise;
+  ProgressPart progress;
+  SamplerPart<Sampler> sampler;
+
+  explicit TrainingRecord(Training& t)
+      : want(describe_model(t.model(), "training")), mine(t.options()),
+        parameters{t.model().parameters().values, want.parameter_count},
+        adam{t.optimizer().step_count(), t.optimizer().first_moment(), t.optimizer().second_moment()},
+        noise{t.noise().state(), t.noise().has_cached_normal(), t.noise().cached_normal()},
+        progress{t.step_in_epoch(), t.skipped_steps()}, sampler(t.sampler()) {}
+
+  template <typename Archive>
+  void fields(Archive& ar) {
+    envelope(ar, model.info, {"training"});
+    const std::uint32_t v = model.info.version;
+    part(ar, v, model);
+    part(ar, v, parameters);
+    options_part(ar, v, options);
+    part(ar, v, adam);
+    part(ar, v, noise);
+    if (v < 3) return sampler.legacy_fields(ar, progress);
+    part(ar, v, progress);
+    part(ar, v, sampler);
+  }
+
+  /// Puts the loaded state into `t`: the sampler validates first (changing nothing on error); nothing below throws.
+  void restore(Training& t) const {
+    t.sampler().restore(sampler.state());
+    t.set_adam_options(options.options.adam);
+    t.optimizer().set_state(static_cast<long long>(adam.step), adam.m, adam.v);
+    t.model().parameters().values = parameters.values;
+    t.model().parameters().zero_gradients();
+    t.noise().set_state(noise.words, noise.has_cached, noise.cached);
+    t.set_step_in_epoch(static_cast<Index>(progress.step_in_epoch));
+    t.set_skipped_steps(progress.skipped);
+  }
+};
+
+/// The grouped sampler's options and block "grouped_sampler": the observation count, epoch, Rng, order,
+/// groups, cursor and pending flag.
+template <>
+struct SamplerPart<GroupedSampler> {
+  using TrainerOptions = mlvae::TrainerOptions;
+  static constexpr const char* options_block = "trainer_options";
+  static constexpr const char* block_name = "grouped_sampler";
+  static constexpr std::uint32_t block_version = 1;
+  GroupedSamplerState s;
+  std::int64_t observations, expected_observations;
+
+  explicit SamplerPart(const GroupedSampler& sampler)
+      : s(sampler.state()), observations(sampler.observation_count()), expected_observations(observations) {}
+  const GroupedSamplerState& state() const { return s; }
+
+  template <typename Archive>
+  static void option_fields(Archive& ar, GroupedSamplerOptions& o) {
+    int64_field(ar, "groups_per_batch", o.groups_per_batch);
+    int64_field(ar, "min_group_size", o.min_group_size);
+    int64_field(ar, "max_group_size", o.max_group_size);
+    require<IoError>(o.groups_per_batch >= 1 && o.min_group_size >= 1 && o.max_group_size >= o.min_group_size,
+                     "invalid sampler options in the checkpoint (groups_per_batch ", o.groups_per_batch,
+                     ", group sizes ", o.min_group_size, "..", o.max_group_size, ")");
+  }
+  static void check_options(const GroupedSamplerOptions& found, const GroupedSamplerOptions& mine) {
+    require<IoError>(found.groups_per_batch == mine.groups_per_batch && found.min_group_size == mine.min_group_size &&
+                         found.max_group_size == mine.max_group_size && found.seed == mine.seed,
+                     "sampler options differ: the checkpoint has groups_per_batch ", found.groups_per_batch,
+                     ", group sizes ", found.min_group_size, "..", found.max_group_size, ", seed ", found.seed,
+                     "; this trainer has ", mine.groups_per_batch, ", ", mine.min_group_size, "..",
+                     mine.max_group_size, ", seed ", mine.seed);
+  }
+  static void check_model_kind(const std::string& kind) {
+    require<IoError>(kind.rfind("SemiSupervisedVAE", 0) != 0, "expected a grouped training checkpoint, found ",
+                     "model kind '", kind, "' (use read_semisupervised_checkpoint_options)");
+  }
+
+  template <typename Archive>
+  void fields(Archive& ar) {
+    observation_count(ar);
+    int64_field(ar, "epoch", s.epoch);
+    plan(ar);
+  }
+  /// Formats 1 and 2: the epoch, the progress counters, the observation count, then the plan.
+  template <typename Archive>
+  void legacy_fields(Archive& ar, ProgressPart& progress) {
+    int64_field(ar, "epoch", s.epoch);
+    progress.fields(ar);
+    observation_count(ar);
+    plan(ar);
+  }
+
+private:
+  template <typename Archive>
+  void observation_count(Archive& ar) {
+    ar(cereal::make_nvp("observations", observations));
+    require<IoError>(observations == expected_observations, "the training data differ: the checkpoint was ",
+                     "written for ", observations, " observations, this trainer has ", expected_observations);
+  }
+  template <typename Archive>
+  void plan(Archive& ar) {
+    rng_fields(ar, "sampler_rng", s.rng_state, s.rng_has_cached_normal, s.rng_cached_normal);
+    sequence(ar, "sampler_order", s.order, observations, "sampler order entries");
+    std::vector<std::int64_t> begin, end;
+    std::vector<std::int32_t> key;
+    for (const auto& g : s.groups) {
+      begin.push_back(g.begin);
+      end.push_back(g.end);
+      key.push_back(g.key);
+    }
+    sequence(ar, "sampler_group_begin", begin, -1, "sampler groups", static_cast<std::uint64_t>(observations));
+    const auto groups = static_cast<std::int64_t>(begin.size());
+    sequence(ar, "sampler_group_end", end, groups, "sampler group ends");
+    sequence(ar, "sampler_group_key", key, groups, "sampler group keys");
+    s.groups.clear();
+    for (std::size_t g = 0; g < begin.size(); ++g) s.groups.push_back({begin[g], end[g], key[g]});
+    int64_field(ar, "sampler_cursor", s.cursor);
+    ar(cereal::make_nvp("sampler_pending", s.pending));
+  }
+};
+
+/// Reads the envelope and the model block of a checkpoint of any kind.
+template <typename Archive>
+CheckpointInfo read_model_part(Archive& ar, std::initializer_list<const char*> kinds) {
+  ModelPart model;
+  envelope(ar, model.info, kinds);
+  part(ar, model.info.version, model);
+  return model.info;
+}
+
+/// The trainer options stored in a training checkpoint of a trainer whose sampler is `Sampler`.
+template <typename Sampler, typename Archive>
+typename SamplerPart<Sampler>::TrainerOptions read_training_options(Archive& ar) {
+  const CheckpointInfo info = read_model_part(ar, {"training"});
+  SamplerPart<Sampler>::check_model_kind(info.model_kind);
+  require<IoError>(info.parameter_count >= 0 && info.parameter_count < (std::int64_t{1} << 36),
+                   "implausible parameter count ", info.parameter_count);
+  if (info.scalar_type == "float") {
+    ParametersPart<float> skipped{{}, info.parameter_count};
+    part(ar, info.version, skipped);
+  } else {
+    ParametersPart<double> skipped{{}, info.parameter_count};
+    part(ar, info.version, skipped);
+  }
+  OptionsPart<Sampler> options;
+  options_part(ar, info.version, options);
+  return options.options;
+}
 
 // ---- files -------------------------------------------------------------------------------
 /// Reads a whole file (refusing directories, missing files and files over 4 GiB).
@@ -402,19 +647,13 @@ inline std::uint32_t read_le32(const char* p) {
   return v;
 }
 
-/// The last field of a version-2 JSON checkpoint, as written before its value is filled in.
+/// The last field of a version-2 or -3 JSON checkpoint, as written before its value is filled in.
 inline constexpr const char* json_crc_field = "\"crc32\": \"";
 inline constexpr const char* json_crc_placeholder = "00000000";
 
-/// Checks the version found in a file before anything else is read.
-inline void check_version(std::uint32_t version) {
-  require<IoError>(version >= checkpoint_oldest_version && version <= checkpoint_version,
-                   "unexpected checkpoint version ", version, " (this build reads ", checkpoint_oldest_version, " to ",
-                   checkpoint_version, ")");
-}
 
 /// A binary checkpoint starts with cereal's endianness byte, the tag's 8-byte length (16) and the
-/// tag, then the uint32 version. Checks all that, then the CRC-32 trailer of a version-2 file.
+/// tag, then the uint32 version. Checks all that, then the CRC-32 trailer of a version-2 or -3 file.
 inline void check_binary_envelope(const std::string& bytes) {
   const std::string tag = checkpoint_format_tag;
   std::string expected(1, bytes.empty() ? '\x01' : bytes[0]);
@@ -439,7 +678,7 @@ inline void check_binary_envelope(const std::string& bytes) {
 }
 
 /// Parses the JSON text once to report syntax errors in words (truncated JSON at byte N), checks
-/// the tag and the version, then the CRC-32 of a version-2 file.
+/// the tag and the version, then the CRC-32 of a version-2 or -3 file.
 inline void check_json_envelope(const std::string& text) {
   RAPIDJSON_NAMESPACE::Document doc;
   doc.Parse(text.data(), text.size());
@@ -606,49 +845,52 @@ inline void write_file_atomically(const std::string& path, const std::string& by
   }
 }
 
-/// Reads the header of a checkpoint (model or training) without a model: version, scalar type,
-/// architecture, latent sizes, parameter count. @throws IoError.
+/// Reads the envelope and the model block of a checkpoint (model or training) without a model: version, kind,
+/// scalar type, architecture, latent sizes, parameter count. @throws IoError.
 inline CheckpointInfo read_checkpoint_info(const std::string& path) {
   CheckpointInfo info;
   const std::string bytes = detail::read_file_bytes(path);
-  detail::with_input_archive(path, bytes, [&](auto& ar) { info = detail::load_header(ar); });
+  detail::with_input_archive(path, bytes, [&](auto& ar) { info = detail::read_model_part(ar, {}); });
   return info;
 }
 
 // ---- model checkpoints -----------------------------------------------------------------------
 
 /// cereal serialization of a whole model (every layer's parameters, which live in the model's one
-/// ParameterStore, plus the architecture header): `archive(mlvae::cereal_model(model))` in any cereal
-/// archive. Loading checks the header against the model and throws IoError naming what differs
-/// (the model is unchanged then). It also reads the model part of a training checkpoint, which
-/// starts with the same fields.
+/// ParameterStore, plus the "model" block that describes it): `archive(mlvae::cereal_model(model))` in any
+/// cereal archive. Loading checks the description against the model and throws IoError naming what differs
+/// (the model is unchanged then). It also reads the model part of a training checkpoint, which starts with
+/// the same blocks.
 template <typename Model>
 struct CerealModel {
   /// The model serialised or filled in.
   Model& model;
 
-  /// Writes the header and the parameters; throws DivergenceError (nothing written) when a parameter is not finite.
+  /// Writes the envelope, the model block and the parameters; throws DivergenceError (nothing written) when a
+  /// parameter is not finite.
   template <typename Archive>
   void save(Archive& ar) const {
-    using T = typename Model::Scalar;
-    const auto& values = model.parameters().values;
-    require<DivergenceError>(values.allFinite(), "refusing to save a model with non-finite parameters");
-    detail::save_header(ar, detail::describe_model(model, "model"));
-    detail::save_sequence<Archive, T>(ar, "parameters", values.data(), values.size());
+    require<DivergenceError>(model.parameters().values.allFinite(),
+                             "refusing to save a model with non-finite parameters");
+    fields(ar, "model");
   }
-  /// Reads and checks the header, then the parameters; throws IoError when the header does not match the model
-  /// or a stored value is not finite (the model is unchanged then).
+  /// Reads and checks the model block, then the parameters; throws IoError when the model block does not match
+  /// the model or a stored value is not finite (the model is unchanged then).
   template <typename Archive>
   void load(Archive& ar) {
-    using T = typename Model::Scalar;
-    const CheckpointInfo info = detail::load_header(ar);
-    require<IoError>(info.kind == "model" || info.kind == "training", "unknown checkpoint kind '", info.kind, "'");
-    detail::check_header_matches(info, model);
-    Vector<T> values;
-    detail::load_sequence(ar, "parameters", values, static_cast<std::int64_t>(model.parameters().size()),
-                          "parameters");
-    require<IoError>(values.allFinite(), "the stored parameters are not all finite");
-    model.parameters().values = values;
+    model.parameters().values = fields(ar, "training");
+  }
+
+private:
+  template <typename Archive>
+  Vector<typename Model::Scalar> fields(Archive& ar, const char* kind) const {
+    const CheckpointInfo want = detail::describe_model(model, "model");
+    detail::ModelPart description{want, &want};
+    detail::envelope(ar, description.info, {"model", kind});
+    detail::part(ar, description.info.version, description);
+    detail::ParametersPart<typename Model::Scalar> parameters{model.parameters().values, want.parameter_count};
+    detail::part(ar, description.info.version, parameters);
+    return parameters.values;
   }
 };
 
@@ -676,194 +918,54 @@ void load_model(const std::string& path, Model& model) {
   detail::with_input_archive(path, bytes, [&](auto& ar) { cereal_model(model).load(ar); });
 }
 
-// ---- training checkpoints --------------------------------------------------------------------
+// ---- training checkpoints (any trainer whose sampler has a detail::SamplerPart) -----------------
 
 /// Serialises the whole training state of `trainer` into memory (see save_checkpoint).
-template <typename Model>
-std::string checkpoint_bytes(Trainer<Model>& trainer, CheckpointFormat format = CheckpointFormat::Binary) {
-  using T = typename Model::Scalar;
-  const Model& model = trainer.model();
-  const auto& values = model.parameters().values;
-  const Adam<T>& adam = trainer.optimizer();
-  require<DivergenceError>(values.allFinite(), "refusing to write a checkpoint: the model's parameters are not all "
-                           "finite (the training diverged)");
-  require<DivergenceError>(adam.first_moment().allFinite() && adam.second_moment().allFinite(),
-                           "refusing to write a checkpoint: the Adam moments are not all finite");
-  const CheckpointInfo info = detail::describe_model(model, "training");
-  const GroupedSamplerState sampler = trainer.sampler().state();
-  std::vector<std::int64_t> order(sampler.order.begin(), sampler.order.end());
-  std::vector<std::int64_t> group_begin, group_end;
-  std::vector<std::int32_t> group_key;
-  for (const auto& g : sampler.groups) {
-    group_begin.push_back(g.begin);
-    group_end.push_back(g.end);
-    group_key.push_back(g.key);
-  }
-  detail::TrainerOptionsRecord options = detail::TrainerOptionsRecord::from(trainer.options());
-  const std::int64_t adam_step = adam.step_count();
-  const std::int64_t epoch = sampler.epoch, cursor = sampler.cursor;
-  const std::int64_t step_in_epoch = trainer.step_in_epoch(), skipped = trainer.skipped_steps();
-  const std::int64_t observations = trainer.sampler().observation_count();
-  return detail::write_to_string(format, [&](auto& ar) {
-    detail::save_header(ar, info);
-    detail::save_sequence(ar, "parameters", values.data(), values.size());
-    ar(cereal::make_nvp("options", options));
-    ar(cereal::make_nvp("adam_step", adam_step));
-    detail::save_sequence(ar, "adam_first_moment", adam.first_moment().data(), adam.first_moment().size());
-    detail::save_sequence(ar, "adam_second_moment", adam.second_moment().data(), adam.second_moment().size());
-    detail::save_rng(ar, "noise_rng", trainer.noise());
-    ar(cereal::make_nvp("epoch", epoch), cereal::make_nvp("step_in_epoch", step_in_epoch),
-       cereal::make_nvp("skipped_steps", skipped), cereal::make_nvp("observations", observations));
-    Rng sampler_rng;
-    sampler_rng.set_state(sampler.rng_state, sampler.rng_has_cached_normal, sampler.rng_cached_normal);
-    detail::save_rng(ar, "sampler_rng", sampler_rng);
-    detail::save_sequence(ar, "sampler_order", order.data(), static_cast<Index>(order.size()));
-    detail::save_sequence(ar, "sampler_group_begin", group_begin.data(), static_cast<Index>(group_begin.size()));
-    detail::save_sequence(ar, "sampler_group_end", group_end.data(), static_cast<Index>(group_end.size()));
-    detail::save_sequence(ar, "sampler_group_key", group_key.data(), static_cast<Index>(group_key.size()));
-    ar(cereal::make_nvp("sampler_cursor", cursor), cereal::make_nvp("sampler_pending", sampler.pending));
-  });
+template <typename Training>
+std::string checkpoint_bytes(Training& trainer, CheckpointFormat format = CheckpointFormat::Binary) {
+  detail::require_finite_state(trainer);
+  detail::TrainingRecord<Training> record(trainer);
+  return detail::write_to_string(format, [&](auto& ar) { record.fields(ar); });
 }
 
-/// Writes the complete training state — model (architecture + parameters), Adam (step, options,
-/// moments), the noise Rng, the sampler's mid-epoch state (Rng, order, groups, cursor, epoch),
-/// step_in_epoch, skipped steps and the TrainerOptions — to `path`, atomically: a crash or error
-/// during the save leaves a previous file at `path` intact.
+/// Writes the complete training state — model (architecture + parameters), the trainer's options, Adam
+/// (step, moments), the noise Rng, the progress counters and the sampler's mid-epoch state — to `path`,
+/// atomically: a crash or error during the save leaves a previous file at `path` intact.
 /// @throws DivergenceError (nothing written) when parameters or moments are not finite.
 /// @throws IoError when the file cannot be written.
-template <typename Model>
-void save_checkpoint(const std::string& path, Trainer<Model>& trainer,
-                     CheckpointFormat format = CheckpointFormat::Binary) {
+template <typename Training>
+void save_checkpoint(const std::string& path, Training& trainer, CheckpointFormat format = CheckpointFormat::Binary) {
   write_file_atomically(path, checkpoint_bytes(trainer, format));
 }
 
-namespace detail {
-/// Reads past the parameter block of a checkpoint whose header is `info` (to reach the options
-/// stored after it), never allocating more than the header announced. @throws IoError.
-template <typename Archive>
-void skip_parameters(Archive& ar, const CheckpointInfo& info) {
-  require<IoError>(info.parameter_count >= 0 && info.parameter_count < (std::int64_t{1} << 36),
-                   "implausible parameter count ", info.parameter_count);
-  if (info.scalar_type == "float") {
-    std::vector<float> p;
-    load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
-  } else {
-    std::vector<double> p;
-    load_sequence(ar, "parameters", p, info.parameter_count, "parameters");
-  }
-}
-}  // namespace detail
-
-/// The TrainerOptions stored in a training checkpoint (to build the Trainer that resumes it).
-/// @throws IoError.
-inline TrainerOptions read_checkpoint_options(const std::string& path) {
-  TrainerOptions result;
-  const std::string bytes = detail::read_file_bytes(path);
-  detail::with_input_archive(path, bytes, [&](auto& ar) {
-    const CheckpointInfo info = detail::load_header(ar);
-    require<IoError>(info.kind == "training", "expected a training checkpoint, found kind '", info.kind, "'");
-    detail::skip_parameters(ar, info);
-    detail::TrainerOptionsRecord record;
-    ar(cereal::make_nvp("options", record));
-    record.validate();
-    result = record.to_options();
-  });
+/// The options stored in a training checkpoint (to build the trainer that resumes it): TrainerOptions, or
+/// SemiSupervisedTrainerOptions for Sampler = SemiSupervisedSampler. @throws IoError.
+template <typename Sampler = GroupedSampler>
+typename detail::SamplerPart<Sampler>::TrainerOptions read_checkpoint_options(const std::string& path) {
+  typename detail::SamplerPart<Sampler>::TrainerOptions result;
+  detail::with_input_archive(path, detail::read_file_bytes(path),
+                             [&](auto& ar) { result = detail::read_training_options<Sampler>(ar); });
   return result;
 }
-
-/// Restores a training state written by save_checkpoint into `trainer` (and its model), which
-/// must have the same architecture, scalar type and training data keys. Sampler options must
-/// equal the stored ones; the Adam options are taken from the checkpoint; the trainer's divergence
-/// policy is kept. Everything is validated before anything is changed.
-/// @throws IoError naming the file and what differs or is corrupted; the trainer is then unchanged.
-template <typename Model>
-void load_checkpoint(const std::string& path, Trainer<Model>& trainer);
 
 /// Restores a training state from checkpoint bytes in memory (what checkpoint_bytes() returns; e.g.
 /// broadcast by data-parallel training) exactly as load_checkpoint() does from a file; `name`
 /// stands for the file in error messages. @throws IoError; the trainer is then unchanged.
-template <typename Model>
-void load_checkpoint_bytes(const std::string& bytes, Trainer<Model>& trainer, const std::string& name) {
-  using T = typename Model::Scalar;
-  Model& model = trainer.model();
-  const std::string& path = name;
-  detail::with_input_archive(path, bytes, [&](auto& ar) {
-    const CheckpointInfo info = detail::load_header(ar);
-    require<IoError>(info.kind == "training", "expected a training checkpoint, found kind '", info.kind,
-                     "' (use load_model for model checkpoints)");
-    detail::check_header_matches(info, model);
-    const std::int64_t n_params = static_cast<std::int64_t>(model.parameters().size());
-    Vector<T> values, m, v;
-    detail::load_sequence(ar, "parameters", values, n_params, "parameters");
-    require<IoError>(values.allFinite(), "the stored parameters are not all finite");
-    detail::TrainerOptionsRecord record;
-    ar(cereal::make_nvp("options", record));
-    record.validate();
-    const TrainerOptions stored = record.to_options();
-    const GroupedSamplerOptions& mine = trainer.sampler().options();
-    require<IoError>(stored.sampler.groups_per_batch == mine.groups_per_batch &&
-                         stored.sampler.min_group_size == mine.min_group_size &&
-                         stored.sampler.max_group_size == mine.max_group_size && stored.sampler.seed == mine.seed,
-                     "sampler options differ: the checkpoint has groups_per_batch ", stored.sampler.groups_per_batch,
-                     ", group sizes ", stored.sampler.min_group_size, "..", stored.sampler.max_group_size, ", seed ",
-                     stored.sampler.seed, "; this trainer has ", mine.groups_per_batch, ", ", mine.min_group_size,
-                     "..", mine.max_group_size, ", seed ", mine.seed);
-    std::int64_t adam_step = 0;
-    ar(cereal::make_nvp("adam_step", adam_step));
-    require<IoError>(adam_step >= 0, "the Adam step count is negative (", adam_step, ")");
-    detail::load_sequence(ar, "adam_first_moment", m, n_params, "Adam first moments");
-    detail::load_sequence(ar, "adam_second_moment", v, n_params, "Adam second moments");
-    require<IoError>(m.allFinite() && v.allFinite() && (v.array() >= T(0)).all(),
-                     "the stored Adam moments are not finite (or a second moment is negative)");
-    const detail::RngState noise = detail::load_rng(ar, "noise_rng");
-    std::int64_t epoch = 0, step_in_epoch = 0, skipped = 0, observations = 0;
-    ar(cereal::make_nvp("epoch", epoch), cereal::make_nvp("step_in_epoch", step_in_epoch),
-       cereal::make_nvp("skipped_steps", skipped), cereal::make_nvp("observations", observations));
-    const std::int64_t n_obs = trainer.sampler().observation_count();
-    require<IoError>(observations == n_obs, "the training data differ: the checkpoint was written for ",
-                     observations, " observations, this trainer has ", n_obs);
-    require<IoError>(step_in_epoch >= 0 && skipped >= 0, "negative step counters (step_in_epoch ", step_in_epoch,
-                     ", skipped ", skipped, ")");
-    const detail::RngState sampler_rng = detail::load_rng(ar, "sampler_rng");
-    std::vector<std::int64_t> order, group_begin, group_end;
-    std::vector<std::int32_t> group_key;
-    detail::load_sequence(ar, "sampler_order", order, n_obs, "sampler order entries");
-    detail::load_sequence(ar, "sampler_group_begin", group_begin, -1, "sampler groups",
-                          static_cast<std::uint64_t>(n_obs));
-    const auto groups = static_cast<std::int64_t>(group_begin.size());
-    detail::load_sequence(ar, "sampler_group_end", group_end, groups, "sampler group ends");
-    detail::load_sequence(ar, "sampler_group_key", group_key, groups, "sampler group keys");
-    std::int64_t cursor = 0;
-    bool pending = false;
-    ar(cereal::make_nvp("sampler_cursor", cursor), cereal::make_nvp("sampler_pending", pending));
-
-    GroupedSamplerState state;
-    state.rng_state = sampler_rng.words;
-    state.rng_has_cached_normal = sampler_rng.has_cached;
-    state.rng_cached_normal = sampler_rng.cached;
-    state.order.assign(order.begin(), order.end());
-    for (std::int64_t g = 0; g < groups; ++g)
-      state.groups.push_back({static_cast<Index>(group_begin[static_cast<std::size_t>(g)]),
-                              static_cast<Index>(group_end[static_cast<std::size_t>(g)]),
-                              group_key[static_cast<std::size_t>(g)]});
-    state.cursor = static_cast<Index>(cursor);
-    state.epoch = static_cast<Index>(epoch);
-    state.pending = pending;
-
-    // Commit: the sampler validates (and changes nothing on error) first; nothing below throws.
-    trainer.sampler().restore(state);
-    trainer.set_adam_options(stored.adam);
-    trainer.optimizer().set_state(static_cast<long long>(adam_step), m, v);
-    model.parameters().values = values;
-    model.parameters().zero_gradients();
-    trainer.noise().set_state(noise.words, noise.has_cached, noise.cached);
-    trainer.set_step_in_epoch(static_cast<Index>(step_in_epoch));
-    trainer.set_skipped_steps(skipped);
+template <typename Training>
+void load_checkpoint_bytes(const std::string& bytes, Training& trainer, const std::string& name) {
+  detail::with_input_archive(name, bytes, [&](auto& ar) {
+    detail::TrainingRecord<Training> record(trainer);
+    record.fields(ar);
+    record.restore(trainer);
   });
 }
 
-template <typename Model>
-void load_checkpoint(const std::string& path, Trainer<Model>& trainer) {
+/// Restores a training state written by save_checkpoint into `trainer` (and its model), which must have the
+/// same model kind, architecture, scalar type, training data and sampler options. The Adam options are taken
+/// from the checkpoint; the trainer's divergence policy is kept. Everything is validated before anything is
+/// changed. @throws IoError naming the file and what differs or is corrupted; the trainer is then unchanged.
+template <typename Training>
+void load_checkpoint(const std::string& path, Training& trainer) {
   load_checkpoint_bytes(detail::read_file_bytes(path), trainer, path);
 }
 
