@@ -452,7 +452,7 @@ TEST_CASE("checkpoint: stale temporaries of a killed save are removed and nothin
   CHECK(temporaries == 0);
 }
 
-TEST_CASE("checkpoint: each part is a named, versioned block; another name or a newer version is refused by name") {
+TEST_CASE("checkpoint: each part is a named and versioned block - another name or a newer version is refused by name") {
   TempDir tmp;
   const auto data = toy_data<double>(40);
   auto model = mlvae::make_mlp_mlvae<double>(12, 7, 3, 2);

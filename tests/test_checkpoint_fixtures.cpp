@@ -127,7 +127,7 @@ std::string as_version_1(const std::string& v2_bytes) {
 
 }  // namespace
 
-TEST_CASE("checkpoint fixtures: ML-VAE training checkpoints of format 1 and 2 (binary, JSON) load exactly") {
+TEST_CASE("checkpoint fixtures: ML-VAE training checkpoints of format 1 and 2 (binary and JSON) load exactly") {
   const Expected e;
   mlvae_test::TempDir tmp;
   const std::string v1 = tmp.file("mlvae_training_v1.bin");
@@ -179,7 +179,7 @@ TEST_CASE("checkpoint fixtures: ML-VAE training checkpoints of format 1 and 2 (b
   CHECK(mlvae::read_checkpoint_info(fixture_dir + "mlvae_model_v2.bin").kind == "model");
 }
 
-TEST_CASE("checkpoint fixtures: semi-supervised training checkpoints of format 1 and 2 (binary, JSON) load exactly") {
+TEST_CASE("checkpoint fixtures: semi-supervised training checkpoints of format 1 and 2 (binary and JSON) load exactly") {
   const Expected e;
   mlvae_test::TempDir tmp;
   const std::string v1 = tmp.file("semisupervised_training_v1.bin");
