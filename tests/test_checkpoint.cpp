@@ -133,6 +133,14 @@ TEST_CASE("checkpoint: float models and VAEs round trip in both formats and mode
     auto m4 = mlvae::make_mlp_mlvae<float>(12, 6, 2, 3);
     mlvae::load_model(tmp.file("m"), m4);
     CHECK(m4.parameters().values == model.parameters().values);
+    // The loaded values are the ones the layers compute with (the store's buffer, not a copy beside it).
+    mlvae::Matrix<float> s1, sv1, c1, cv1, s4, sv4, c4, cv4;
+    model.encode(data, s1, sv1, c1, cv1);
+    m4.encode(data, s4, sv4, c4, cv4);
+    CHECK(s4 == s1);
+    CHECK(c4 == c1);
+    m3.encode(data, s4, sv4, c4, cv4);
+    CHECK(s4 == s1);
     CHECK_THROWS_WITH_AS(mlvae::load_checkpoint(tmp.file("m"), t2), contains("expected a training checkpoint"),
                          mlvae::IoError);
 

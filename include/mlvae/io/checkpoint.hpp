@@ -878,7 +878,10 @@ struct CerealModel {
   /// the model or a stored value is not finite (the model is unchanged then).
   template <typename Archive>
   void load(Archive& ar) {
-    model.parameters().values = fields(ar, "training");
+    // Copied into the store's buffer, to which the layers are bound: assigning the temporary would move
+    // (swap) its buffer in and leave the layers reading freed memory.
+    const Vector<typename Model::Scalar> loaded = fields(ar, "training");
+    model.parameters().values = loaded;
   }
 
 private:
