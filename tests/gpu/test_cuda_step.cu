@@ -3,6 +3,8 @@
 // program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
 // and conv28 ML-VAE steps against the CPU model, counter-based noise against the host, no device
 // allocation in steady-state training, and the CPU -> GPU -> CPU round trip of the training state.
+// `--quick` trains 1 steady-state epoch instead of 5: the same code paths in a fifth of the steps,
+// for the runs under compute-sanitizer (scripts/run_gpu.sh), which are 10-100x slower.
 #include "mlvae/device/cuda.cuh"  // first: defines EIGEN_USE_GPU
 
 #include "mlvae/device/trainer.hpp"
@@ -11,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -70,8 +73,10 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::v
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   using namespace mlvae;
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const int steady_epochs = quick ? 1 : 5;
   const std::string reason = device::cuda_unavailable_reason();
   if (!reason.empty()) {
     std::printf("SKIPPED: mlvae GPU tests need a visible NVIDIA GPU: %s\n", reason.c_str());
@@ -116,9 +121,9 @@ int main() {
       const LossTerms first = trainer.run_epoch();
       const long allocations = ctx.allocations().device, pinned = ctx.allocations().host;
       LossTerms last;
-      for (int e = 0; e < 5; ++e) last = trainer.run_epoch();
+      for (int e = 0; e < steady_epochs; ++e) last = trainer.run_epoch();
       expect(ctx.allocations().device == allocations && ctx.allocations().host == pinned,
-             "no device or pinned allocation in 5 steady-state epochs");
+             "no device or pinned allocation in " + std::to_string(steady_epochs) + " steady-state epoch(s)");
       expect(last.loss < first.loss, "the GPU training loss decreases (" + std::to_string(first.loss) + " -> " +
                                          std::to_string(last.loss) + ")");
       trainer.sync_to_host();
