@@ -3,9 +3,10 @@
 # machine that has a driver, cuBLAS and PyTorch but no cmake, Eigen or cereal (issue 22): copies
 # bench_cuda_step, mlvae_gpu_tests and train_mlvae from BUILD_DIR (default build/cuda90) into DEST
 # (default gpu_bundle/, ignored by git), with the non-system libraries they load that such a
-# machine may lack (libpng16, libz, libgomp: taken from this machine) and, when present here,
-# Fashion-MNIST (for train_mlvae's throughput run). cudart is linked statically; libcublas.so.13 is
-# NOT copied (several hundred MB): scripts/run_gpu.sh finds the GPU machine's own one.
+# machine may lack (libpng16, libz, libgomp, and CUDA's runtime libcudart.so.13: taken from this
+# machine) and, when present here, Fashion-MNIST (for train_mlvae's throughput run).
+# libcublas.so.13 and libcublasLt.so.13 are NOT copied (about 800 MB): scripts/run_gpu.sh finds
+# the GPU machine's own (its CUDA toolkit's, or PyTorch's nvidia packages').
 #
 # Build the tree first, for the GPU's architecture and without -march=native (the GPU machine's CPU
 # may differ) and without MPI (an MPI build would need Open MPI's libraries there too):
@@ -40,7 +41,7 @@ rm -rf "$DEST"
 mkdir -p "$DEST"
 cp "${BINARIES[@]}" "$DEST/"
 # The libraries to carry: every library of these patterns that the binaries load, resolved here.
-for lib in libpng16.so.16 libz.so.1 libgomp.so.1; do
+for lib in libpng16.so.16 libz.so.1 libgomp.so.1 libcudart.so.13; do
   path=$(ldd "${BINARIES[@]}" | awk -v l="$lib" '$1 == l && $3 ~ /^\// { print $3; exit }')
   if [[ -z $path ]]; then
     echo "gpu_bundle.sh: note: no binary loads $lib" >&2
@@ -60,7 +61,8 @@ git rev-parse --short HEAD >"$DEST/COMMIT" 2>/dev/null || true  # the checkout's
 echo "gpu_bundle.sh: $DEST/ ($(du -sh "$DEST" | cut -f1)):"
 ls -l "$DEST"
 echo
-echo "libraries the binaries still need from the GPU machine (everything else is in $DEST or the system's):"
+echo "what the binaries load from outside $DEST/ (with LD_LIBRARY_PATH=$DEST; the C and C++ runtimes aside):"
 LD_LIBRARY_PATH="$ROOT/$DEST" ldd "$DEST"/bench_cuda_step "$DEST"/mlvae_gpu_tests "$DEST"/train_mlvae |
-  awk '/=>/ { print "  " $1 " -> " $3 }' | sort -u |
-  grep -v -E '/(lib|lib64|usr/lib)/(x86_64-linux-gnu/)?(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux)[.-]' || true
+  awk '/=>/ && $3 !~ /\/'"$DEST"'\// { print $1 }' | sort -u |
+  grep -v -E '^(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|ld-linux)[.-]' | sed 's/^/  /' || true
+echo "(expected: libcublas.so.13 and libcublasLt.so.13, which scripts/run_gpu.sh looks up on the GPU machine)"
