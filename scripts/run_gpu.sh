@@ -9,7 +9,8 @@
 #      /usr/local/cuda*, the Python packages' nvidia/ folders) and added to LD_LIBRARY_PATH;
 #   3. runs the gpu-labelled tests (ctest -L gpu in a build tree, else mlvae_gpu_tests itself);
 #   4. runs compute-sanitizer (memcheck, then racecheck) on mlvae_gpu_tests --quick;
-#   5. the GPU benchmark: mlvae's step (bench_cuda_step, batch resident on the GPU and batch
+#   5. the GPU benchmark: mlvae's step (bench_cuda_step: batch resident on the GPU with the
+#      host-free step replayed as one CUDA graph, batch resident with the synchronising step, batch
 #      uploaded from the host every step) and PyTorch's three best configurations
 #      (benchmarks/pytorch_mlvae.py --device cuda: eager with fused Adam, torch.compile, the whole
 #      step in one CUDA graph), MLP and conv28, at 16, 64, 256 and 1024 groups of 16, float32 with
@@ -29,6 +30,7 @@
 #   GPU_SECTIONS       some of "tests sanitizer bench train" (all)
 #   GPU_ARCHS ("mlp conv28")  GPU_GROUPS ("16 64 256 1024")  GPU_GROUP_SIZE (16)  GPU_COMPILE_GROUPS ("16 256")
 #   GPU_STEPS (20)  GPU_REPS (3)  GPU_WARMUP (5)  GPU_TRAIN_ARCHS ("mlp conv28")  SANITIZER_TIMEOUT (150 s each)
+#   GPU_MLVAE_CONFIGS ("m_graph m_resident m_host"; m_async too: the host-free step without the graph)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -189,28 +191,42 @@ if has sanitizer; then
 fi
 
 # ---- 5. benchmark -------------------------------------------------------------------------------
-declare -A R  # R[arch,groups,config] = images/s ; config: resident host eager compile graph
-declare -A GF  # GF[arch,groups] = step GFLOP/s (resident), SG = sgemm GFLOP/s
+# R[arch,groups,config] = images/s; mlvae configs (MLVAE_CONFIGS): m_graph (batch resident, the
+# host-free step replayed as one CUDA graph), m_async (resident, host-free step, no graph),
+# m_resident (resident, forward_backward + Adam with one synchronisation per step), m_host (the
+# batch copied into pinned memory and uploaded every step, as DeviceTrainer does); PyTorch configs:
+# eager compile graph. GF[arch,groups,config] = mlvae's step GEMM GFLOP/s; SG = cuBLAS sgemm's.
+MLVAE_CONFIGS=${GPU_MLVAE_CONFIGS:-m_graph m_resident m_host}
+declare -A R GF
 SG=""
 if has bench; then
+  CHECK[bench]="every configuration ran"
   comma_batches=$(echo $BATCHES | tr ' ' ',')
   comma_compile=$(echo $COMPILE_GROUPS | tr ' ' ',')
   for arch in $ARCHS; do
     for g in $BATCHES; do
-      for mode in resident host; do
-        say "mlvae $arch, $g groups of $K, batch $mode"
+      for cfg in $MLVAE_CONFIGS; do
         flags=(--arch "$arch" --groups "$g" --group-size "$K" --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP")
-        [[ $mode == resident ]] && flags+=(--resident)
+        case $cfg in
+          m_graph) flags+=(--resident --step graph) ;;
+          m_async) flags+=(--resident --step async) ;;
+          m_resident) flags+=(--resident) ;;
+          m_host) ;;
+          *) echo "unknown mlvae configuration $cfg"; continue ;;
+        esac
         [[ -n $SG ]] && flags+=(--no-sgemm)  # cuBLAS's rate once per run is enough
+        say "mlvae $arch, $g groups of $K: bench_cuda_step ${flags[*]}"
         out=$("$BENCH" "${flags[@]}" 2>&1)
         echo "$out"
-        line=$(grep '^RESULT mlvae_cuda' <<<"$out" | head -1)
-        R[$arch,$g,$mode]=$(field images_per_s <<<"$line")
-        if [[ $mode == resident ]]; then
-          GF[$arch,$g]=$(field gflops <<<"$line")
-          [[ -z $SG ]] && SG=$(field sgemm_gflops <<<"$line")
+        line=$(grep '^RESULT mlvae_cuda' <<<"$out" | grep -v ' failed: ' | head -1)
+        R[$arch,$g,$cfg]=$(field images_per_s <<<"$line")
+        GF[$arch,$g,$cfg]=$(field gflops <<<"$line")
+        [[ -z $SG ]] && SG=$(field sgemm_gflops <<<"$line")
+        if [[ -z ${R[$arch,$g,$cfg]} ]] || grep -q ' failed: ' <<<"$out"; then
+          [[ $FAILED == 0 || ${CHECK[bench]} != FAILED* ]] &&
+            CHECK[bench]="FAILED: $(grep -m1 -o 'RESULT mlvae_cuda.*' <<<"$out" | cut -c1-240)"
+          FAILED=1
         fi
-        [[ -z ${R[$arch,$g,$mode]} ]] && FAILED=1
       done
     done
     say "PyTorch $arch: eager (fused Adam), torch.compile (at $COMPILE_GROUPS groups), whole step in one CUDA graph"
@@ -218,7 +234,7 @@ if has bench; then
             --group-size "$K" --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP" --modes eager,compile,graph \
             --compile-groups "$comma_compile" 2>&1)
     echo "$out" | grep -v '^\s*$' | tail -40
-    [[ $arch == "${ARCHS%% *}" ]] && TORCH_VERSIONS=$(grep '^# torch' <<<"$out" | head -1)
+    [[ -z ${TORCH_VERSIONS:-} ]] && TORCH_VERSIONS=$(grep '^# torch' <<<"$out" | head -1)
     for g in $BATCHES; do
       for mode in eager compile graph; do
         line=$(grep "^RESULT pytorch ${arch}_$mode groups=$g " <<<"$out" | head -1)
@@ -268,34 +284,51 @@ echo
 echo "## GPU check ($((SECONDS - START)) s; log $LOG)"
 echo
 [[ -n ${TORCH_VERSIONS:-} ]] && echo "PyTorch: ${TORCH_VERSIONS#\# }" && echo
-for c in tests memcheck racecheck train_mlp train_conv28; do
+for c in tests memcheck racecheck bench train_mlp train_conv28; do
   [[ -n ${CHECK[$c]:-} ]] && echo "- $c: ${CHECK[$c]}"
 done
 if has bench; then
+  declare -A LABEL=([m_graph]="mlvae CUDA graph" [m_async]="mlvae async" [m_resident]="mlvae resident, sync"
+                    [m_host]="mlvae batch from host")
+  header="| arch | groups × $K |"
+  rule="|---|---:|"
+  for cfg in $MLVAE_CONFIGS; do header+=" ${LABEL[$cfg]:-$cfg} |"; rule+="---:|"; done
   echo
-  echo "| arch | groups × $K | mlvae, batch resident | mlvae, batch from host | PyTorch eager (fused Adam) | PyTorch compile | PyTorch CUDA graph | mlvae resident / fastest PyTorch | mlvae step GEMM GFLOP/s (of sgemm ${SG:-?}) |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "$header PyTorch eager (fused Adam) | PyTorch compile | PyTorch CUDA graph | best mlvae / fastest PyTorch | best mlvae GEMM GFLOP/s (of sgemm ${SG:-?}) |"
+  echo "$rule---:|---:|---:|---:|---:|"
   for arch in $ARCHS; do
     for g in $BATCHES; do
-      best=""
-      for mode in eager compile graph; do best=$(awk -v a="$best" -v b="${R[$arch,$g,$mode]:-}" \
-        'BEGIN { if (b != "" && (a == "" || b + 0 > a + 0)) print b; else print a }'); done
-      echo "| $arch | $g | $(fmt "${R[$arch,$g,resident]:-}") | $(fmt "${R[$arch,$g,host]:-}") | $(fmt "${R[$arch,$g,eager]:-}") |" \
-           "$(fmt "${R[$arch,$g,compile]:-}") | $(fmt "${R[$arch,$g,graph]:-}") | $(ratio "${R[$arch,$g,resident]:-}" "$best") |" \
-           "$(fmt "${GF[$arch,$g]:-}") ($(pct "${GF[$arch,$g]:-}" "$SG")) |"
+      best="" mbest="" mcfg=""
+      for mode in eager compile graph; do
+        v=${R[$arch,$g,$mode]:-}
+        if [[ -n $v ]] && { [[ -z $best ]] || awk -v a="$v" -v b="$best" 'BEGIN { exit !(a + 0 > b + 0) }'; }; then best=$v; fi
+      done
+      row="| $arch | $g |"
+      for cfg in $MLVAE_CONFIGS; do
+        v=${R[$arch,$g,$cfg]:-}
+        row+=" $(fmt "$v") |"
+        if [[ -n $v ]] && { [[ -z $mbest ]] || awk -v a="$v" -v b="$mbest" 'BEGIN { exit !(a + 0 > b + 0) }'; }; then
+          mbest=$v mcfg=$cfg
+        fi
+      done
+      row+=" $(fmt "${R[$arch,$g,eager]:-}") | $(fmt "${R[$arch,$g,compile]:-}") | $(fmt "${R[$arch,$g,graph]:-}") |"
+      row+=" $(ratio "$mbest" "$best") | $(fmt "${GF[$arch,$g,$mcfg]:-}") ($(pct "${GF[$arch,$g,$mcfg]:-}" "$SG")) |"
+      echo "$row"
     done
   done
   echo
-  echo "images/s, float32, TF32 off on both sides; median of $REPS × $STEPS steps after $WARMUP warm-up steps;"
-  echo "\"resident\": the batch stays on the GPU, as PyTorch's; \"from host\": copied into pinned memory and uploaded"
-  echo "every step (what DeviceTrainer does); PyTorch compile ran at $COMPILE_GROUPS groups only (– elsewhere)."
+  echo "images/s, float32, TF32 off on both sides; median of $REPS × $STEPS steps after $WARMUP warm-up steps. mlvae:"
+  echo "\"CUDA graph\": batch resident on the GPU (as PyTorch's), the host-free step captured once and replayed;"
+  echo "\"resident, sync\": forward_backward + Adam with the loss read back every step; \"batch from host\": copied"
+  echo "into pinned memory and uploaded every step (what DeviceTrainer does). PyTorch compile ran at"
+  echo "$COMPILE_GROUPS groups only (– elsewhere)."
 fi
 if has train && [[ -n ${!T[*]} ]]; then
   echo
   echo "| train_mlvae --device cuda, 1 epoch, 16 × $K | images/s | step benchmark, batch from host | trainer / step |"
   echo "|---|---:|---:|---:|"
   for arch in $TRAIN_ARCHS; do
-    echo "| $arch | $(fmt "${T[$arch]:-}") | $(fmt "${R[$arch,16,host]:-}") | $(ratio "${T[$arch]:-}" "${R[$arch,16,host]:-}") |"
+    echo "| $arch | $(fmt "${T[$arch]:-}") | $(fmt "${R[$arch,16,m_host]:-}") | $(ratio "${T[$arch]:-}" "${R[$arch,16,m_host]:-}") |"
   done
 fi
 exit $FAILED
