@@ -2,7 +2,8 @@
 // that tests/test_device.cpp checks on Eigen's CPU devices. On a machine without a usable GPU this
 // program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
 // and conv28 ML-VAE steps against the CPU model, counter-based noise against the host, no device
-// allocation in steady-state training, and the CPU -> GPU -> CPU round trip of the training state.
+// allocation in steady-state training, the CPU -> GPU -> CPU round trip of the training state, and
+// the host-free step captured in a CUDA graph against the synchronising step.
 // `--quick` trains 1 steady-state epoch instead of 5: the same code paths in a fifth of the steps,
 // for the runs under compute-sanitizer (scripts/run_gpu.sh), which are 10-100x slower.
 #include "mlvae/device/cuda.cuh"  // first: defines EIGEN_USE_GPU
@@ -12,6 +13,7 @@
 #include "mlvae/model/conv_architectures.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -101,6 +103,64 @@ int main(int argc, char** argv) {
       Matrix<float> cpu_normals(100, 300);
       for (Index i = 0; i < cpu_normals.size(); ++i) cpu_normals.data()[i] = normal(i);
       expect(relative_distance(gpu_normals, cpu_normals) < 1e-6, "GPU counter normals equal the host's");
+    }
+
+    // The host-free step (noise key and Adam on the device) captured in a CUDA graph: no allocation
+    // while capturing, and 1 queued step + 4 replays land where 5 synchronising steps do.
+    {
+      auto model = make_mlp_mlvae<float>(64, 48, 4, 5);
+      Rng init(7);
+      model.initialize(init);
+      const Matrix<float> x = uniform_data(64, 32, 8);
+      const std::vector<Index> offsets{0, 8, 16, 24, 32};
+      Adam<float> host_adam(model.parameters().size());
+      host_adam.options().clip_norm = 0.01;  // clipping on both paths
+      auto sync_model = device::to_device(model, ctx);
+      auto graph_model = device::to_device(model, ctx);
+      device::DeviceAdam<float, device::CudaContext> sync_adam(ctx, host_adam), graph_adam(ctx, host_adam);
+      sync_model.upload_batch(x);
+      graph_model.upload_batch(x);
+      device::DeviceArray<std::uint64_t, device::CudaContext> key(ctx, 1, 1);
+      std::uint64_t host_key = 99;
+      ctx.upload(key.data(), &host_key, sizeof host_key);
+      auto queued = [&] {
+        device::advance_key(ctx.device(), key.data());
+        graph_model.queue_forward_backward(offsets, key.data());
+        graph_adam.queue_step(graph_model.parameters(), graph_model.gradients(),
+                              graph_model.gradient_norm_partials(), graph_model.gradient_norm_partial_count());
+      };
+      queued();  // sizes every workspace
+      ctx.synchronize();
+      const long allocations = ctx.allocations().device;
+      cudaGraph_t graph = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      bool captured = cudaStreamBeginCapture(ctx.stream(), cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+      queued();
+      const cudaError_t end = cudaStreamEndCapture(ctx.stream(), &graph);
+      captured = captured && end == cudaSuccess && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+      expect(captured, std::string("the host-free step is captured in a CUDA graph (") + cudaGetErrorString(end) + ")");
+      expect(ctx.allocations().device == allocations, "no device allocation while the step is captured");
+      if (captured) {
+        for (int i = 0; i < 4; ++i) cudaGraphLaunch(exec, ctx.stream());
+        const device::StepResult replayed = graph_model.read_step_result();
+        graph_adam.sync_step_count();
+        device::StepResult reference;
+        for (int i = 0; i < 5; ++i) {
+          host_key = device::NextKey{}(host_key);
+          reference = sync_model.forward_backward(offsets, host_key);
+          sync_adam.step(sync_model.parameters(), sync_model.gradients(), reference.gradient_norm);
+        }
+        Vector<float> a, b;
+        sync_model.download_parameters(a);
+        graph_model.download_parameters(b);
+        expect(relative_distance(b, a) < 1e-5, "5 graph-driven steps land where 5 synchronising steps do (" +
+                                                   std::to_string(relative_distance(b, a)) + ")");
+        expect(std::abs(replayed.terms.loss - reference.terms.loss) <= 1e-4 * std::abs(reference.terms.loss),
+               "the replayed step's loss terms equal the synchronising step's");
+        expect(graph_adam.step_count() == sync_adam.step_count(), "the device step count advanced once per replay");
+      }
+      if (exec) cudaGraphExecDestroy(exec);
+      if (graph) cudaGraphDestroy(graph);
     }
 
     // Training: steady state allocates nothing; the state round-trips CPU -> GPU -> CPU.
