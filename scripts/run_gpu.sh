@@ -34,6 +34,9 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Folders given relative to where the script was started.
+[[ -n ${MLVAE_GPU_BIN:-} && -d $MLVAE_GPU_BIN ]] && MLVAE_GPU_BIN=$(cd "$MLVAE_GPU_BIN" && pwd)
+[[ -n ${GPU_LOG_DIR:-} ]] && mkdir -p "$GPU_LOG_DIR" 2>/dev/null && GPU_LOG_DIR=$(cd "$GPU_LOG_DIR" && pwd)
 cd "$ROOT" || exit 1
 SECTIONS=${GPU_SECTIONS:-tests sanitizer bench train}
 ARCHS=${GPU_ARCHS:-mlp conv28}
@@ -83,7 +86,7 @@ find_cublas_dir() {  # a folder holding libcublas.so.13 (and libcublasLt.so.13),
   local p d sp
   p=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.13 /{print $NF; exit}')
   [[ -n $p ]] && { dirname "$p"; return; }
-  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 \
            /usr/local/cuda-13*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
     [[ -e $d/libcublas.so.13 ]] && { echo "$d"; return; }
   done
@@ -135,7 +138,8 @@ if ldd "$BENCH" "$TESTS" "$TRAIN" 2>/dev/null | grep 'not found' | sort -u | gre
   echo "the binaries above need libraries this machine lacks (LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-})"
   exit 1
 fi
-echo "libraries: $(ldd "$BENCH" "$TRAIN" | awk '/=>/ && /cublas|gomp|png|libz/{print $1" -> "$3}' | sort -u | tr '\n' ' ')"
+echo "libraries: $(ldd "$BENCH" "$TRAIN" | awk '/=>/ && /cublas|cudart|gomp|png|libz/{print $1" -> "$3}' | sort -u -k1,1 |
+  tr '\n' ' ')"
 
 declare -A CHECK
 FAILED=0
@@ -154,7 +158,11 @@ if has tests; then
     "$TESTS"
     rc=$?
   fi
-  if [[ $rc == 0 ]]; then check tests "passed" 0; else check tests "FAILED (exit $rc)" 1; fi
+  case $rc in
+    0) check tests "passed" 0 ;;
+    77) check tests "SKIPPED (exit 77): the test found no usable GPU although one is visible" 1 ;;
+    *) check tests "FAILED (exit $rc)" 1 ;;
+  esac
 fi
 
 # ---- 4. compute-sanitizer -----------------------------------------------------------------------
