@@ -168,7 +168,7 @@ class MLVAE(nn.Module):
         # One style sample per image, one content sample per group shared by its members.
         z_s = s_mean + torch.exp(0.5 * s_logvar) * torch.randn_like(s_mean)
         z_c = g_mean + torch.exp(0.5 * g_logvar) * torch.randn_like(g_mean)
-        z = torch.cat([z_s, z_c.repeat_interleave(per, 0)], 1)
+        z = torch.cat([z_s, z_c.repeat_interleave(per, 0, output_size=n_img)], 1)  # output_size: no sync on the GPU
         logits = self.decoder(z).reshape(x.shape)
         recon = (x * logits - F.softplus(logits)).sum()
         kl_s = 0.5 * (s_mean.square() + s_logvar.exp() - 1 - s_logvar).sum()
