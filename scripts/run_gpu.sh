@@ -8,20 +8,21 @@
 #      cmake, Eigen or cereal); libraries missing there are looked up (libcublas.so.13: ldconfig,
 #      /usr/local/cuda*, the Python packages' nvidia/ folders) and added to LD_LIBRARY_PATH;
 #   3. runs the gpu-labelled tests (ctest -L gpu in a build tree, else mlvae_gpu_tests itself);
-#   4. runs compute-sanitizer (memcheck, then racecheck) on mlvae_gpu_tests --quick;
-#   5. the GPU benchmark: mlvae's step (bench_cuda_step: batch resident on the GPU with the
+#   4. the GPU benchmark: mlvae's step (bench_cuda_step: batch resident on the GPU with the
 #      host-free step replayed as one CUDA graph, batch resident with the synchronising step, batch
 #      uploaded from the host every step) and PyTorch's three best configurations
 #      (benchmarks/pytorch_mlvae.py --device cuda: eager with fused Adam, torch.compile, the whole
 #      step in one CUDA graph), MLP and conv28, at 16, 64, 256 and 1024 groups of 16, float32 with
 #      TF32 off on both sides, median of 3 repetitions;
-#   6. train_mlvae --device cuda for one epoch (MLP and conv28, 16 groups of 16) on Fashion-MNIST
+#   5. train_mlvae --device cuda for one epoch (MLP and conv28, 16 groups of 16) on Fashion-MNIST
 #      (MLVAE_FASHION_MNIST_DIR, <MLVAE_GPU_BIN>/fashion-mnist or the Debian path; else random
 #      images of the same shape), to set the trainer's rate against the step benchmark's;
+#   6. runs compute-sanitizer (memcheck, then racecheck) on mlvae_gpu_tests --quick;
 #   7. prints a markdown summary LAST: the checks, images/s of every configuration, mlvae over the
 #      fastest PyTorch configuration at each batch, the step's GEMM rate against cuBLAS sgemm's.
 # About 5 minutes on an H200 once built (PyTorch's compiles take most of it: the compile modes run
-# at GPU_COMPILE_GROUPS only). Exit status: 0 when every check passed (or no GPU), 1 otherwise.
+# at GPU_COMPILE_GROUPS only). A time budget (GPU_BUDGET_S, 540 s) bounds the whole: a part that
+# would start with too little of it left is skipped and named in the summary, which always prints. Exit status: 0 when every check passed (or no GPU), 1 otherwise.
 #
 # Environment (all optional):
 #   MLVAE_GPU_BIN      prebuilt binaries (skips the build)       GPU_BUILD_DIR  build tree (build/gpu)
@@ -31,6 +32,7 @@
 #   GPU_ARCHS ("mlp conv28")  GPU_GROUPS ("16 64 256 1024")  GPU_GROUP_SIZE (16)  GPU_COMPILE_GROUPS ("16 256")
 #   GPU_STEPS (20)  GPU_REPS (3)  GPU_WARMUP (5)  GPU_TRAIN_ARCHS ("mlp conv28")  SANITIZER_TIMEOUT (150 s each)
 #   GPU_MLVAE_CONFIGS ("m_graph m_resident m_host"; m_async too: the host-free step without the graph)
+#   GPU_BUDGET_S (540: seconds for everything after the build)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,7 +54,18 @@ PY=${PYTHON_CUDA:-python3}
 LOG_DIR=${GPU_LOG_DIR:-$ROOT/build/run_gpu}
 START=$SECONDS
 
+BUDGET=${GPU_BUDGET_S:-540}
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+left() { echo $((BUDGET - (SECONDS - START))); }  # seconds of the budget that are left
+# over_budget WHAT: true (and says so) when less than `need` seconds of the budget are left
+over_budget() {
+  local need=${2:-20}
+  (($(left) >= need)) && return 1
+  echo "skipped: $1 (time budget GPU_BUDGET_S=${BUDGET}s nearly spent)"
+  SKIPPED_FOR_TIME+=("$1")
+  return 0
+}
+SKIPPED_FOR_TIME=()
 say() { printf '\n== %s (%ds)\n' "$*" "$((SECONDS - START))"; }
 # field NAME: the value of NAME=... in the line on stdin
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" | head -1; }
@@ -141,6 +154,7 @@ fi
 echo "libraries: $(ldd "$BENCH" "$TRAIN" | awk '/=>/ && /cublas|cudart|gomp|png|libz/{print $1" -> "$3}' | sort -u -k1,1 |
   tr '\n' ' ')"
 
+START=$SECONDS  # the time budget counts from here: the build above is not in it
 declare -A CHECK
 FAILED=0
 check() {  # check NAME STATUS-TEXT OK?(0/1)
@@ -165,40 +179,7 @@ if has tests; then
   esac
 fi
 
-# ---- 4. compute-sanitizer -----------------------------------------------------------------------
-if has sanitizer; then
-  san=$(command -v compute-sanitizer || true)
-  if [[ -z $san ]]; then
-    for d in /usr/local/cuda/bin /usr/local/cuda*/bin /usr/local/cuda*/compute-sanitizer /opt/nvidia/*/compute-sanitizer \
-             /opt/nvidia/nsight-compute/*/compute-sanitizer; do
-      [[ -x $d/compute-sanitizer ]] && { san=$d/compute-sanitizer; break; }
-    done
-  fi
-  [[ -z $san ]] && san=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o -type f -name compute-sanitizer -perm -u+x \
-                           -print 2>/dev/null | head -1)
-  if [[ -z $san ]]; then
-    echo "compute-sanitizer not found (PATH, /usr/local/cuda*/bin, /opt/nvidia): memcheck and racecheck skipped"
-    check memcheck "skipped: no compute-sanitizer" 0
-    check racecheck "skipped: no compute-sanitizer" 0
-  else
-    for tool in memcheck racecheck; do
-      say "compute-sanitizer --tool $tool ($san) on mlvae_gpu_tests --quick"
-      timeout "$SAN_TIMEOUT" "$san" --tool "$tool" --error-exitcode 99 --print-limit 20 "$TESTS" --quick \
-        >"$LOG_DIR/$tool.log" 2>&1
-      rc=$?
-      grep -E '^(=========|FAIL|passed|FAILED|SKIPPED)' "$LOG_DIR/$tool.log" | tail -15
-      summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG_DIR/$tool.log" | tail -1 | sed 's/^========= //')
-      case $rc in
-        0) check "$tool" "clean (${summary:-no summary line})" 0 ;;
-        124) check "$tool" "TIMED OUT after ${SAN_TIMEOUT}s" 1 ;;
-        99) check "$tool" "ERRORS: ${summary:-see $tool.log}" 1 ;;
-        *) check "$tool" "FAILED (exit $rc; ${summary:-see $tool.log})" 1 ;;
-      esac
-    done
-  fi
-fi
-
-# ---- 5. benchmark -------------------------------------------------------------------------------
+# ---- 4. benchmark -------------------------------------------------------------------------------
 # R[arch,groups,config] = images/s; mlvae configs (MLVAE_CONFIGS): m_graph (batch resident, the
 # host-free step replayed as one CUDA graph), m_async (resident, host-free step, no graph),
 # m_resident (resident, forward_backward + Adam with one synchronisation per step), m_host (the
@@ -223,8 +204,9 @@ if has bench; then
           *) echo "unknown mlvae configuration $cfg"; continue ;;
         esac
         [[ -n $SG ]] && flags+=(--no-sgemm)  # cuBLAS's rate once per run is enough
+        over_budget "mlvae $arch $g $cfg" 60 && continue
         say "mlvae $arch, $g groups of $K: bench_cuda_step ${flags[*]}"
-        out=$("$BENCH" "${flags[@]}" 2>&1)
+        out=$(timeout "$(left)" "$BENCH" "${flags[@]}" 2>&1)
         echo "$out"
         line=$(grep '^RESULT mlvae_cuda' <<<"$out" | grep -v ' failed: ' | head -1)
         R[$arch,$g,$cfg]=$(field images_per_s <<<"$line")
@@ -237,8 +219,9 @@ if has bench; then
         fi
       done
     done
+    over_budget "PyTorch $arch" 60 && continue
     say "PyTorch $arch: eager (fused Adam), torch.compile (at $COMPILE_GROUPS groups), whole step in one CUDA graph"
-    out=$(PYTHONUNBUFFERED=1 "$PY" benchmarks/pytorch_mlvae.py --device cuda --arch "$arch" --groups "$comma_batches" \
+    out=$(PYTHONUNBUFFERED=1 timeout "$(($(left) - 30))" "$PY" benchmarks/pytorch_mlvae.py --device cuda --arch "$arch" --groups "$comma_batches" \
             --group-size "$K" --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP" --modes eager,compile,graph \
             --compile-groups "$comma_compile" 2>&1)
     echo "$out" | grep -v '^\s*$' | tail -40
@@ -252,7 +235,7 @@ if has bench; then
   done
 fi
 
-# ---- 6. train_mlvae -----------------------------------------------------------------------------
+# ---- 5. train_mlvae -----------------------------------------------------------------------------
 declare -A T  # T[arch] = img/s of the epoch
 if has train; then
   data=${MLVAE_FASHION_MNIST_DIR:-}
@@ -274,14 +257,50 @@ for prefix, n in (("train", 60000), ("t10k", 10000)):
 EOF
   fi
   for arch in $TRAIN_ARCHS; do
+    if over_budget "train_mlvae $arch" 60; then check "train_$arch" "skipped: time budget spent" 0; continue; fi
     say "train_mlvae --device cuda --arch $arch, 1 epoch, 16 groups of $K ($DATA_NOTE)"
-    out=$("$TRAIN" --device cuda --arch "$arch" --data "$data" --epochs 1 --groups-per-batch 16 --group-size "$K" \
+    out=$(timeout "$(left)" "$TRAIN" --device cuda --arch "$arch" --data "$data" --epochs 1 --groups-per-batch 16 --group-size "$K" \
             --quiet --python none --out "$LOG_DIR/train_$arch" 2>&1)
     rc=$?
     echo "$out" | tail -6
     T[$arch]=$(sed -n 's/.* \([0-9][0-9]*\) img\/s .*/\1/p' <<<"$out" | tail -1)
     if [[ $rc != 0 || -z ${T[$arch]} ]]; then check "train_$arch" "FAILED (exit $rc)" 1; else check "train_$arch" "ran" 0; fi
   done
+fi
+
+# ---- 6. compute-sanitizer (last of the runs: it gets the time that is left) ------------------------
+if has sanitizer; then
+  san=$(command -v compute-sanitizer || true)
+  if [[ -z $san ]]; then
+    for d in /usr/local/cuda/bin /usr/local/cuda*/bin /usr/local/cuda*/compute-sanitizer /opt/nvidia/*/compute-sanitizer \
+             /opt/nvidia/nsight-compute/*/compute-sanitizer; do
+      [[ -x $d/compute-sanitizer ]] && { san=$d/compute-sanitizer; break; }
+    done
+  fi
+  [[ -z $san ]] && san=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o -type f -name compute-sanitizer -perm -u+x \
+                           -print 2>/dev/null | head -1)
+  if [[ -z $san ]]; then
+    echo "compute-sanitizer not found (PATH, /usr/local/cuda*/bin, /opt/nvidia): memcheck and racecheck skipped"
+    check memcheck "skipped: no compute-sanitizer" 0
+    check racecheck "skipped: no compute-sanitizer" 0
+  else
+    for tool in memcheck racecheck; do
+      if over_budget "compute-sanitizer --tool $tool" 40; then check "$tool" "skipped: time budget spent" 1; continue; fi
+      limit=$(($(left) - 15 < SAN_TIMEOUT ? $(left) - 15 : SAN_TIMEOUT))
+      say "compute-sanitizer --tool $tool ($san) on mlvae_gpu_tests --quick (at most ${limit}s)"
+      timeout "$limit" "$san" --tool "$tool" --error-exitcode 99 --print-limit 20 "$TESTS" --quick \
+        >"$LOG_DIR/$tool.log" 2>&1
+      rc=$?
+      grep -E '^(=========|FAIL|passed|FAILED|SKIPPED)' "$LOG_DIR/$tool.log" | tail -15
+      summary=$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOG_DIR/$tool.log" | tail -1 | sed 's/^========= //')
+      case $rc in
+        0) check "$tool" "clean (${summary:-no summary line})" 0 ;;
+        124) check "$tool" "TIMED OUT after ${limit}s" 1 ;;
+        99) check "$tool" "ERRORS: ${summary:-see $tool.log}" 1 ;;
+        *) check "$tool" "FAILED (exit $rc; ${summary:-see $tool.log})" 1 ;;
+      esac
+    done
+  fi
 fi
 
 # ---- 7. summary (last) --------------------------------------------------------------------------
@@ -292,9 +311,10 @@ echo
 echo "## GPU check ($((SECONDS - START)) s; log $LOG)"
 echo
 [[ -n ${TORCH_VERSIONS:-} ]] && echo "PyTorch: ${TORCH_VERSIONS#\# }" && echo
-for c in tests memcheck racecheck bench train_mlp train_conv28; do
+for c in tests bench train_mlp train_conv28 memcheck racecheck; do
   [[ -n ${CHECK[$c]:-} ]] && echo "- $c: ${CHECK[$c]}"
 done
+((${#SKIPPED_FOR_TIME[@]})) && echo "- skipped for time (GPU_BUDGET_S=${BUDGET}s): $(printf '%s; ' "${SKIPPED_FOR_TIME[@]}")"
 if has bench; then
   declare -A LABEL=([m_graph]="mlvae CUDA graph" [m_async]="mlvae async" [m_resident]="mlvae resident, sync"
                     [m_host]="mlvae batch from host")
