@@ -51,7 +51,8 @@ WARMUP=${GPU_WARMUP:-5}
 TRAIN_ARCHS=${GPU_TRAIN_ARCHS:-mlp conv28}
 SAN_TIMEOUT=${SANITIZER_TIMEOUT:-150}
 PY=${PYTHON_CUDA:-python3}
-LOG_DIR=${GPU_LOG_DIR:-$ROOT/build/run_gpu}
+LOG_DIR=${GPU_LOG_DIR:-$ROOT/build/run_gpu}  # the logs only (run_gpu.log, memcheck.log, racecheck.log)
+WORK=${TMPDIR:-/tmp}/mlvae_run_gpu              # train_mlvae's outputs, random data when no Fashion-MNIST
 START=$SECONDS
 
 BUDGET=${GPU_BUDGET_S:-540}
@@ -243,7 +244,7 @@ if has train; then
   [[ -z $data && -d /usr/share/datasets/fashion-mnist ]] && data=/usr/share/datasets/fashion-mnist
   DATA_NOTE="Fashion-MNIST ($data)"
   if [[ -z $data ]]; then
-    data=$LOG_DIR/random-idx
+    data=$WORK/random-idx
     DATA_NOTE="random 28x28 images in Fashion-MNIST's layout (no Fashion-MNIST on this machine)"
     mkdir -p "$data"
     "$PY" - "$data" <<'EOF' || echo "could not write random IDX files"
@@ -260,7 +261,7 @@ EOF
     if over_budget "train_mlvae $arch" 60; then check "train_$arch" "skipped: time budget spent" 0; continue; fi
     say "train_mlvae --device cuda --arch $arch, 1 epoch, 16 groups of $K ($DATA_NOTE)"
     out=$(timeout "$(left)" "$TRAIN" --device cuda --arch "$arch" --data "$data" --epochs 1 --groups-per-batch 16 --group-size "$K" \
-            --quiet --python none --out "$LOG_DIR/train_$arch" 2>&1)
+            --quiet --python none --out "$WORK/train_$arch" 2>&1)
     rc=$?
     echo "$out" | tail -6
     T[$arch]=$(sed -n 's/.* \([0-9][0-9]*\) img\/s .*/\1/p' <<<"$out" | tail -1)
