@@ -34,7 +34,8 @@ Prints:  # <kernels line: torch version, threads, BLAS, OpenBLAS core, CPU capab
          threads=.. cpu_ms_per_step=.. images_per_cpu_s=..   (process CPU time: robust to other load)
 
 On the GPU (--device cuda[:N]; scripts/run_gpu.sh runs it): float32 with TF32 off for matmuls and
-cuDNN, the batch a tensor on the GPU, and every configuration of --modes (default all three) at
+cuDNN, cuDNN's autotuner on (--no-cudnn-benchmark: off), the batch a tensor on the GPU, and every
+configuration of --modes (default all three) at
 every batch of --groups (a comma list, e.g. 16,64,256,1024), in one process:
   eager          eager PyTorch, Adam(fused=True): one kernel for the whole update.
   compile        torch.compile of the loss (inductor's Triton kernels for forward and backward),
@@ -272,6 +273,8 @@ def run_cuda(a, groups_list):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+    # cuDNN's autotuner picks the fastest convolution algorithms for each shape (during the warm-up).
+    torch.backends.cudnn.benchmark = not a.no_cudnn_benchmark
     if a.show_config:
         print(torch.__config__.show())
         print(cuda_versions_line(device))
@@ -335,6 +338,8 @@ def main():
     p.add_argument("--compile-groups", default=None,
                    help="GPU only: run the compile modes only at these batches (comma list; default: all of --groups);"
                         " each batch is a fresh compile of tens of seconds")
+    p.add_argument("--no-cudnn-benchmark", action="store_true",
+                   help="GPU only: leave torch.backends.cudnn.benchmark off (default on: autotuned convolutions)")
     p.add_argument("--compile-mode", default="default",
                    help="GPU only: torch.compile mode of the compile modes (default, max-autotune-no-cudagraphs, ...)")
     a = p.parse_args()
