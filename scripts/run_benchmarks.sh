@@ -81,25 +81,28 @@ apt_install() {
   if [[ $apt_updated == 0 ]]; then $sudo apt-get update -qq; apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
-if [[ $CONFIGS == *debian* ]] && ! "$DEBIAN_PYTHON" -c 'import torch' 2>/dev/null; then
-  say "installing python3-torch (Debian's CPU PyTorch)"
-  apt_install python3-torch || true
-fi
-blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
-if [[ $CONFIGS == *debian* && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
-  say "libblas.so.3 is the reference BLAS ($blas): installing OpenBLAS so Debian's PyTorch gets a fast sgemm"
-  apt_install libopenblas0-pthread || true
-fi
-# The GEMM backends bench_gemm compares (dlopen'ed; a missing one is skipped).
-if [[ ${SKIP_GEMM:-0} != 1 ]] && ! ldconfig -p | grep -q 'libblis.so.4\b\|libdnnl.so.2\b'; then
-  apt_install libopenblas0-pthread libblis4-openmp libdnnl2 || true
-fi
-if [[ $CONFIGS == *pip* && ! -x $TORCH_VENV/bin/python && ${SKIP_INSTALL:-0} != 1 ]]; then
-  say "creating $TORCH_VENV with a current PyTorch 2.x CPU wheel (one-time download)"
-  "$DEBIAN_PYTHON" -m venv "$TORCH_VENV"
-  # The CPU-only wheel index first; where it is not reachable, PyPI's wheel (same CPU kernels).
-  timeout 900 "$TORCH_VENV/bin/pip" install -q torch numpy --index-url https://download.pytorch.org/whl/cpu ||
-    timeout 1800 "$TORCH_VENV/bin/pip" install -q torch numpy || say "pip install torch failed"
+# The CPU comparison's packages; GPU=only needs none of them (and a GPU machine may reach no registry).
+if [[ ${GPU:-auto} != only ]]; then
+  if [[ $CONFIGS == *debian* ]] && ! "$DEBIAN_PYTHON" -c 'import torch' 2>/dev/null; then
+    say "installing python3-torch (Debian's CPU PyTorch)"
+    apt_install python3-torch || true
+  fi
+  blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+  if [[ $CONFIGS == *debian* && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
+    say "libblas.so.3 is the reference BLAS ($blas): installing OpenBLAS so Debian's PyTorch gets a fast sgemm"
+    apt_install libopenblas0-pthread || true
+  fi
+  # The GEMM backends bench_gemm compares (dlopen'ed; a missing one is skipped).
+  if [[ ${SKIP_GEMM:-0} != 1 ]] && ! ldconfig -p | grep -q 'libblis.so.4\b\|libdnnl.so.2\b'; then
+    apt_install libopenblas0-pthread libblis4-openmp libdnnl2 || true
+  fi
+  if [[ $CONFIGS == *pip* && ! -x $TORCH_VENV/bin/python && ${SKIP_INSTALL:-0} != 1 ]]; then
+    say "creating $TORCH_VENV with a current PyTorch 2.x CPU wheel (one-time download)"
+    "$DEBIAN_PYTHON" -m venv "$TORCH_VENV"
+    # The CPU-only wheel index first; where it is not reachable, PyPI's wheel (same CPU kernels).
+    timeout 900 "$TORCH_VENV/bin/pip" install -q torch numpy --index-url https://download.pytorch.org/whl/cpu ||
+      timeout 1800 "$TORCH_VENV/bin/pip" install -q torch numpy || say "pip install torch failed"
+  fi
 fi
 
 # A configuration: python, environment and arguments.
