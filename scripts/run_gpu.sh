@@ -22,7 +22,8 @@
 #      fastest PyTorch configuration at each batch, the step's GEMM rate against cuBLAS sgemm's.
 # About 5 minutes on an H200 once built (PyTorch's compiles take most of it: the compile modes run
 # at GPU_COMPILE_GROUPS only). A time budget (GPU_BUDGET_S, 540 s) bounds the whole: a part that
-# would start with too little of it left is skipped and named in the summary, which always prints. Exit status: 0 when every check passed (or no GPU), 1 otherwise.
+# would start with too little of it left is skipped and named in the summary, which always prints.
+# Exit status: 0 when every check passed (or no GPU is visible), 1 otherwise.
 #
 # Environment (all optional):
 #   MLVAE_GPU_BIN      prebuilt binaries (skips the build)       GPU_BUILD_DIR  build tree (build/gpu)
