@@ -349,8 +349,9 @@ private:
 namespace detail {
 
 // Seconds per call of `kernel` on product `p` at compute_threads() threads (which the selector passes
-// as `threads`): operands filled with a fixed pattern, one untimed call, then the mean of enough
-// calls to cover ~3·10^7 multiply-adds.
+// as `threads`): operands filled with a fixed pattern, one untimed call, then the fastest of several
+// calls (3 to 64, ~3·10^7 multiply-adds in all). The fastest call, not the mean: on a machine shared
+// with other work a call that lost its core to another process says nothing about the kernel.
 inline double time_gemm_kernel(GemmKernel kernel, const GemmProduct& p, int /*threads*/) {
   const Index rows_a = p.ta == Transpose::No ? p.m : p.k, cols_a = p.ta == Transpose::No ? p.k : p.m;
   const Index rows_b = p.tb == Transpose::No ? p.k : p.n, cols_b = p.tb == Transpose::No ? p.n : p.k;
@@ -359,12 +360,18 @@ inline double time_gemm_kernel(GemmKernel kernel, const GemmProduct& p, int /*th
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
   for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(i % 13) * 0.0625f - 0.375f;
   Gemm<float> gemm;
-  auto call = [&] { gemm.run_on(kernel, p.ta, p.tb, p.m, p.n, p.k, a.data(), rows_a, b.data(), rows_b, c.data(), p.m, false); };
+  auto call = [&] {
+    gemm.run_on(kernel, p.ta, p.tb, p.m, p.n, p.k, a.data(), rows_a, b.data(), rows_b, c.data(), p.m, false);
+  };
   call();
-  const int reps = static_cast<int>(std::clamp(3e7 / p.work(), 1.0, 64.0));
-  const auto start = std::chrono::steady_clock::now();
-  for (int r = 0; r < reps; ++r) call();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / reps;
+  const int calls = static_cast<int>(std::clamp(3e7 / p.work(), 3.0, 64.0));
+  double best = 1e300;
+  for (int r = 0; r < calls; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
 }
 
 // The process's selector: options from the environment (MLVAE_GEMM_KERNEL, MLVAE_GEMM_CACHE,

@@ -103,6 +103,10 @@ struct SgemmLibrary {
   std::string description;  // what was loaded, e.g. "libopenblas.so.0 (0.3.21, Cooperlake kernels)"
   void* fn = nullptr;       // the library's entry point, passed to `call`
   SgemmCall call = nullptr;
+  // Run on the calling thread only: BLIS 0.9's packing-block pool grows (allocates) when two threads
+  // check out blocks at once, at unpredictable steps (measured: 10 allocations in a steady-state
+  // 2-thread conv28 step). The split of C is the same either way, so results are too.
+  bool serial = false;
 };
 
 using CblasSgemm = void (*)(int order, int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda,
@@ -163,7 +167,7 @@ inline std::vector<SgemmLibrary> load_sgemm_libraries() {
     auto arch = reinterpret_cast<const char* (*)(int)>(dlsym(h, "bli_arch_string"));
     if (id && arch) about += std::string(", ") + arch(id()) + " kernels";
     void* fn = dlsym(h, "bli_sgemm");
-    if (fn && int_size && int_size() == 64) out.push_back({GemmKernel::BLIS, about, fn, bli_sgemm_call});
+    if (fn && int_size && int_size() == 64) out.push_back({GemmKernel::BLIS, about + ", one thread", fn, bli_sgemm_call, true});
   }
 #endif
   return out;
@@ -197,7 +201,8 @@ inline std::vector<GemmKernel> gemm_candidates(const GemmProduct& p) {
 /// C (m x n, column-major) = op(A)·op(B) (+ C when `accumulate`) on a library kernel. C is cut into at
 /// most 4 blocks of rows or columns (along its longer side, 16-aligned), a function of the shape alone;
 /// each block is one single-threaded library call and threads take whole blocks, so results do not
-/// depend on the thread count. `threads` <= 1 runs the blocks in order on the calling thread.
+/// depend on the thread count. `threads` <= 1 (and BLIS, see SgemmLibrary::serial) runs the blocks in
+/// order on the calling thread.
 inline void run_library_sgemm(const detail::SgemmLibrary& lib, int threads, Transpose ta, Transpose tb, Index m,
                               Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                               Index ldc, bool accumulate) {
@@ -214,7 +219,7 @@ inline void run_library_sgemm(const detail::SgemmLibrary& lib, int threads, Tran
     float* c_block = by_rows ? c + begin : c + begin * ldc;
     lib.call(lib.fn, ta, tb, rows, cols, k, a_block, lda, b_block, ldb, c_block, ldc, accumulate);
   };
-  threads = static_cast<int>(std::min<Index>(threads, blocks));
+  threads = lib.serial ? 1 : static_cast<int>(std::min<Index>(threads, blocks));
   if (threads <= 1) {
     for (Index i = 0; i < blocks; ++i) block(i);
     return;
