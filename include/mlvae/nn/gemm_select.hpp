@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -277,6 +278,20 @@ inline std::string default_gemm_cache_path() {
   return "";
 }
 
+// "" when the machine is quiet enough to time kernels, else e.g. "load 4.2 on 2 cores".
+inline std::string machine_busy() {
+  double load = 0;
+#if defined(__unix__) || defined(__APPLE__)
+  if (getloadavg(&load, 1) != 1) return "";
+#endif
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores == 0 || load <= cores + 0.5) return "";
+  std::ostringstream s;
+  s.precision(2);
+  s << "load " << std::fixed << load << " on " << cores << " cores";
+  return s.str();
+}
+
 inline std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string::size_type begin = 0;
@@ -325,6 +340,10 @@ public:
     std::string cache_path;
     /// The machine key (gemm_machine() by default).
     std::string machine = gemm_machine();
+    /// Keep a measurement out of the cache file when the machine was busy (1-minute load average
+    /// above the core count + 0.5): other processes' threads then decide the timings, most of all
+    /// those of multi-threaded kernels, and the file would keep that verdict. Tests turn it off.
+    bool skip_cache_when_busy = true;
   };
 
   /// A selector with `options`, timing candidates with `timer`.
@@ -358,8 +377,13 @@ public:
       choice.kernel = fastest(choice.seconds);
       choice.how = "measured";
       ++measurements_;
-      cache_[cache_key(p, threads)] = choice;
-      save(p, choice);
+      const std::string busy = options_.skip_cache_when_busy ? detail::machine_busy() : std::string();
+      if (busy.empty()) {
+        cache_[cache_key(p, threads)] = choice;
+        save(p, choice);
+      } else {
+        choice.how += " on a busy machine (" + busy + "), not cached";
+      }
     }
     return chosen_.emplace(p, choice).first->second.kernel;
   }
