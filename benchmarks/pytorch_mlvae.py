@@ -268,6 +268,8 @@ def run_cuda(a, groups_list):
               f"built with CUDA {torch.version.cuda})")
         return 77
     device = torch.device(a.device)
+    if device.index is None:  # "cuda": the current device, named by its index (set_device needs one)
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.set_device(device)
     # float32 as mlvae computes it: no TF32 in cuBLAS or cuDNN.
     torch.backends.cuda.matmul.allow_tf32 = False
