@@ -138,6 +138,8 @@ Timing time_steps(Model& model, const Options& o) {
     adam.step(model.parameters().values, model.parameters().gradients);
   };
   for (int i = 0; i < o.warmup; ++i) step();
+  // The kernels were chosen (measured or read from the cache) in the first warm-up step.
+  for (const std::string& line : mlvae::gemm_kernel_report()) std::printf("# %s\n", line.c_str());
   if (o.gemm_shapes) {
     tracing = true;
     step();

@@ -46,6 +46,7 @@ struct Options {
   example::DataOptions data;
   std::string out_dir = "out/train_mlvae";
   bool quiet = false;
+  bool verbose = false;  // print the kernel of each matrix product after the first step
   std::string arch = "mlp";
   long long checkpoint_every = 0;  // steps; 0: only at the end of each epoch
   std::string checkpoint;          // default <out>/checkpoint.bin (or .json)
@@ -250,6 +251,7 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
       0, (opt.epochs - first_epoch + 1) * steps_per_epoch - (continue_current ? trainer.step_in_epoch() : 0));
   example::Progress progress(total_steps, opt.quiet);
   long long steps_this_run = 0;
+  bool kernels_printed = !opt.verbose;
   for (int epoch = first_epoch; epoch <= opt.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     const bool partial = epoch == first_epoch && continue_current;
@@ -258,6 +260,11 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
     const auto on_step = [&](const mlvae::StepReport& r) {
       if (opt.checkpoint_every > 0 && !r.skipped && r.global_step % opt.checkpoint_every == 0) save();
       progress.step(r, label);
+      if (!kernels_printed) {  // the products' kernels are chosen (measured or cached) in the first step
+        kernels_printed = true;
+        progress.clear_line();
+        for (const std::string& line : mlvae::gemm_kernel_report()) std::cout << "  " << line << '\n';
+      }
       if (opt.stop_after_steps > 0 && ++steps_this_run == opt.stop_after_steps) {
         save();
         throw StopRequested{};
@@ -427,6 +434,9 @@ int main(int argc, char** argv) {
   opt.data.add_to(app);
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
+  app.add_flag("--verbose", opt.verbose,
+               "after the first step, print the kernel that runs each matrix product (Eigen, OpenBLAS or BLIS, "
+               "chosen by measurement; MLVAE_GEMM_KERNEL overrides)");
   app.add_option("--checkpoint-every", opt.checkpoint_every,
                  "also write the checkpoint every N optimiser steps (0: only at the end of each epoch)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

@@ -12,8 +12,10 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   python3-matplotlib python3-sklearn
-  # benchmarks: the GEMM backends bench_gemm compares (OpenBLAS is also the optional
-  # -DMLVAE_GEMM_BACKEND=OpenBLAS) and perf for the profiles of docs/performance.md
+  # GEMM kernels: OpenBLAS and BLIS are loaded at run time (dlopen) and chosen per product by
+  # measurement (include/mlvae/nn/gemm_select.hpp; the tests check them when present); oneDNN only
+  # for bench_gemm's comparison; OpenBLAS also the optional -DMLVAE_GEMM_BACKEND=OpenBLAS; perf for
+  # the profiles of docs/performance.md
   libopenblas-dev libblis-dev libdnnl-dev linux-perf
 )
 

@@ -29,12 +29,14 @@
 #    every configuration, and the step's fraction of the sgemm and FMA peaks.
 # 5. Times a clean build of one example (train_mlvae).
 #
-# 6. GPU section (GPU=auto, the default: when nvcc is present and a CUDA GPU is visible; GPU=only
-#    skips the CPU part; GPU=off skips this): builds benchmarks/bench_cuda_step.cu (build/cuda,
-#    CUDA_ARCHITECTURES, default native when nvidia-smi sees a GPU), then for 16x16, 64x16 and 256x16 groups x size times the
-#    mlvae CUDA step and the PyTorch CUDA step (PYTHON_CUDA: an interpreter with a CUDA build of
-#    PyTorch, default the venv's python when present, else /usr/bin/python3) and prints images/s, the ratio, and the step's GEMM GFLOP/s as a
-#    fraction of the cuBLAS sgemm rate measured in the same run.
+# 6. GPU section (GPU=auto, the default: when a CUDA GPU is visible; GPU=only skips the CPU part;
+#    GPU=off skips this): the benchmark part of scripts/run_gpu.sh (GPU_SECTIONS=bench): builds the
+#    CUDA targets (build/cuda, CUDA_ARCHITECTURES, default the GPU's; or MLVAE_GPU_BIN's prebuilt
+#    ones), times the mlvae step (batch resident and from the host) and PyTorch eager + fused Adam,
+#    torch.compile and the whole step in one CUDA graph (PYTHON_CUDA: an interpreter with a CUDA
+#    build of PyTorch, default the venv's python when present, else /usr/bin/python3), MLP and
+#    conv28 at 16, 64, 256 and 1024 groups of 16, and prints images/s, mlvae over the fastest
+#    PyTorch configuration, and the step's GEMM GFLOP/s against the cuBLAS sgemm rate of the run.
 #
 # mlvae itself is measured in its default build (Eigen GEBP, BUILD_DIR) and, when OpenBLAS's
 # headers are installed (libopenblas-dev), with -DMLVAE_GEMM_BACKEND=OpenBLAS (OPENBLAS_BUILD_DIR).
@@ -79,25 +81,28 @@ apt_install() {
   if [[ $apt_updated == 0 ]]; then $sudo apt-get update -qq; apt_updated=1; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
-if [[ $CONFIGS == *debian* ]] && ! "$DEBIAN_PYTHON" -c 'import torch' 2>/dev/null; then
-  say "installing python3-torch (Debian's CPU PyTorch)"
-  apt_install python3-torch || true
-fi
-blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
-if [[ $CONFIGS == *debian* && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
-  say "libblas.so.3 is the reference BLAS ($blas): installing OpenBLAS so Debian's PyTorch gets a fast sgemm"
-  apt_install libopenblas0-pthread || true
-fi
-# The GEMM backends bench_gemm compares (dlopen'ed; a missing one is skipped).
-if [[ ${SKIP_GEMM:-0} != 1 ]] && ! ldconfig -p | grep -q 'libblis.so.4\b\|libdnnl.so.2\b'; then
-  apt_install libopenblas0-pthread libblis4-openmp libdnnl2 || true
-fi
-if [[ $CONFIGS == *pip* && ! -x $TORCH_VENV/bin/python && ${SKIP_INSTALL:-0} != 1 ]]; then
-  say "creating $TORCH_VENV with a current PyTorch 2.x CPU wheel (one-time download)"
-  "$DEBIAN_PYTHON" -m venv "$TORCH_VENV"
-  # The CPU-only wheel index first; where it is not reachable, PyPI's wheel (same CPU kernels).
-  timeout 900 "$TORCH_VENV/bin/pip" install -q torch numpy --index-url https://download.pytorch.org/whl/cpu ||
-    timeout 1800 "$TORCH_VENV/bin/pip" install -q torch numpy || say "pip install torch failed"
+# The CPU comparison's packages; GPU=only needs none of them (and a GPU machine may reach no registry).
+if [[ ${GPU:-auto} != only ]]; then
+  if [[ $CONFIGS == *debian* ]] && ! "$DEBIAN_PYTHON" -c 'import torch' 2>/dev/null; then
+    say "installing python3-torch (Debian's CPU PyTorch)"
+    apt_install python3-torch || true
+  fi
+  blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+  if [[ $CONFIGS == *debian* && ( -z $blas || $blas == */blas/libblas.so.3* ) ]]; then
+    say "libblas.so.3 is the reference BLAS ($blas): installing OpenBLAS so Debian's PyTorch gets a fast sgemm"
+    apt_install libopenblas0-pthread || true
+  fi
+  # The GEMM backends bench_gemm compares (dlopen'ed; a missing one is skipped).
+  if [[ ${SKIP_GEMM:-0} != 1 ]] && ! ldconfig -p | grep -q 'libblis.so.4\b\|libdnnl.so.2\b'; then
+    apt_install libopenblas0-pthread libblis4-openmp libdnnl2 || true
+  fi
+  if [[ $CONFIGS == *pip* && ! -x $TORCH_VENV/bin/python && ${SKIP_INSTALL:-0} != 1 ]]; then
+    say "creating $TORCH_VENV with a current PyTorch 2.x CPU wheel (one-time download)"
+    "$DEBIAN_PYTHON" -m venv "$TORCH_VENV"
+    # The CPU-only wheel index first; where it is not reachable, PyPI's wheel (same CPU kernels).
+    timeout 900 "$TORCH_VENV/bin/pip" install -q torch numpy --index-url https://download.pytorch.org/whl/cpu ||
+      timeout 1800 "$TORCH_VENV/bin/pip" install -q torch numpy || say "pip install torch failed"
+  fi
 fi
 
 # A configuration: python, environment and arguments.
@@ -191,45 +196,15 @@ NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 if [[ -x $TORCH_VENV/bin/python ]]; then PYTHON_CUDA=${PYTHON_CUDA:-$TORCH_VENV/bin/python}; else PYTHON_CUDA=${PYTHON_CUDA:-$DEBIAN_PYTHON}; fi
 gpu_section() {
   [[ $GPU == off ]] && return 0
-  if [[ ! -x $NVCC ]]; then say "GPU section skipped: no nvcc ($NVCC)"; return 0; fi
-  # auto: only where a GPU is visible (GPU=only builds and lets the probe say why it cannot run).
+  # auto: only where a GPU is visible; scripts/run_gpu.sh itself says "no GPU visible: ..." otherwise.
   if [[ $GPU == auto ]] && ! nvidia-smi -L >/dev/null 2>&1; then say "GPU section skipped: no GPU visible (nvidia-smi -L)"; return 0; fi
-  # `native` needs a visible GPU at configure time; without one build for sm_80 and let the probe say why.
-  local arch=${CUDA_ARCHITECTURES:-}
-  [[ -z $arch ]] && { if nvidia-smi -L >/dev/null 2>&1; then arch=native; else arch=80; fi; }
-  say "building the CUDA benchmark (build/cuda, CUDA architectures $arch)"
-  cmake -S . -B build/cuda -DCMAKE_BUILD_TYPE=Release -DMLVAE_ENABLE_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" \
-    -DCMAKE_CUDA_ARCHITECTURES="$arch" -DMLVAE_BUILD_BENCHMARKS=ON \
-    -DMLVAE_BUILD_STATIC_CHECKS=OFF >/dev/null
-  cmake --build build/cuda --target bench_cuda_step -j2 >/dev/null
-  local probe
-  probe=$(build/cuda/bin/bench_cuda_step --steps 1 --reps 1 --warmup 1 || true)
-  if [[ $probe == *unavailable* ]]; then say "GPU section skipped: ${probe#RESULT mlvae_cuda unavailable: }"; return 0; fi
-  local rows=() shape g k line torch_line m p
-  for shape in "16 16" "64 16" "256 16"; do
-    read -r g k <<<"$shape"
-    line=$(build/cuda/bin/bench_cuda_step --groups "$g" --group-size "$k" --steps "$STEPS" --reps "$REPS" \
-             --warmup "$WARMUP" | tee -a "$LOG" | grep '^RESULT')
-    echo "$line" | tee -a "$LOG"
-    torch_line=$("$PYTHON_CUDA" benchmarks/pytorch_mlvae.py --device cuda --groups "$g" --group-size "$k" \
-                   --steps "$STEPS" --reps "$REPS" --warmup "$WARMUP" 2>&1 | grep '^RESULT' || true)
-    echo "$torch_line" | tee -a "$LOG"
-    m=$(echo "$line" | field images_per_s)
-    p=$(echo "$torch_line" | field images_per_s)
-    rows+=("$(awk -v g="$g" -v k="$k" -v m="$m" -v p="$p" -v f="$(echo "$line" | field gflops)" \
-      -v s="$(echo "$line" | field sgemm_gflops)" 'BEGIN {
-      printf "| %dx%d | %.0f | %s | %s | %.0f | %.0f | %.1f%% |", g, k, m, (p == "" ? "n/a" : sprintf("%.0f", p)),
-        (p == "" ? "-" : sprintf("%.2fx", m / p)), f, s, 100 * f / s }')")
-  done
-  {
-    echo
-    echo "| groups x size | mlvae CUDA images/s | PyTorch CUDA images/s | mlvae / PyTorch | step GEMM GFLOP/s | cuBLAS sgemm GFLOP/s | step / sgemm |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    printf '%s\n' "${rows[@]}"
-    echo
-    echo "(MLP 784-500, float32, TF32 off; median of $REPS x $STEPS steps after $WARMUP warm-up; an mlvae step"
-    echo " includes the pinned upload of the batch and the loss readback; PyTorch keeps its batch on the GPU)"
-  } | tee -a "$LOG"
+  if [[ -z ${MLVAE_GPU_BIN:-} && ! -x $NVCC ]]; then say "GPU section skipped: no nvcc ($NVCC) and no MLVAE_GPU_BIN"; return 0; fi
+  # The benchmark part of the one GPU check: mlvae (batch resident and from the host) against
+  # PyTorch eager + fused Adam, torch.compile and the whole step in one CUDA graph, MLP and conv28,
+  # 16..1024 groups of 16, TF32 off; its table (ratio against the fastest PyTorch) comes last.
+  say "GPU section: scripts/run_gpu.sh (bench only; build/cuda, CUDA architectures ${CUDA_ARCHITECTURES:-of the GPU})"
+  GPU_SECTIONS=bench GPU_BUILD_DIR=build/cuda PYTHON_CUDA="$PYTHON_CUDA" GPU_LOG_DIR="$ROOT/build/run_gpu" \
+    "$ROOT/scripts/run_gpu.sh" 2>&1 | tee -a "$LOG"
 }
 if [[ $GPU == only ]]; then
   : >"$LOG"

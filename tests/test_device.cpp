@@ -15,6 +15,8 @@
 #include "../examples/device_backend.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 using namespace mlvae;
@@ -501,6 +503,70 @@ TEST_CASE("device allocation: steady-state device steps allocate no device memor
   };
   check(default_ctx);
   check(pool_ctx);
+}
+
+TEST_CASE("device: a step without the host (noise key and Adam on the device) equals the host-driven step") {
+  // The pieces a CUDA graph captures (bench_cuda_step --graph): the noise key read from device
+  // memory and advanced there, the loss terms left on the device, Adam's norm, clipping, step count
+  // and bias corrections computed there. Same model and noise as forward_backward + try_step.
+  for (const std::vector<Index>& offsets : {std::vector<Index>{0, 8, 16, 24, 32}, std::vector<Index>{0, 3, 16, 17, 32}}) {
+    auto model = make_mlp_mlvae<float>(64, 48, 4, 5);
+    Rng init(5);
+    model.initialize(init);
+    const Matrix<float> x = random_matrix<float>(64, 32, 6, 0.5).cwiseAbs().cwiseMin(1.0f);
+    Adam<float> adam(model.parameters().size());
+    adam.options().clip_norm = 0.01;  // below the gradient norms here: clipping on both paths
+    DefaultContext ctx;
+    auto host_driven = device::to_device(model, ctx);
+    auto host_free = device::to_device(model, ctx);
+    device::DeviceAdam<float, DefaultContext> adam_a(ctx, adam), adam_b(ctx, adam);
+    host_driven.upload_batch(x);
+    host_free.upload_batch(x);
+    device::DeviceArray<std::uint64_t, DefaultContext> key(ctx, 1, 1);
+    std::uint64_t host_key = 0x1234abcdULL;
+    ctx.upload(key.data(), &host_key, sizeof host_key);
+    long allocations = 0;
+    for (int step = 0; step < 4; ++step) {
+      host_key = device::NextKey{}(host_key);
+      device::advance_key(ctx.device(), key.data());
+      const device::StepResult a = host_driven.forward_backward(offsets, host_key);
+      adam_a.step(host_driven.parameters(), host_driven.gradients(), a.gradient_norm);
+      host_free.queue_forward_backward(offsets, key.data());
+      adam_b.queue_step(host_free.parameters(), host_free.gradients(), host_free.gradient_norm_partials(),
+                        host_free.gradient_norm_partial_count());
+      const device::StepResult b = host_free.read_step_result();
+      INFO("step ", step, " loss ", a.terms.loss, " vs ", b.terms.loss);
+      if (step == 0) {  // the same kernels on the same numbers
+        CHECK(b.terms.loss == a.terms.loss);
+        CHECK(b.gradient_norm == a.gradient_norm);
+      } else {  // after the first update the parameters differ in their last bits (see below)
+        CHECK(b.terms.loss == doctest::Approx(a.terms.loss).epsilon(1e-6));
+        CHECK(b.gradient_norm == doctest::Approx(a.gradient_norm).epsilon(1e-5));
+      }
+      CHECK(b.gradient_norm > adam.options().clip_norm);
+      Vector<float> va, vb;
+      host_driven.download_parameters(va);
+      host_free.download_parameters(vb);
+      CHECK(relative_distance(vb, va) < 1e-6);  // ‖g‖² summed in float on the device, in double on the host
+      if (step == 1) allocations = ctx.allocations().device;
+      if (step > 1) CHECK(ctx.allocations().device == allocations);  // steady state: no allocation
+    }
+    CHECK_THROWS_AS(adam_b.try_step(host_free.parameters(), host_free.gradients(), 1.0), Error);
+    adam_b.sync_step_count();
+    CHECK(adam_b.step_count() == adam_a.step_count());
+
+    // A non-finite norm changes nothing, the step count included (try_step's contract).
+    Vector<float> before, after;
+    host_free.download_parameters(before);
+    device::DeviceArray<float, DefaultContext> nan_partial(ctx, 1, 1);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    ctx.upload(nan_partial.data(), &nan, sizeof nan);
+    adam_b.queue_step(host_free.parameters(), host_free.gradients(), nan_partial.data(), 1);
+    adam_b.sync_step_count();
+    host_free.download_parameters(after);
+    CHECK(after == before);
+    CHECK(adam_b.step_count() == adam_a.step_count());
+  }
 }
 
 TEST_CASE("examples --device: parsing and a clear message when CUDA is not available") {

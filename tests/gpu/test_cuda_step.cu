@@ -2,7 +2,10 @@
 // that tests/test_device.cpp checks on Eigen's CPU devices. On a machine without a usable GPU this
 // program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
 // and conv28 ML-VAE steps against the CPU model, counter-based noise against the host, no device
-// allocation in steady-state training, and the CPU -> GPU -> CPU round trip of the training state.
+// allocation in steady-state training, the CPU -> GPU -> CPU round trip of the training state, and
+// the host-free step captured in a CUDA graph against the synchronising step.
+// `--quick` trains 1 steady-state epoch instead of 5: the same code paths in a fifth of the steps,
+// for the runs under compute-sanitizer (scripts/run_gpu.sh), which are 10-100x slower.
 #include "mlvae/device/cuda.cuh"  // first: defines EIGEN_USE_GPU
 
 #include "mlvae/device/trainer.hpp"
@@ -10,7 +13,9 @@
 #include "mlvae/model/conv_architectures.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -70,8 +75,10 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::v
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   using namespace mlvae;
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const int steady_epochs = quick ? 1 : 5;
   const std::string reason = device::cuda_unavailable_reason();
   if (!reason.empty()) {
     std::printf("SKIPPED: mlvae GPU tests need a visible NVIDIA GPU: %s\n", reason.c_str());
@@ -98,6 +105,64 @@ int main() {
       expect(relative_distance(gpu_normals, cpu_normals) < 1e-6, "GPU counter normals equal the host's");
     }
 
+    // The host-free step (noise key and Adam on the device) captured in a CUDA graph: no allocation
+    // while capturing, and 1 queued step + 4 replays land where 5 synchronising steps do.
+    {
+      auto model = make_mlp_mlvae<float>(64, 48, 4, 5);
+      Rng init(7);
+      model.initialize(init);
+      const Matrix<float> x = uniform_data(64, 32, 8);
+      const std::vector<Index> offsets{0, 8, 16, 24, 32};
+      Adam<float> host_adam(model.parameters().size());
+      host_adam.options().clip_norm = 0.01;  // clipping on both paths
+      auto sync_model = device::to_device(model, ctx);
+      auto graph_model = device::to_device(model, ctx);
+      device::DeviceAdam<float, device::CudaContext> sync_adam(ctx, host_adam), graph_adam(ctx, host_adam);
+      sync_model.upload_batch(x);
+      graph_model.upload_batch(x);
+      device::DeviceArray<std::uint64_t, device::CudaContext> key(ctx, 1, 1);
+      std::uint64_t host_key = 99;
+      ctx.upload(key.data(), &host_key, sizeof host_key);
+      auto queued = [&] {
+        device::advance_key(ctx.device(), key.data());
+        graph_model.queue_forward_backward(offsets, key.data());
+        graph_adam.queue_step(graph_model.parameters(), graph_model.gradients(),
+                              graph_model.gradient_norm_partials(), graph_model.gradient_norm_partial_count());
+      };
+      queued();  // sizes every workspace
+      ctx.synchronize();
+      const long allocations = ctx.allocations().device;
+      cudaGraph_t graph = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      bool captured = cudaStreamBeginCapture(ctx.stream(), cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+      queued();
+      const cudaError_t end = cudaStreamEndCapture(ctx.stream(), &graph);
+      captured = captured && end == cudaSuccess && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+      expect(captured, std::string("the host-free step is captured in a CUDA graph (") + cudaGetErrorString(end) + ")");
+      expect(ctx.allocations().device == allocations, "no device allocation while the step is captured");
+      if (captured) {
+        for (int i = 0; i < 4; ++i) cudaGraphLaunch(exec, ctx.stream());
+        const device::StepResult replayed = graph_model.read_step_result();
+        graph_adam.sync_step_count();
+        device::StepResult reference;
+        for (int i = 0; i < 5; ++i) {
+          host_key = device::NextKey{}(host_key);
+          reference = sync_model.forward_backward(offsets, host_key);
+          sync_adam.step(sync_model.parameters(), sync_model.gradients(), reference.gradient_norm);
+        }
+        Vector<float> a, b;
+        sync_model.download_parameters(a);
+        graph_model.download_parameters(b);
+        expect(relative_distance(b, a) < 1e-5, "5 graph-driven steps land where 5 synchronising steps do (" +
+                                                   std::to_string(relative_distance(b, a)) + ")");
+        expect(std::abs(replayed.terms.loss - reference.terms.loss) <= 1e-4 * std::abs(reference.terms.loss),
+               "the replayed step's loss terms equal the synchronising step's");
+        expect(graph_adam.step_count() == sync_adam.step_count(), "the device step count advanced once per replay");
+      }
+      if (exec) cudaGraphExecDestroy(exec);
+      if (graph) cudaGraphDestroy(graph);
+    }
+
     // Training: steady state allocates nothing; the state round-trips CPU -> GPU -> CPU.
     {
       auto model = make_mlp_mlvae<float>(64, 48, 4, 5);
@@ -116,9 +181,9 @@ int main() {
       const LossTerms first = trainer.run_epoch();
       const long allocations = ctx.allocations().device, pinned = ctx.allocations().host;
       LossTerms last;
-      for (int e = 0; e < 5; ++e) last = trainer.run_epoch();
+      for (int e = 0; e < steady_epochs; ++e) last = trainer.run_epoch();
       expect(ctx.allocations().device == allocations && ctx.allocations().host == pinned,
-             "no device or pinned allocation in 5 steady-state epochs");
+             "no device or pinned allocation in " + std::to_string(steady_epochs) + " steady-state epoch(s)");
       expect(last.loss < first.loss, "the GPU training loss decreases (" + std::to_string(first.loss) + " -> " +
                                          std::to_string(last.loss) + ")");
       trainer.sync_to_host();

@@ -198,6 +198,32 @@ public:
     return run(offsets, false).terms;
   }
 
+  /// A step without the host (for capture in a CUDA graph): queues forward and backward on the
+  /// uploaded batch with the noise of the step key held at `device_key` (one std::uint64_t in
+  /// device memory, read when the step runs), the per-column loss terms and the gradient-norm
+  /// partial sums into the readback block, and returns at once: no host synchronisation, no
+  /// download, and no allocation once a step of the same shape has run. Its result equals
+  /// forward_backward(offsets, key) for key = *device_key; read it with read_step_result().
+  void queue_forward_backward(const std::vector<Index>& offsets, const std::uint64_t* device_key) {
+    check_offsets(offsets);
+    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    eps_style_.resize(style_size_, x_.cols());
+    eps_content_.resize(content_size_, groups);
+    fill_normal_at(ctx_->device(), device_key, 0, eps_style_.tensor());
+    fill_normal_at(ctx_->device(), device_key, 1, eps_content_.tensor());
+    queue_run(offsets, true);
+  }
+  /// Waits for the device and returns the loss terms and gradient norm of the last queued step.
+  StepResult read_step_result() {
+    require<ShapeError>(last_n_ > 0, "DeviceMLVAE::read_step_result: no step queued yet");
+    return finish();
+  }
+  /// The squared-gradient-norm partial sums of the last queued step (device memory), for
+  /// DeviceAdam::queue_step; gradient_norm_partial_count() of them.
+  const T* gradient_norm_partials() const { return readback_.data() + 2 * last_n_ + last_groups_; }
+  /// How many partial sums gradient_norm_partials() holds (0 before a backward pass).
+  Index gradient_norm_partial_count() const { return last_chunks_; }
+
   /// Per-observation encodings of host images x (data_size() x N), computed on the device: style
   /// and content means and log-variances (each dims x N, host). The signature of MLVAE::encode,
   /// so eval/inference.hpp's strategies and eval/manipulation.hpp's grids take a DeviceMLVAE too.
@@ -281,6 +307,12 @@ private:
   }
 
   StepResult run(const std::vector<Index>& offsets, bool backward) {
+    queue_run(offsets, backward);
+    return finish();
+  }
+
+  // Queues the step (noise already drawn) up to the readback block; no host synchronisation.
+  void queue_run(const std::vector<Index>& offsets, bool backward) {
     require_device_supports(options_, Precision::Float32, ctx_->describe());
     const auto& d = ctx_->device();
     const GroupRanges layout(offsets);
@@ -350,8 +382,15 @@ private:
       trunk_.backward(d_features_, false);
       squared_norm_partials(d, gradients_.data(), gradients_.rows(), rb + 2 * n + groups);
     }
+    last_n_ = n;
+    last_groups_ = groups;
+    last_chunks_ = chunks;
+  }
 
-    // The one download of the step, then the totals on the host in a fixed order.
+  // The one download of the step, then the totals on the host in a fixed order.
+  StepResult finish() {
+    const Index n = last_n_, groups = last_groups_, chunks = last_chunks_;
+    const T* rb = readback_.data();
     readback_host_.resize(readback_.rows(), 1);
     ctx_->download(readback_host_.data(), rb, static_cast<std::size_t>(readback_.rows()) * sizeof(T));
     ctx_->synchronize();
@@ -383,6 +422,7 @@ private:
       d_features_, readback_;
   GroupPosteriorWorkspace<T, Ctx> group_ws_;
   HostStaging<T, Ctx> staging_, readback_host_;
+  Index last_n_ = 0, last_groups_ = 0, last_chunks_ = 0;  // the shape of the last queued step's readback
   Matrix<T> host_out_;  // encode / decode_mean results on their way to the caller
 };
 

@@ -387,8 +387,42 @@ void fill_normal(const D& d, std::uint64_t key, Out&& out) {
 }
 
 /// A per-stream key from a step key (e.g. stream 0: style noise, stream 1: content noise).
-inline std::uint64_t stream_key(std::uint64_t step_key, std::uint64_t stream) {
+EIGEN_DEVICE_FUNC inline std::uint64_t stream_key(std::uint64_t step_key, std::uint64_t stream) {
   return CounterNormal<double>::mix(step_key ^ (0x632be59bd9b4e019ULL * (stream + 1)));
+}
+
+/// CounterNormal whose step key is read from device memory when the expression runs, not when it
+/// is queued: element i is CounterNormal{stream_key(*step_key, stream)}(i), the numbers of
+/// fill_normal(d, stream_key(key, stream), out) for key = *step_key. A captured step (CUDA graph)
+/// replays its launches with their arguments frozen, so its noise key must live on the device.
+template <typename T>
+struct CounterNormalAt {
+  const std::uint64_t* step_key = nullptr;  ///< device memory
+  std::uint64_t stream = 0;                 ///< the noise stream (0: style, 1: content)
+  /// The normal at linear index i.
+  EIGEN_DEVICE_FUNC T operator()(Index i) const { return CounterNormal<T>{stream_key(*step_key, stream)}(i); }
+};
+
+/// Fills `out` with the normals of stream `stream` of the step key held at `step_key` (device).
+template <typename D, typename Out>
+void fill_normal_at(const D& d, const std::uint64_t* step_key, std::uint64_t stream, Out&& out) {
+  using T = typename Eigen::internal::traits<std::decay_t<Out>>::Scalar;
+  assign(d, out, out.nullaryExpr(CounterNormalAt<T>{step_key, stream}));
+}
+
+/// The step-key sequence of a step run without the host: key ← SplitMix64(key + golden ratio).
+struct NextKey {
+  /// The key after `key`.
+  EIGEN_DEVICE_FUNC std::uint64_t operator()(std::uint64_t key) const {
+    return CounterNormal<double>::mix(key + 0x9e3779b97f4a7c15ULL);
+  }
+};
+
+/// Advances the step key held at `key` (one element of device memory) to NextKey's next one.
+template <typename D>
+void advance_key(const D& d, std::uint64_t* key) {
+  TensorVector<std::uint64_t> k(key, 1);
+  assign(d, k, k.unaryExpr(NextKey{}));
 }
 
 // ---- Optimiser ---------------------------------------------------------------------------------
@@ -424,6 +458,79 @@ void adam_update(const D& d, const AdamCoefficients<T>& k, Index n, T* values, c
   assign(d, mt, k.beta1 * mt + (T(1) - k.beta1) * k.scale * g);
   assign(d, vt, k.beta2 * vt + (T(1) - k.beta2) * (k.scale * g).square());
   assign(d, p, p - k.lr * ((mt * k.c1) / ((vt * k.c2).sqrt() + k.eps) + k.weight_decay * p));
+}
+
+/// The value held at `at` (device memory) for every index: a scalar that a queued expression reads
+/// when it runs (e.g. an Adam coefficient computed on the device by the step before it).
+template <typename T>
+struct ValueAt {
+  const T* at = nullptr;  ///< device memory
+  /// *at.
+  EIGEN_DEVICE_FUNC T operator()(Index) const { return *at; }
+};
+
+/// Adam's coefficients of one update computed on the device (for a step without the host):
+/// slot 0 of `k` the clipping factor, 1 and 2 the bias corrections, 3 the "update" flag (1, or 0
+/// when ‖g‖² is not finite: Adam::try_step's "change nothing"); from ‖g‖² at `norm2` and the step
+/// count at `step`, already advanced. The same formulas as DeviceAdam::try_step (optim/adam.hpp).
+template <typename T>
+struct AdamCoefficientsAt {
+  const T* norm2 = nullptr;       ///< ‖g‖² (device)
+  const double* step = nullptr;   ///< the step count t of this update (device)
+  double clip = 0, beta1 = 0.9, beta2 = 0.999;
+  /// Coefficient j.
+  EIGEN_DEVICE_FUNC T operator()(Index j) const {
+    using std::pow;
+    using std::sqrt;
+    const double n2 = static_cast<double>(*norm2);
+    const bool ok = (Eigen::numext::isfinite)(n2);
+    if (j == 3) return ok ? T(1) : T(0);
+    if (!ok) return T(1);
+    if (j == 0) {
+      const double norm = sqrt(n2);
+      return (clip > 0 && norm > clip) ? T(clip / norm) : T(1);
+    }
+    const double t = *step;
+    return T(1) / T(1 - pow(j == 1 ? beta1 : beta2, t));
+  }
+};
+
+/// t + [‖g‖² finite]: the step count after an update that runs only when the norm is finite.
+template <typename T>
+struct AdvancedStepCount {
+  const T* norm2 = nullptr;      ///< ‖g‖² (device)
+  const double* step = nullptr;  ///< t (device)
+  /// The new count.
+  EIGEN_DEVICE_FUNC double operator()(Index) const {
+    return *step + ((Eigen::numext::isfinite)(static_cast<double>(*norm2)) ? 1.0 : 0.0);
+  }
+};
+
+/// Device-side Adam state of a step without the host: `work` holds 5 elements of T, [clip factor,
+/// c₁, c₂, update flag, ‖g‖²], `step` one double, the step count; `fixed` gives lr, ε, λ and β₁, β₂
+/// for the moments, `clip`, `beta1`, `beta2` the options in double for the coefficients (as Adam).
+/// Queues: ‖g‖² = Σ partials (`chunks` of them, from squared_norm_partials); t += [‖g‖² finite];
+/// the coefficients; then the update of adam_update with those coefficients read on the device,
+/// leaving m, v and θ unchanged when the flag is 0. No host synchronisation, no allocation.
+template <typename D, typename T>
+void adam_update_on_device(const D& d, const AdamCoefficients<T>& fixed, double clip, double beta1, double beta2,
+                           const T* partials, Index chunks, double* step, T* work, Index n, T* values,
+                           const T* gradients, T* m, T* v) {
+  T* norm2 = work + 4;
+  assign(d, TensorVector<T>(norm2, 1), TensorMatrix<const T>(partials, chunks, 1).sum(Dims1{0}));
+  TensorVector<double> t(step, 1);
+  assign(d, t, t.nullaryExpr(AdvancedStepCount<T>{norm2, step}));
+  TensorVector<T> k(work, 4);
+  assign(d, k, k.nullaryExpr(AdamCoefficientsAt<T>{norm2, step, clip, beta1, beta2}));
+  TensorVector<const T> g(gradients, n);
+  TensorVector<T> mt(m, n), vt(v, n), p(values, n);
+  const auto scale = g.nullaryExpr(ValueAt<T>{work});
+  const auto c1 = g.nullaryExpr(ValueAt<T>{work + 1});
+  const auto c2 = g.nullaryExpr(ValueAt<T>{work + 2});
+  const auto update = g.nullaryExpr(ValueAt<T>{work + 3}) > T(0);
+  assign(d, mt, update.select(fixed.beta1 * mt + (T(1) - fixed.beta1) * scale * g, mt));
+  assign(d, vt, update.select(fixed.beta2 * vt + (T(1) - fixed.beta2) * (scale * g).square(), vt));
+  assign(d, p, update.select(p - fixed.lr * ((mt * c1) / ((vt * c2).sqrt() + fixed.eps) + fixed.weight_decay * p), p));
 }
 
 /// Sets n device elements to zero.

@@ -27,7 +27,8 @@ class DeviceAdam {
 public:
   /// Uploads the state of `host` (options, step count, moments) to `ctx`.
   DeviceAdam(Ctx& ctx, const Adam<T>& host)
-      : ctx_(&ctx), options_(host.options()), step_(host.step_count()), m_(ctx), v_(ctx) {
+      : ctx_(&ctx), options_(host.options()), step_(host.step_count()), m_(ctx), v_(ctx), device_step_(ctx),
+        work_(ctx) {
     m_.upload(host.first_moment());
     v_.upload(host.second_moment());
     ctx.synchronize();
@@ -39,12 +40,58 @@ public:
   bool try_step(DeviceArray<T, Ctx>& values, const DeviceArray<T, Ctx>& gradients, double norm) {
     require<ShapeError>(values.size() == m_.size() && gradients.size() == m_.size(), "DeviceAdam::step: expected ",
                         m_.size(), " parameters and gradients, found ", values.size(), " and ", gradients.size());
+    require<Error>(!device_ahead_, "DeviceAdam::try_step after queue_step: call sync_step_count() first");
     if (!std::isfinite(norm)) return false;
     ++step_;
+    if (device_step_.size() > 0) {  // keep the device's count in step for a later queue_step
+      const double t = static_cast<double>(step_);
+      ctx_->upload(device_step_.data(), &t, sizeof t);
+      ctx_->synchronize();
+    }
     adam_update(ctx_->device(), AdamCoefficients<T>::of(options_, step_, norm), m_.size(), values.data(),
                 gradients.data(), m_.data(), v_.data());
     return true;
   }
+  /// The update without the host (for capture in a CUDA graph): ‖g‖ from the `chunks`
+  /// squared-norm partial sums at `norm_partials` (DeviceMLVAE::gradient_norm_partials()), the
+  /// step count, clipping and bias corrections all computed on the device, then the update, which
+  /// leaves everything unchanged when the norm is not finite (try_step's contract; the device
+  /// step count does not advance then either). Queued only: no synchronisation, and no allocation
+  /// after the first call. step_count() lags until sync_step_count(); do not mix with try_step
+  /// before that.
+  void queue_step(DeviceArray<T, Ctx>& values, const DeviceArray<T, Ctx>& gradients, const T* norm_partials,
+                  Index chunks) {
+    require<ShapeError>(values.size() == m_.size() && gradients.size() == m_.size() && chunks > 0,
+                        "DeviceAdam::queue_step: expected ", m_.size(), " parameters and gradients and their norm's "
+                        "partial sums, found ", values.size(), ", ", gradients.size(), " and ", chunks);
+    if (device_step_.size() == 0) {  // first call: the device keeps the step count from here on
+      device_step_.resize(1, 1);
+      work_.resize(5, 1);
+      const double t = static_cast<double>(step_);
+      ctx_->upload(device_step_.data(), &t, sizeof t);
+      ctx_->synchronize();  // `t` lives on this stack frame
+    }
+    AdamCoefficients<T> k;
+    k.beta1 = T(options_.beta1);
+    k.beta2 = T(options_.beta2);
+    k.lr = T(options_.learning_rate);
+    k.eps = T(options_.epsilon);
+    k.weight_decay = T(options_.weight_decay);
+    adam_update_on_device(ctx_->device(), k, options_.clip_norm, options_.beta1, options_.beta2, norm_partials, chunks,
+                          device_step_.data(), work_.data(), m_.size(), values.data(), gradients.data(), m_.data(),
+                          v_.data());
+    device_ahead_ = true;
+  }
+  /// Waits for the device and copies its step count (queue_step's) into step_count().
+  void sync_step_count() {
+    if (device_step_.size() == 0) return;
+    double t = 0;
+    ctx_->download(&t, device_step_.data(), sizeof t);
+    ctx_->synchronize();
+    step_ = static_cast<long long>(t);
+    device_ahead_ = false;
+  }
+
   /// try_step, raising DivergenceError (parameters unchanged) when the norm is not finite.
   void step(DeviceArray<T, Ctx>& values, const DeviceArray<T, Ctx>& gradients, double norm) {
     if (!try_step(values, gradients, norm)) raise_error<DivergenceError>(divergence_message(norm));
@@ -57,6 +104,7 @@ public:
 
   /// Copies the state (step count and moments) into `host` (same size).
   void download(Adam<T>& host) const {
+    require<Error>(!device_ahead_, "DeviceAdam::download after queue_step: call sync_step_count() first");
     Vector<T> m, v;
     m_.download(m);
     v_.download(v);
@@ -72,6 +120,9 @@ private:
   AdamOptions options_;
   long long step_ = 0;
   DeviceArray<T, Ctx> m_, v_;
+  DeviceArray<double, Ctx> device_step_;  // queue_step's step count (allocated by its first call)
+  DeviceArray<T, Ctx> work_;              // queue_step's coefficients and ‖g‖²
+  bool device_ahead_ = false;             // queue_step ran since the last sync_step_count()
 };
 
 /// Runs a host Trainer (train/trainer.hpp) on a device: the same sampler, the same options and

@@ -5,13 +5,19 @@
 /// same cache blocking whatever the thread count, so results do not depend on it.
 /// docs/architecture.md, "Threading" and "Memory".
 ///
-/// Optional backend (CMake `-DMLVAE_GEMM_BACKEND=OpenBLAS`, which defines MLVAE_GEMM_OPENBLAS):
-/// float and double products call OpenBLAS's cblas_?gemm, single-threaded, on a FIXED split of C
-/// into at most 4 blocks of rows or columns that depends only on the shape, never on the thread
-/// count (threads take whole blocks), so results stay independent of it. Products under 8 M
-/// multiply-adds stay on Eigen (OpenBLAS's small-matrix path allocates on every call); the larger
-/// ones allocate nothing (OpenBLAS keeps its buffers in its own pool). docs/performance.md,
-/// "The GEMM underneath".
+/// Kernels chosen at run time (float products of 2^20 multiply-adds and more; nn/gemm_select.hpp):
+/// where OpenBLAS or BLIS is installed, each product shape is timed once per machine on Eigen and on
+/// them, and runs on the fastest from then on (MLVAE_GEMM_KERNEL or set_gemm_kernel() overrides;
+/// gemm_kernel_report() lists the choices). Library kernels run single-threaded on a fixed split of
+/// C that depends only on the shape, so results stay independent of the thread count. With Eigen
+/// alone nothing changes. docs/performance.md, "Kernels chosen by measurement".
+///
+/// Optional compile-time backend (CMake `-DMLVAE_GEMM_BACKEND=OpenBLAS`, which defines
+/// MLVAE_GEMM_OPENBLAS): float and double products of 8 M multiply-adds and more always call
+/// OpenBLAS's cblas_?gemm (linked), on the same fixed split, before any run-time choice. Products
+/// under 8 M multiply-adds stay on Eigen (OpenBLAS's small-matrix path allocates on every call);
+/// the larger ones allocate nothing (OpenBLAS keeps its buffers in its own pool).
+/// docs/performance.md, "The GEMM underneath".
 ///
 /// Optional reduced precision (off by default): set_precision(Precision::BFloat16) on a
 /// Gemm<float> routes its products to the bfloat16-input / float32-accumulate AMX kernel of
@@ -22,10 +28,14 @@
 #include "mlvae/core/threads.hpp"
 #include "mlvae/core/types.hpp"
 #include "mlvae/nn/gemm_bf16.hpp"
+#include "mlvae/nn/gemm_select.hpp"
 
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -40,13 +50,18 @@
 
 namespace mlvae {
 
-/// Whether an operand enters a product as stored or transposed.
-enum class Transpose { No, Yes };
-
 /// Observer of every product's shape, called at the start of Gemm::run when set (null by default).
 /// `benchmarks/bench_mlvae_step --gemm-shapes` uses it to list a step's exact products for
 /// `bench_gemm --shapes`.
 inline void (*gemm_shape_observer)(Transpose ta, Transpose tb, Index m, Index n, Index k, bool accumulate) = nullptr;
+
+/// The process's kernel selection (defined below, after Gemm, whose kernels it times).
+inline GemmSelector& gemm_selector();
+/// Counts set_gemm_kernel calls: a Gemm that remembered kernels under another count asks again.
+inline std::atomic<unsigned>& gemm_selection_generation() {
+  static std::atomic<unsigned> generation{0};
+  return generation;
+}
 
 /// Products below this many multiply-adds run on one thread (threading costs more than it saves).
 inline constexpr double gemm_parallel_threshold = 1 << 20;
@@ -86,12 +101,7 @@ public:
   void run(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c,
            Index ldc, bool accumulate) {
     if (gemm_shape_observer) gemm_shape_observer(ta, tb, m, n, k, accumulate);
-    if (m == 0 || n == 0) return;
-    if (k == 0) {
-      if (!accumulate)
-        for (Index j = 0; j < n; ++j) std::fill(c + j * ldc, c + j * ldc + m, T(0));
-      return;
-    }
+    if (trivial(m, n, k, c, ldc, accumulate)) return;
     if constexpr (std::is_same_v<T, float>) {
       if (precision_ == Precision::BFloat16) {
         bf16_.run(ta == Transpose::Yes, tb == Transpose::Yes, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
@@ -109,6 +119,66 @@ public:
       }
     }
 #endif
+    if constexpr (std::is_same_v<T, float>) {
+      if (work >= gemm_select_min_work) {
+        const GemmKernel kernel = selected_kernel(GemmProduct{ta, tb, m, n, k});
+        if (kernel != GemmKernel::Eigen) {
+          run_library_sgemm(*gemm_library(kernel), compute_threads(), ta, tb, m, n, k, a, lda, b, ldb, c, ldc,
+                            accumulate);
+          return;
+        }
+      }
+    }
+    run_eigen(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+  }
+
+  /// The same product on `kernel`, whatever was selected (float32 arithmetic; no shape observer):
+  /// for tests and for timing the candidates. OpenBLAS and BLIS need T = float and the library
+  /// installed (gemm_library), else ArgumentError.
+  void run_on(GemmKernel kernel, Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda,
+              const T* b, Index ldb, T* c, Index ldc, bool accumulate) {
+    if (trivial(m, n, k, c, ldc, accumulate)) return;
+    if (kernel == GemmKernel::Eigen) {
+      run_eigen(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+      return;
+    }
+    const detail::SgemmLibrary* lib = gemm_library(kernel);
+    require<ArgumentError>(std::is_same_v<T, float> && lib != nullptr, "Gemm::run_on: the ", gemm_kernel_name(kernel),
+                           " kernel needs float products and the library installed (", lib ? "float" : "not found",
+                           ")");
+    if constexpr (std::is_same_v<T, float>)
+      run_library_sgemm(*lib, compute_threads(), ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+  }
+
+  /// Convenience for whole Eigen matrices: c = op(a)·op(b) (or +=); c must already have the
+  /// product's shape.
+  template <typename A, typename B, typename C>
+  void run(Transpose ta, Transpose tb, const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b,
+           Eigen::MatrixBase<C>& c, bool accumulate) {
+    const Index m = ta == Transpose::No ? a.rows() : a.cols();
+    const Index k = ta == Transpose::No ? a.cols() : a.rows();
+    const Index kb = tb == Transpose::No ? b.rows() : b.cols();
+    const Index n = tb == Transpose::No ? b.cols() : b.rows();
+    require<ShapeError>(k == kb && c.rows() == m && c.cols() == n, "Gemm: op(A) is ", m, "x", k, ", op(B) is ", kb,
+                        "x", n, " and C is ", c.rows(), "x", c.cols());
+    run(ta, tb, m, n, k, a.derived().data(), a.derived().outerStride(), b.derived().data(), b.derived().outerStride(),
+        c.derived().data(), c.derived().outerStride(), accumulate);
+  }
+
+private:
+  // m, n or k zero: nothing to multiply (C zeroed unless accumulating). True when handled.
+  static bool trivial(Index m, Index n, Index k, T* c, Index ldc, bool accumulate) {
+    if (m == 0 || n == 0) return true;
+    if (k != 0) return false;
+    if (!accumulate)
+      for (Index j = 0; j < n; ++j) std::fill(c + j * ldc, c + j * ldc + m, T(0));
+    return true;
+  }
+
+  // Eigen's GEBP on compute_threads() threads (one for small products), C split by rows when tall.
+  void run_eigen(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb,
+                 T* c, Index ldc, bool accumulate) {
+    const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     int threads = work >= gemm_parallel_threshold ? compute_threads() : 1;
     // A tall C (convolutions: batch·positions rows, a few dozen channel columns) is split by ROWS:
     // each thread then packs only its own rows of A, where a column split has every thread pack
@@ -146,19 +216,19 @@ public:
 #endif
   }
 
-  /// Convenience for whole Eigen matrices: c = op(a)·op(b) (or +=); c must already have the
-  /// product's shape.
-  template <typename A, typename B, typename C>
-  void run(Transpose ta, Transpose tb, const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b,
-           Eigen::MatrixBase<C>& c, bool accumulate) {
-    const Index m = ta == Transpose::No ? a.rows() : a.cols();
-    const Index k = ta == Transpose::No ? a.cols() : a.rows();
-    const Index kb = tb == Transpose::No ? b.rows() : b.cols();
-    const Index n = tb == Transpose::No ? b.cols() : b.rows();
-    require<ShapeError>(k == kb && c.rows() == m && c.cols() == n, "Gemm: op(A) is ", m, "x", k, ", op(B) is ", kb,
-                        "x", n, " and C is ", c.rows(), "x", c.cols());
-    run(ta, tb, m, n, k, a.derived().data(), a.derived().outerStride(), b.derived().data(), b.derived().outerStride(),
-        c.derived().data(), c.derived().outerStride(), accumulate);
+  // The kernel selected for `p`: this instance remembers the last few (no lock, no allocation in
+  // steady state) and asks gemm_selector() for a shape it has not seen, or after set_gemm_kernel.
+  GemmKernel selected_kernel(const GemmProduct& p) {
+    const unsigned generation = gemm_selection_generation().load(std::memory_order_acquire);
+    if (generation != kernel_generation_) {
+      kernel_count_ = 0;
+      kernel_generation_ = generation;
+    }
+    for (std::size_t i = 0; i < kernel_count_; ++i)
+      if (kernels_[i].first == p) return kernels_[i].second;
+    const GemmKernel kernel = gemm_selector().kernel_for(p, compute_threads());
+    kernels_[kernel_count_ < kernels_.size() ? kernel_count_++ : (kernel_next_++ % kernels_.size())] = {p, kernel};
+    return kernel;
   }
 
 private:
@@ -267,10 +337,98 @@ private:
   };
   static constexpr std::size_t max_shapes = 4;
   std::vector<Shape> shapes_;
+  std::array<std::pair<GemmProduct, GemmKernel>, 8> kernels_{};  // the last products' kernels
+  std::size_t kernel_count_ = 0, kernel_next_ = 0;
+  unsigned kernel_generation_ = 0;
   Precision precision_ = Precision::Float32;
   // The bfloat16 engine (float only; an empty struct otherwise).
   struct NoBF16 {};
   std::conditional_t<std::is_same_v<T, float>, GemmBF16, NoBF16> bf16_;
 };
+
+namespace detail {
+
+// Seconds per call of `kernel` on product `p` at compute_threads() threads (which the selector passes
+// as `threads`): operands filled with a fixed pattern, one untimed call, then the fastest of several
+// calls (3 to 64, ~3·10^7 multiply-adds in all). The fastest call, not the mean: on a machine shared
+// with other work a call that lost its core to another process says nothing about the kernel.
+inline double time_gemm_kernel(GemmKernel kernel, const GemmProduct& p, int /*threads*/) {
+  const Index rows_a = p.ta == Transpose::No ? p.m : p.k, cols_a = p.ta == Transpose::No ? p.k : p.m;
+  const Index rows_b = p.tb == Transpose::No ? p.k : p.n, cols_b = p.tb == Transpose::No ? p.n : p.k;
+  std::vector<float> a(static_cast<std::size_t>(rows_a * cols_a)), b(static_cast<std::size_t>(rows_b * cols_b)),
+      c(static_cast<std::size_t>(p.m * p.n), 0.0f);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 17) * 0.0625f - 0.5f;
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(i % 13) * 0.0625f - 0.375f;
+  Gemm<float> gemm;
+  auto call = [&] {
+    gemm.run_on(kernel, p.ta, p.tb, p.m, p.n, p.k, a.data(), rows_a, b.data(), rows_b, c.data(), p.m, false);
+  };
+  call();
+  const int calls = static_cast<int>(std::clamp(3e7 / p.work(), 3.0, 64.0));
+  double best = 1e300;
+  for (int r = 0; r < calls; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+// The process's selector: options from the environment (MLVAE_GEMM_KERNEL, MLVAE_GEMM_CACHE,
+// XDG_CACHE_HOME, HOME) unless set_gemm_kernel replaced it.
+inline std::unique_ptr<GemmSelector> make_process_gemm_selector() {
+  GemmSelector::Options options;
+  options.cache_path = default_gemm_cache_path();
+  gemm_kernel_from_environment(options);
+  return std::make_unique<GemmSelector>(std::move(options), time_gemm_kernel);
+}
+inline std::unique_ptr<GemmSelector>& process_gemm_selector() {
+  static std::unique_ptr<GemmSelector> selector = make_process_gemm_selector();
+  return selector;
+}
+
+}  // namespace detail
+
+/// The selector every Gemm<float> asks for its products' kernels (nn/gemm_select.hpp).
+inline GemmSelector& gemm_selector() { return *detail::process_gemm_selector(); }
+
+/// Overrides MLVAE_GEMM_KERNEL for the rest of the process: `kernel` for every product it is a
+/// candidate for (others: Eigen), or nullopt to measure ("auto"). Forgets the choices made so far;
+/// call it before running products, not while another thread runs them.
+inline void set_gemm_kernel(std::optional<GemmKernel> kernel) {
+  GemmSelector::Options options;
+  options.cache_path = detail::default_gemm_cache_path();
+  options.force = kernel;
+  options.force_note = std::string("set_gemm_kernel(") + (kernel ? gemm_kernel_name(*kernel) : "auto") + ")";
+  if (kernel && *kernel != GemmKernel::Eigen && !gemm_library(*kernel)) options.force_note += " (not installed: eigen)";
+  detail::process_gemm_selector() = std::make_unique<GemmSelector>(std::move(options), detail::time_gemm_kernel);
+  gemm_selection_generation().fetch_add(1, std::memory_order_acq_rel);
+}
+
+/// Forgets the process's kernel choices and reads MLVAE_GEMM_KERNEL and the cache location from the
+/// environment again (undoes set_gemm_kernel); the same caveat.
+inline void reset_gemm_selection() {
+  detail::process_gemm_selector() = detail::make_process_gemm_selector();
+  gemm_selection_generation().fetch_add(1, std::memory_order_acq_rel);
+}
+
+/// What runs the float products, for a log: first a line naming the kernels installed, the override
+/// and the cache file, then one line per product shape chosen so far in this process (a model's
+/// shapes appear after its first step), e.g. "NT 500x784x256 (100 M multiply-adds), 2 threads:
+/// openblas (measured: eigen 1.62 ms, openblas 1.41 ms, blis 1.55 ms)".
+inline std::vector<std::string> gemm_kernel_report() {
+  const GemmSelector& selector = gemm_selector();
+  std::string head = "GEMM kernels: eigen";
+  for (const auto& lib : gemm_libraries()) head += std::string(", ") + gemm_kernel_name(lib.kernel) + " (" + lib.description + ")";
+  head += "; choice: ";
+  head += selector.options().force_note.empty() ? "auto (MLVAE_GEMM_KERNEL unset)" : selector.options().force_note;
+  head += "; cache: " + (selector.options().cache_path.empty() ? std::string("none") : selector.options().cache_path);
+#ifdef MLVAE_GEMM_OPENBLAS
+  head += "; compile-time OpenBLAS backend for products >= 8 M multiply-adds";
+#endif
+  std::vector<std::string> out{head};
+  for (std::string& line : selector.report()) out.push_back(std::move(line));
+  return out;
+}
 
 }  // namespace mlvae
