@@ -1,7 +1,8 @@
 /// @file
 /// mlvae/nn/gemm_select.hpp — which kernel runs each float matrix product, chosen by measurement at
 /// run time: Eigen's GEBP (always there), OpenBLAS and BLIS (loaded with dlopen when installed; no
-/// link-time dependency). Each product shape is timed once per machine and thread count, the fastest
+/// link-time dependency). Each product shape is timed once per machine (not per thread count: results
+/// must not depend on it), on a quiet machine only (busy: Eigen, not remembered), the fastest
 /// kernel kept and remembered in a small text cache; MLVAE_GEMM_KERNEL or set_gemm_kernel() overrides.
 /// docs/performance.md, "Kernels chosen by measurement"; docs/architecture.md, "Threading".
 #pragma once
@@ -351,8 +352,9 @@ public:
     load_cache();
   }
 
-  /// The kernel for `p` at `threads` threads: the process's earlier choice for p, else the forced
-  /// kernel, else the cache's, else measured now (and written to the cache). Thread-safe.
+  /// The kernel for `p` (timed at `threads` threads when measured): the process's earlier choice
+  /// for p, else the forced kernel, else the cache's (whatever thread count it was measured at),
+  /// else Eigen when the machine is busy, else measured now and written to the cache. Thread-safe.
   GemmKernel kernel_for(const GemmProduct& p, int threads) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (auto it = chosen_.find(p); it != chosen_.end()) return it->second.kernel;
@@ -365,10 +367,16 @@ public:
       choice.how = usable ? "forced" : std::string("forced ") + gemm_kernel_name(*options_.force) + ", not a candidate";
     } else if (candidates.size() == 1) {
       choice.how = "only candidate";
-    } else if (auto cached = cache_.find(cache_key(p, threads)); cached != cache_.end() &&
+    } else if (auto cached = cache_.find(cache_key(p)); cached != cache_.end() &&
                std::find(candidates.begin(), candidates.end(), cached->second.kernel) != candidates.end()) {
       choice = cached->second;
       choice.how = "cached";
+    } else if (const std::string busy = options_.skip_cache_when_busy ? detail::machine_busy() : std::string();
+               !busy.empty()) {
+      // Timings on a busy machine say more about the other processes than about the kernels, and a
+      // choice that differed from process to process would make results depend on when a run
+      // started: the default kernel, measured later when the machine is quiet.
+      choice.how = "default: not measured on a busy machine (" + busy + ")";
     } else {
       for (GemmKernel k : candidates) choice.seconds.emplace_back(k, 1e300);
       // Interleaved rounds, the best of each kernel kept: load from elsewhere hits all kernels alike.
@@ -377,13 +385,8 @@ public:
       choice.kernel = fastest(choice.seconds);
       choice.how = "measured";
       ++measurements_;
-      const std::string busy = options_.skip_cache_when_busy ? detail::machine_busy() : std::string();
-      if (busy.empty()) {
-        cache_[cache_key(p, threads)] = choice;
-        save(p, choice);
-      } else {
-        choice.how += " on a busy machine (" + busy + "), not cached";
-      }
+      cache_[cache_key(p)] = choice;
+      save(p, choice);
     }
     return chosen_.emplace(p, choice).first->second.kernel;
   }
@@ -458,8 +461,10 @@ public:
   }
 
 private:
-  std::string cache_key(const GemmProduct& p, int threads) const {
-    return options_.machine + '\t' + available_kernels() + '\t' + std::to_string(threads) + '\t' + p.text();
+  // The thread count is not part of the key: one choice per machine and product, whatever the
+  // thread count of the run, so that results do not depend on it (each kernel's do not).
+  std::string cache_key(const GemmProduct& p) const {
+    return options_.machine + '\t' + available_kernels() + '\t' + p.text();
   }
 
   void load_cache() {
@@ -484,14 +489,15 @@ private:
         const double s = std::strtod(t.c_str() + eq + 1, &end);
         if (end && *end == '\0' && s > 0 && s < 1e6) c.seconds.emplace_back(k, s);
       }
-      const std::string key = f[0] + '\t' + f[1] + '\t' + f[2] + '\t' + f[3] + '\t' + f[4];
+      const std::string key = f[0] + '\t' + f[1] + '\t' + f[2] + '\t' + f[4];  // f[3]: measured at, not keyed
       cache_.emplace(key, c);  // the first line for a key wins
     }
   }
 
   std::string line_of(const GemmProduct& p, const Choice& c) const {
     std::ostringstream s;
-    s << cache_key(p, c.threads) << '\t' << gemm_kernel_name(c.kernel) << '\t';
+    s << options_.machine << '\t' << available_kernels() << '\t' << c.threads << '\t' << p.text() << '\t'
+      << gemm_kernel_name(c.kernel) << '\t';
     s.precision(4);
     for (std::size_t i = 0; i < c.seconds.size(); ++i)
       s << (i ? "," : "") << gemm_kernel_name(c.seconds[i].first) << '=' << std::scientific << c.seconds[i].second;
