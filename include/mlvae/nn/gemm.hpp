@@ -234,47 +234,25 @@ private:
 private:
 #ifdef MLVAE_GEMM_OPENBLAS
   static constexpr double blas_min_work = 8.0 * (1 << 20);  // multiply-adds; below: Eigen
-  // C = op(A) op(B) (+ C) on OpenBLAS: C split into `blocks` row or column blocks (along its longer
-  // side, 16-aligned), a function of the shape only; each block is one single-threaded call.
+  // C = op(A) op(B) (+ C) on OpenBLAS, on split_c_blocks's split of C (a function of the shape
+  // only); each block is one single-threaded call.
   static void run_blas(Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b,
                        Index ldb, T* c, Index ldc, bool accumulate, bool parallel) {
     static const bool single_threaded = (openblas_set_num_threads(1), true);  // our threads split C
     (void)single_threaded;
-    const bool by_rows = m > n;
-    const Index side = by_rows ? m : n;
-    const Index units = (side + 15) / 16;
-    const Index blocks = std::min<Index>(4, units);
-    auto block = [&](Index i) {
-      const Index begin = std::min(side, (units * i / blocks) * 16), end = std::min(side, (units * (i + 1) / blocks) * 16);
-      if (end <= begin) return;
-      const Index rows = by_rows ? end - begin : m, cols = by_rows ? n : end - begin;
-      const T* a_block = !by_rows ? a : (ta == Transpose::No ? a + begin : a + begin * lda);
-      const T* b_block = by_rows ? b : (tb == Transpose::No ? b + begin * ldb : b + begin);
-      T* c_block = by_rows ? c + begin : c + begin * ldc;
-      const auto op_a = ta == Transpose::Yes ? CblasTrans : CblasNoTrans;
-      const auto op_b = tb == Transpose::Yes ? CblasTrans : CblasNoTrans;
-      const T beta = accumulate ? T(1) : T(0);
-      if constexpr (std::is_same_v<T, float>)
-        cblas_sgemm(CblasColMajor, op_a, op_b, int(rows), int(cols), int(k), 1.0f, a_block, int(lda), b_block,
-                    int(ldb), beta, c_block, int(ldc));
-      else
-        cblas_dgemm(CblasColMajor, op_a, op_b, int(rows), int(cols), int(k), 1.0, a_block, int(lda), b_block,
-                    int(ldb), beta, c_block, int(ldc));
-    };
-    const int threads = parallel ? static_cast<int>(std::min<Index>(compute_threads(), blocks)) : 1;
-    if (threads <= 1) {
-      for (Index i = 0; i < blocks; ++i) block(i);
-      return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-    {
-      const Index t = omp_get_thread_num(), count = omp_get_num_threads();
-      for (Index i = blocks * t / count; i < blocks * (t + 1) / count; ++i) block(i);
-    }
-#else
-    for (Index i = 0; i < blocks; ++i) block(i);
-#endif
+    const int threads = parallel ? compute_threads() : 1;
+    split_c_blocks(threads, ta, tb, m, n, a, lda, b, ldb, c, ldc,
+                   [&](Index rows, Index cols, const T* a_block, const T* b_block, T* c_block) {
+                     const auto op_a = ta == Transpose::Yes ? CblasTrans : CblasNoTrans;
+                     const auto op_b = tb == Transpose::Yes ? CblasTrans : CblasNoTrans;
+                     const T beta = accumulate ? T(1) : T(0);
+                     if constexpr (std::is_same_v<T, float>)
+                       cblas_sgemm(CblasColMajor, op_a, op_b, int(rows), int(cols), int(k), 1.0f, a_block, int(lda),
+                                   b_block, int(ldb), beta, c_block, int(ldc));
+                     else
+                       cblas_dgemm(CblasColMajor, op_a, op_b, int(rows), int(cols), int(k), 1.0, a_block, int(lda),
+                                   b_block, int(ldb), beta, c_block, int(ldc));
+                   });
   }
 #endif
 

@@ -205,9 +205,26 @@ inline std::vector<GemmKernel> gemm_candidates(const GemmProduct& p) {
 /// each block is one single-threaded library call and threads take whole blocks, so results do not
 /// depend on the thread count. `threads` <= 1 (and BLIS, see SgemmLibrary::serial) runs the blocks in
 /// order on the calling thread.
+template <typename T, typename Call>
+void split_c_blocks(int threads, Transpose ta, Transpose tb, Index m, Index n, const T* a, Index lda, const T* b,
+                    Index ldb, T* c, Index ldc, Call&& call);
+
 inline void run_library_sgemm(const detail::SgemmLibrary& lib, int threads, Transpose ta, Transpose tb, Index m,
                               Index n, Index k, const float* a, Index lda, const float* b, Index ldb, float* c,
                               Index ldc, bool accumulate) {
+  split_c_blocks(lib.serial ? 1 : threads, ta, tb, m, n, a, lda, b, ldb, c, ldc,
+                 [&](Index rows, Index cols, const float* a_block, const float* b_block, float* c_block) {
+                   lib.call(lib.fn, ta, tb, rows, cols, k, a_block, lda, b_block, ldb, c_block, ldc, accumulate);
+                 });
+}
+
+/// The split of C that every library kernel runs on (run_library_sgemm here, the compile-time
+/// OpenBLAS backend in gemm.hpp): up to 4 row or column blocks of C (along its longer side,
+/// 16-aligned), a function of the shape only; `call(rows, cols, a_block, b_block, c_block)` computes
+/// one block; threads (at most `threads`) take whole blocks, so results do not depend on their count.
+template <typename T, typename Call>
+void split_c_blocks(int threads, Transpose ta, Transpose tb, Index m, Index n, const T* a, Index lda, const T* b,
+                    Index ldb, T* c, Index ldc, Call&& call) {
   const bool by_rows = m > n;
   const Index side = by_rows ? m : n;
   const Index units = (side + 15) / 16;
@@ -216,12 +233,12 @@ inline void run_library_sgemm(const detail::SgemmLibrary& lib, int threads, Tran
     const Index begin = std::min(side, (units * i / blocks) * 16), end = std::min(side, (units * (i + 1) / blocks) * 16);
     if (end <= begin) return;
     const Index rows = by_rows ? end - begin : m, cols = by_rows ? n : end - begin;
-    const float* a_block = !by_rows ? a : (ta == Transpose::No ? a + begin : a + begin * lda);
-    const float* b_block = by_rows ? b : (tb == Transpose::No ? b + begin * ldb : b + begin);
-    float* c_block = by_rows ? c + begin : c + begin * ldc;
-    lib.call(lib.fn, ta, tb, rows, cols, k, a_block, lda, b_block, ldb, c_block, ldc, accumulate);
+    const T* a_block = !by_rows ? a : (ta == Transpose::No ? a + begin : a + begin * lda);
+    const T* b_block = by_rows ? b : (tb == Transpose::No ? b + begin * ldb : b + begin);
+    T* c_block = by_rows ? c + begin : c + begin * ldc;
+    call(rows, cols, a_block, b_block, c_block);
   };
-  threads = lib.serial ? 1 : static_cast<int>(std::min<Index>(threads, blocks));
+  threads = static_cast<int>(std::min<Index>(threads, blocks));
   if (threads <= 1) {
     for (Index i = 0; i < blocks; ++i) block(i);
     return;
