@@ -675,19 +675,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--knn", opt.knn_k, "neighbours of the k-NN classifier")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", opt.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--hidden", opt.hidden, "hidden units per layer")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", opt.layers, "hidden layers in the encoder and in the decoder")
-      ->check(CLI::Range(1, 2))->capture_default_str();
-  app.add_option("--style", opt.style, "ML-VAE style dimensions")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--content", opt.content, "ML-VAE content dimensions (the VAE gets style + content)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--likelihood", opt.likelihood,
-                 "observation model: bernoulli (values in [0, 1]), gaussian (fixed --variance), gaussian-learned, "
-                 "auto (bernoulli when the data lie in [0, 1], else gaussian)")
-      ->check(CLI::IsMember({"auto", "bernoulli", "gaussian", "gaussian-learned"}))
-      ->capture_default_str();
-  app.add_option("--variance", opt.variance, "variance of --likelihood gaussian")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+  example::add_model_options(app, opt.hidden, opt.layers, opt.style, opt.content, opt.likelihood, opt.variance, "",
+                    " (the VAE gets style + content)");
   opt.data.add_to(app);
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");

@@ -247,6 +247,28 @@ inline LoadedData load_data(const DataOptions& o, std::uint64_t seed, Index min_
 
 /// The likelihood named on the command line ("auto": Bernoulli when the training data all lie in
 /// [0, 1], Gaussian with unit variance otherwise).
+/// Adds the model's size and observation-model options (--hidden, --layers, --style, --content,
+/// --likelihood, --variance), defined once for every example that trains the MLP ML-VAE.
+/// `size_note` follows the size options' help (e.g. " (mlp)"), `content_note` --content's.
+inline void add_model_options(CLI::App& app, Index& hidden, int& layers, Index& style, Index& content,
+                              std::string& likelihood, double& variance, const std::string& size_note = "",
+                              const std::string& content_note = "") {
+  app.add_option("--hidden", hidden, "hidden units per layer" + size_note)
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--layers", layers, "hidden layers in the encoder trunk and in the decoder" + size_note)
+      ->check(CLI::Range(1, 2))->capture_default_str();
+  app.add_option("--style", style, "style latent dimensions")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--content", content, "content latent dimensions" + content_note)
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--likelihood", likelihood,
+                 "observation model: bernoulli (values in [0, 1]), gaussian (fixed --variance), gaussian-learned "
+                 "(per-feature variance from the decoder), auto (bernoulli when the data lie in [0, 1], else gaussian)")
+      ->check(CLI::IsMember({"auto", "bernoulli", "gaussian", "gaussian-learned"}))
+      ->capture_default_str();
+  app.add_option("--variance", variance, "variance of --likelihood gaussian")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+}
+
 inline std::string choose_likelihood(const std::string& requested, const Data& train) {
   if (requested != "auto") return requested;
   const bool unit = train.x.size() > 0 && train.x.minCoeff() >= T(0) && train.x.maxCoeff() <= T(1);

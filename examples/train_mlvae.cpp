@@ -418,19 +418,7 @@ int main(int argc, char** argv) {
                  "upscaled to 64x64)")
       ->check(CLI::IsMember({"mlp", "conv28", "conv64"}))
       ->capture_default_str();
-  app.add_option("--hidden", opt.hidden, "hidden units per layer (mlp)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", opt.layers, "hidden layers in the encoder trunk and in the decoder (mlp)")
-      ->check(CLI::Range(1, 2))->capture_default_str();
-  app.add_option("--style", opt.style, "style latent dimensions")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--content", opt.content, "content latent dimensions")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--likelihood", opt.likelihood,
-                 "observation model: bernoulli (values in [0, 1]), gaussian (fixed --variance), gaussian-learned "
-                 "(per-feature variance from the decoder), auto (bernoulli when the data lie in [0, 1], else gaussian)")
-      ->check(CLI::IsMember({"auto", "bernoulli", "gaussian", "gaussian-learned"}))
-      ->capture_default_str();
-  app.add_option("--variance", opt.variance, "variance of --likelihood gaussian")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+  example::add_model_options(app, opt.hidden, opt.layers, opt.style, opt.content, opt.likelihood, opt.variance, " (mlp)");
   opt.data.add_to(app);
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");

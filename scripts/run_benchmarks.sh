@@ -22,11 +22,16 @@
 #    (listed by `bench_mlvae_step --gemm-shapes`), plus a register-only FMA loop. The "sgemm
 #    peak" is the best 1024³ rate of these; the FMA peak is the ceiling.
 # 3. mlvae's step (bench_mlvae_step) and every PyTorch configuration, interleaved for ROUNDS
-#    rounds so all see the same machine, best round of each kept.
+#    rounds so all see the same machine; the median round of each is reported. Before the rounds,
+#    the default build chooses its GEMM kernel for every product of each step (measured on the
+#    quiet machine, into a cache of this run: MLVAE_GEMM_CACHE in the work folder), and the
+#    choice is printed.
 # 4. Prints, per arch: the HEADLINE ratio mlvae (at the largest thread count) / the FASTEST
 #    float32 PyTorch configuration of this run (any configuration, any thread count; mlvae's bf16
 #    row against the fastest of any precision), then the table of
-#    every configuration, and the step's fraction of the sgemm and FMA peaks.
+#    every configuration, and the step's fraction of the sgemm and FMA peaks; then appends this
+#    machine's row to the per-CPU table of docs/performance.md (PER_CPU_TABLE; PER_CPU_TABLE=none:
+#    no row), after the rows of earlier runs and other machines, which it never changes.
 # 5. Times a clean build of one example (train_mlvae).
 #
 # 6. GPU section (GPU=auto, the default: when a CUDA GPU is visible; GPU=only skips the CPU part;
@@ -38,12 +43,15 @@
 #    conv28 at 16, 64, 256 and 1024 groups of 16, and prints images/s, mlvae over the fastest
 #    PyTorch configuration, and the step's GEMM GFLOP/s against the cuBLAS sgemm rate of the run.
 #
-# mlvae itself is measured in its default build (Eigen GEBP, BUILD_DIR) and, when OpenBLAS's
-# headers are installed (libopenblas-dev), with -DMLVAE_GEMM_BACKEND=OpenBLAS (OPENBLAS_BUILD_DIR).
+# mlvae itself is measured in its default build (BUILD_DIR: each product's kernel chosen at run
+# time among Eigen's GEBP, OpenBLAS and BLIS, nn/gemm_select.hpp), in the same build held to
+# Eigen (MLVAE_GEMM_KERNEL=eigen: what the choice gains), with --precision bf16 where the CPU has
+# AMX and, when OpenBLAS's headers are installed (libopenblas-dev), with
+# -DMLVAE_GEMM_BACKEND=OpenBLAS (OPENBLAS_BUILD_DIR).
 #
 # Environment: THREADS ("2 1"), ARCHS ("mlp conv28"), CONFIGS ("debian-passive pip-eager pip-compile pip-bf16"),
-# MLVAE_BUILDS ("eigen openblas bf16"), OPENBLAS_BUILD_DIR (build/release-openblas),
-# ROUNDS (2), STEPS (50; conv28: CONV_STEPS, 8), REPS (5), WARMUP (10; conv28 and torch.compile: more),
+# MLVAE_BUILDS ("default eigen-only openblas bf16"), OPENBLAS_BUILD_DIR (build/release-openblas),
+# ROUNDS (3), STEPS (50; conv28: CONV_STEPS, 8), REPS (5), WARMUP (10; conv28 and torch.compile: more),
 # BUILD_DIR (build/release), TORCH_VENV, SKIP_INSTALL=1, SKIP_COMPILE_TIME=1, SKIP_GEMM=1,
 # QUIET_WAIT (seconds to wait for an idle CPU before each measurement, 20),
 # GPU (auto|only|off), CUDA_ARCHITECTURES, PYTHON_CUDA.
@@ -54,14 +62,15 @@ cd "$ROOT"
 THREADS=${THREADS:-"2 1"}
 ARCHS=${ARCHS:-"mlp conv28"}
 CONFIGS=${CONFIGS:-"debian-passive pip-eager pip-compile pip-bf16"}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-50}
 CONV_STEPS=${CONV_STEPS:-8}
 REPS=${REPS:-5}
 WARMUP=${WARMUP:-10}
 BUILD_DIR=${BUILD_DIR:-build/release}
 OPENBLAS_BUILD_DIR=${OPENBLAS_BUILD_DIR:-build/release-openblas}
-MLVAE_BUILDS=${MLVAE_BUILDS:-"eigen openblas bf16"}
+MLVAE_BUILDS=${MLVAE_BUILDS:-"default eigen-only openblas bf16"}
+PER_CPU_TABLE=${PER_CPU_TABLE:-docs/performance.md}
 DEBIAN_PYTHON=/usr/bin/python3
 TORCH_VENV=${TORCH_VENV:-$HOME/.cache/mlvae-torch-venv}
 QUIET_WAIT=${QUIET_WAIT:-20}
@@ -142,7 +151,7 @@ if [[ ${GPU:-auto} != only ]]; then
   builds=""
   for b in $MLVAE_BUILDS; do
     case $b in
-      eigen) builds+=" eigen" ;;
+      default | eigen-only) builds+=" $b" ;;
       bf16)  # the Eigen build with --precision bf16 (AMX), where the CPU and the build have it
         if "$BIN/bench_mlvae_step" --arch mlp --threads 1 --steps 1 --reps 1 --warmup 1 --precision bf16 >/dev/null 2>&1; then
           builds+=" bf16"
@@ -160,7 +169,9 @@ if [[ ${GPU:-auto} != only ]]; then
         fi ;;
     esac
   done
-step_bin() { case $1 in eigen | bf16) echo "$BIN/bench_mlvae_step" ;; openblas) echo "$OPENBLAS_BUILD_DIR/bin/bench_mlvae_step" ;; esac; }
+step_bin() { case $1 in default | eigen-only | bf16) echo "$BIN/bench_mlvae_step" ;; openblas) echo "$OPENBLAS_BUILD_DIR/bin/bench_mlvae_step" ;; esac; }
+# The environment of a build's runs: the choice of this run's cache, or Eigen alone.
+step_env() { if [[ $1 == eigen-only ]]; then echo "MLVAE_GEMM_KERNEL=eigen"; else echo "MLVAE_GEMM_CACHE=$WORK/gemm_kernels.txt"; fi; }
 step_args() { [[ $1 == bf16 ]] && echo "--precision bf16" || true; }
 fi
 
@@ -256,6 +267,30 @@ else
 fi
 
 # ---- 3. interleaved rounds --------------------------------------------------
+# median of a space-separated list of numbers ("" when empty)
+median() { printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A ALL ALL_CPU FLOP_PER_IMAGE CHOICE
+# The default build's kernel choice, measured once on the quiet machine at the largest thread
+# count (a shape's choice then holds for every thread count) and kept in this run's cache.
+if [[ " $builds " == *" default "* ]]; then
+  # The selector measures nothing while the 1-minute load average is above the core count + 0.5
+  # (earlier builds decay slowly): wait for it, up to 3 minutes.
+  for _ in $(seq 36); do
+    awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l > n) }' || break
+    sleep 5
+  done
+  for arch in $ARCHS; do
+    wait_quiet
+    # shellcheck disable=SC2046
+    env $(step_env default) "$(step_bin default)" --arch "$arch" --threads "$MAX_T" --steps 1 --reps 1 --warmup 1 \
+      --peak-gflops "${PEAK[$MAX_T]}" >"$WORK/$arch.choice" 2>&1 || true
+    CHOICE[$arch]=$(grep '^# .*multiply-adds' "$WORK/$arch.choice" | sed 's/^# //' || true)
+    {
+      echo "GEMM kernels of the default build, $arch (one per product of the step; chosen now, on this machine):"
+      echo "${CHOICE[$arch]:-  (none reported; see $WORK/$arch.choice)}" | sed 's/^/  /'
+    } | tee -a "$LOG"
+  done
+fi
 for round in $(seq 1 "$ROUNDS"); do
   for arch in $ARCHS; do
     steps=$STEPS warmup=$WARMUP
@@ -264,15 +299,13 @@ for round in $(seq 1 "$ROUNDS"); do
       for b in $builds; do
         wait_quiet
         # shellcheck disable=SC2046
-        line=$("$(step_bin "$b")" --arch "$arch" --threads "$t" --steps "$steps" --reps "$REPS" \
+        line=$(env $(step_env "$b") "$(step_bin "$b")" --arch "$arch" --threads "$t" --steps "$steps" --reps "$REPS" \
                  --warmup "$warmup" --peak-gflops "${PEAK[$t]}" $(step_args "$b") | grep '^RESULT')
         echo "round $round: $b $line" | tee -a "$LOG"
         ips=$(echo "$line" | field images_per_s)
-        if [[ $(maxnum "${MLVAE[$arch,$b,$t]:-}" "$ips") == "$ips" ]]; then
-          MLVAE[$arch,$b,$t]=$ips
-          GFLOPS[$arch,$b,$t]=$(echo "$line" | field gflops)
-        fi
-        MLVAE_CPU[$arch,$b,$t]=$(maxnum "${MLVAE_CPU[$arch,$b,$t]:-}" "$(echo "$line" | field images_per_cpu_s)")
+        ALL[$arch,$b,$t]+=" $ips"
+        ALL_CPU[$arch,$b,$t]+=" $(echo "$line" | field images_per_cpu_s)"
+        FLOP_PER_IMAGE[$arch,$b]=$(awk -v g="$(echo "$line" | field gflops)" -v i="$ips" 'BEGIN { print (i > 0 ? g / i : 0) }')
       done
       for cfg in $available; do
         wait_quiet
@@ -281,9 +314,23 @@ for round in $(seq 1 "$ROUNDS"); do
         line=$(run_config "$cfg" "$t" "$arch" "$steps" "$w" 2>>"$LOG" | grep '^RESULT' || true)
         [[ -z $line ]] && { say "$cfg $arch $t threads failed (see $LOG)"; continue; }
         echo "round $round: $cfg $line" | tee -a "$LOG"
-        TORCH[$arch,$cfg,$t]=$(maxnum "${TORCH[$arch,$cfg,$t]:-}" "$(echo "$line" | field images_per_s)")
-        TORCH_CPU[$arch,$cfg,$t]=$(maxnum "${TORCH_CPU[$arch,$cfg,$t]:-}" "$(echo "$line" | field images_per_cpu_s)")
+        ALL[$arch,$cfg,$t]+=" $(echo "$line" | field images_per_s)"
+        ALL_CPU[$arch,$cfg,$t]+=" $(echo "$line" | field images_per_cpu_s)"
       done
+    done
+  done
+done
+# The median round of each (what the tables report).
+for arch in $ARCHS; do
+  for t in $THREADS; do
+    for b in $builds; do
+      MLVAE[$arch,$b,$t]=$(median "${ALL[$arch,$b,$t]:-}")
+      MLVAE_CPU[$arch,$b,$t]=$(median "${ALL_CPU[$arch,$b,$t]:-}")
+      GFLOPS[$arch,$b,$t]=$(awk -v i="${MLVAE[$arch,$b,$t]:-0}" -v f="${FLOP_PER_IMAGE[$arch,$b]:-0}" 'BEGIN { print i * f }')
+    done
+    for cfg in $available; do
+      TORCH[$arch,$cfg,$t]=$(median "${ALL[$arch,$cfg,$t]:-}")
+      TORCH_CPU[$arch,$cfg,$t]=$(median "${ALL_CPU[$arch,$cfg,$t]:-}")
     done
   done
 done
@@ -315,17 +362,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     done
   done
   echo
-  echo "| arch | who | threads | images/s | img/CPU-s | mlvae (Eigen) at $MAX_T threads / this | mlvae (Eigen) at the same threads / this | kernels |"
+  echo "| arch | who | threads | images/s | img/CPU-s | mlvae (default) at $MAX_T threads / this | mlvae (default) at the same threads / this | kernels |"
   echo "|---|---|---:|---:|---:|---:|---:|---|"
   for arch in $ARCHS; do
     for b in $builds; do
       for t in $THREADS; do
-        kern="Eigen GEBP via mlvae::Gemm (C split over threads: rows when tall, else columns)"
+        kern="each product's kernel chosen at run time (Eigen GEBP, OpenBLAS or BLIS; list above), via mlvae::Gemm"
+        [[ $b == eigen-only ]] && kern="Eigen GEBP via mlvae::Gemm (MLVAE_GEMM_KERNEL=eigen; C split over threads: rows when tall, else columns)"
         [[ $b == openblas ]] && kern="OpenBLAS cblas_sgemm, single-threaded per fixed block of C (-DMLVAE_GEMM_BACKEND=OpenBLAS)"
         [[ $b == bf16 ]] && kern="bfloat16 inputs, float32 accumulation on AMX tiles (--precision bf16; parameters and Adam in float32)"
         printf '| %s | mlvae (%s) | %s | %.0f | %.0f | %s | %s | %s |\n' "$arch" "$b" "$t" "${MLVAE[$arch,$b,$t]:-0}" \
-          "${MLVAE_CPU[$arch,$b,$t]:-0}" "$(ratio "${MLVAE[$arch,eigen,$MAX_T]:-}" "${MLVAE[$arch,$b,$t]:-}")" \
-          "$(ratio "${MLVAE[$arch,eigen,$t]:-}" "${MLVAE[$arch,$b,$t]:-}")" "$kern"
+          "${MLVAE_CPU[$arch,$b,$t]:-0}" "$(ratio "${MLVAE[$arch,default,$MAX_T]:-}" "${MLVAE[$arch,$b,$t]:-}")" \
+          "$(ratio "${MLVAE[$arch,default,$t]:-}" "${MLVAE[$arch,$b,$t]:-}")" "$kern"
       done
     done
     for cfg in $available; do
@@ -334,7 +382,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
         printf '| %s | PyTorch %s | %s | %s | %s | %s | %s | %s |\n' "$arch" "$cfg" "$t" \
           "$(awk -v v="$v" 'BEGIN { printf (v == "" ? "failed" : "%.0f"), v }')" \
           "$(awk -v v="${TORCH_CPU[$arch,$cfg,$t]:-}" 'BEGIN { printf (v == "" ? "-" : "%.0f"), v }')" \
-          "$(ratio "${MLVAE[$arch,eigen,$MAX_T]:-}" "$v")" "$(ratio "${MLVAE[$arch,eigen,$t]:-}" "$v")" "${KERNELS[$cfg,$t]:-?}"
+          "$(ratio "${MLVAE[$arch,default,$MAX_T]:-}" "$v")" "$(ratio "${MLVAE[$arch,default,$t]:-}" "$v")" "${KERNELS[$cfg,$t]:-?}"
       done
     done
   done
@@ -373,9 +421,62 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
     done
     echo
   fi
-  echo "(best of $ROUNDS interleaved rounds; each = median of $REPS x $STEPS steps (conv28: $CONV_STEPS) after warm-up;"
+  echo "(median of $ROUNDS interleaved rounds; each = median of $REPS x $STEPS steps (conv28: $CONV_STEPS) after warm-up;"
   echo " batch 256 = 16 groups x 16, float32 (bf16 rows: products in bfloat16); step GFLOP/s = analytic GEMM FLOPs / wall time)"
 } | tee -a "$LOG"
+
+# ---- 4b. this machine's row of the per-CPU table ------------------------------
+# One row per run, appended before the table's end marker; rows of other runs and machines are
+# never changed. Ratio = mlvae's default build / the fastest float32 PyTorch configuration at the
+# same thread count (median rounds); FMA share = the step's GEMM FLOP rate / the FMA peak.
+per_cpu_row() {
+  local cpu fam model isa="" f row arch t best cfg v kern
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//; s/ *$//')
+  fam=$(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+  model=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+  for f in avx2 fma avx512f avx512_bf16 amx_bf16; do grep -qw "$f" /proc/cpuinfo && isa+="${isa:+, }$f"; done
+  row="| $(date -u +%F) | $cpu (family $fam, model $model) | $isa | $(nproc) | $(git rev-parse --short HEAD 2>/dev/null || echo -) |"
+  for arch in mlp conv28; do
+    for t in 2 1; do
+      best="" cfg=""
+      for c in $available; do
+        [[ $c == *bf16* ]] && continue
+        v=${TORCH[$arch,$c,$t]:-}
+        [[ -n $v && $(maxnum "$best" "$v") == "$v" ]] && { best=$v; cfg=$c; }
+      done
+      if [[ -n ${MLVAE[$arch,default,$t]:-} && -n $best ]]; then
+        row+=" $(ratio "${MLVAE[$arch,default,$t]}" "$best") ($(printf '%.0f' "${MLVAE[$arch,default,$t]}") / $(printf '%.0f' "$best") $cfg) |"
+      else
+        row+=" – |"
+      fi
+    done
+  done
+  for arch in mlp conv28; do
+    row+=" $(awk -v g="${GFLOPS[$arch,default,$MAX_T]:-0}" -v f="${FMA[$MAX_T]:-0}" 'BEGIN { if (f > 0 && g > 0) printf "%.0f%%", 100 * g / f; else printf "–" }') |"
+  done
+  kern=""
+  for arch in mlp conv28; do
+    [[ -z ${CHOICE[$arch]:-} ]] && continue
+    kern+="${kern:+; }$arch: $(echo "${CHOICE[$arch]}" | sed -n 's/.* threads\{0,1\}: \([a-z]*\) (.*/\1/p' | sort | uniq -c |
+      awk '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1 }')"
+  done
+  row+=" ${kern:-–} |"
+  echo "$row"
+}
+if [[ " $builds " == *" default "* && $THREADS == *1* && $THREADS == *2* ]]; then
+  row=$(per_cpu_row)
+  echo "per-CPU row: $row" | tee -a "$LOG"
+  marker='<!-- per-cpu rows end: scripts/run_benchmarks.sh inserts its row above this line -->'
+  if [[ $PER_CPU_TABLE != none && -f $PER_CPU_TABLE ]] && grep -qF "$marker" "$PER_CPU_TABLE"; then
+    awk -v row="$row" -v m="$marker" '$0 == m { print row } { print }' "$PER_CPU_TABLE" >"$WORK/table" &&
+      cat "$WORK/table" >"$PER_CPU_TABLE"
+    say "appended this machine's row to $PER_CPU_TABLE (per-CPU table)"
+  elif [[ $PER_CPU_TABLE != none ]]; then
+    say "no per-CPU table marker in $PER_CPU_TABLE: row printed above, not written"
+  fi
+else
+  say "per-CPU row needs the default build at 1 and 2 threads (THREADS=\"2 1\"): not written"
+fi
 
 # ---- 5. compile time --------------------------------------------------------
 if [[ ${SKIP_COMPILE_TIME:-0} != 1 ]]; then

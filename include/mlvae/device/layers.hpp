@@ -89,7 +89,7 @@ private:
   typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
 };
 
-/// An element-wise activation on a device: y = f(x), dx = dy ⊙ f'(x) (TensorActivation<Op>).
+/// An element-wise activation on a device: y = f(x), dx = dy ⊙ f'(x) (the Op of nn/activations.hpp, on Tensor expressions).
 template <typename T, typename Ctx, typename Op>
 class DeviceElementwise {
 public:
@@ -116,7 +116,7 @@ public:
                         x.rows());
     input_ = &x;
     output_.resize(size_, x.cols());
-    assign(ctx_->device(), output_.tensor(), TensorActivation<Op>::value(op_, x.tensor()));
+    assign(ctx_->device(), output_.tensor(), op_.value(x.tensor()));
     return output_;
   }
   /// dx = dy ⊙ f'(x) when asked.
@@ -128,7 +128,7 @@ public:
       input_grad_.resize(size_, dy.cols());
       const auto& out = output_;
       assign(ctx_->device(), input_grad_.tensor(),
-             TensorActivation<Op>::gradient(op_, dy.tensor(), input_->tensor(), out.tensor()));
+             op_.gradient(dy.tensor(), input_->tensor(), out.tensor()));
     }
     return input_grad_;
   }

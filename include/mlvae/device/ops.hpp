@@ -17,6 +17,7 @@
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/types.hpp"
 #include "mlvae/device/context.hpp"
+#include "mlvae/dist/gaussian.hpp"
 #include "mlvae/dist/likelihood.hpp"
 #include "mlvae/nn/activations.hpp"
 #include "mlvae/optim/adam.hpp"
@@ -34,136 +35,50 @@ using Dims2 = Eigen::array<Index, 2>;
 /// Three dimensions (rows, members, groups).
 using Dims3 = Eigen::array<Index, 3>;
 
-// ---- Activations -------------------------------------------------------------------------------
-
-/// f and f' of an activation Op (nn/activations.hpp) as Tensor expressions. Specialised for every
-/// activation; a new activation needs its specialisation here to run on a device.
-template <typename Op>
-struct TensorActivation {
-  static_assert(sizeof(Op) == 0, "mlvae::device: this activation has no Tensor form yet (add a TensorActivation)");
-};
-
-/// Identity: y = x, dx = dy.
-template <>
-struct TensorActivation<activation::IdentityOp> {
-  /// y = x.
-  template <typename X> static auto value(const activation::IdentityOp&, const X& x) { return x; }
-  /// dx = dy.
-  template <typename DY, typename X, typename Y>
-  static auto gradient(const activation::IdentityOp&, const DY& dy, const X&, const Y&) { return dy; }
-};
-/// tanh: dx = dy (1 − y²).
-template <>
-struct TensorActivation<activation::TanhOp> {
-  /// y = tanh x.
-  template <typename X> static auto value(const activation::TanhOp&, const X& x) { return x.tanh(); }
-  /// dx = dy (1 − y²).
-  template <typename DY, typename X, typename Y>
-  static auto gradient(const activation::TanhOp&, const DY& dy, const X&, const Y& y) {
-    using S = typename Eigen::internal::traits<Y>::Scalar;
-    return dy * (S(1) - y.square());
-  }
-};
-/// ReLU: dx = dy [x > 0].
-template <>
-struct TensorActivation<activation::ReluOp> {
-  /// y = max(x, 0).
-  template <typename X> static auto value(const activation::ReluOp&, const X& x) {
-    using S = typename Eigen::internal::traits<X>::Scalar;
-    return x.cwiseMax(S(0));
-  }
-  /// dx = dy [x > 0].
-  template <typename DY, typename X, typename Y>
-  static auto gradient(const activation::ReluOp&, const DY& dy, const X& x, const Y&) {
-    using S = typename Eigen::internal::traits<X>::Scalar;
-    return (x > S(0)).select(dy, dy.constant(S(0)));
-  }
-};
-/// Leaky ReLU: y = x (x > 0) else slope·x.
-template <>
-struct TensorActivation<activation::LeakyReluOp> {
-  /// y = x if x > 0 else slope·x.
-  template <typename X> static auto value(const activation::LeakyReluOp& op, const X& x) {
-    using S = typename Eigen::internal::traits<X>::Scalar;
-    return (x > S(0)).select(x, x * S(op.slope));
-  }
-  /// dx = dy if x > 0 else slope·dy.
-  template <typename DY, typename X, typename Y>
-  static auto gradient(const activation::LeakyReluOp& op, const DY& dy, const X& x, const Y&) {
-    using S = typename Eigen::internal::traits<X>::Scalar;
-    return (x > S(0)).select(dy, dy * S(op.slope));
-  }
-};
-/// Sigmoid: dx = dy y (1 − y).
-template <>
-struct TensorActivation<activation::SigmoidOp> {
-  /// y = 1 / (1 + e^{−x}).
-  template <typename X> static auto value(const activation::SigmoidOp&, const X& x) { return x.sigmoid(); }
-  /// dx = dy y (1 − y).
-  template <typename DY, typename X, typename Y>
-  static auto gradient(const activation::SigmoidOp&, const DY& dy, const X&, const Y& y) {
-    using S = typename Eigen::internal::traits<Y>::Scalar;
-    return dy * y * (S(1) - y);
-  }
-};
-/// Softplus: y = max(x, 0) + log1p(e^{−|x|}), dx = dy sigmoid(x).
-template <>
-struct TensorActivation<activation::SoftplusOp> {
-  /// y = softplus(x), overflow-safe.
-  template <typename X> static auto value(const activation::SoftplusOp&, const X& x) {
-    using S = typename Eigen::internal::traits<X>::Scalar;
-    return x.cwiseMax(S(0)) + (-x.abs()).exp().log1p();
-  }
-  /// dx = dy sigmoid(x).
-  template <typename DY, typename X, typename Y>
-  static auto gradient(const activation::SoftplusOp&, const DY& dy, const X& x, const Y&) { return dy * x.sigmoid(); }
-};
-
 // ---- Likelihoods -------------------------------------------------------------------------------
 
-/// A likelihood (dist/likelihood.hpp) as Tensor expressions: per-column log p(x | out),
-/// weight · d log p / d out, and the mean E[x] for pictures. Specialised for the three likelihoods of mlvae.
+/// A likelihood (dist/likelihood.hpp) on a device: its element-wise formulas (the likelihood's
+/// *_terms functions, written once for both kinds of expression) with the device's reductions:
+/// per-column log p(x | out), weight · d log p / d out, and the mean E[x] for pictures.
+/// Specialised for the three likelihoods of mlvae.
 template <typename Likelihood>
 struct TensorLikelihood {
-  static_assert(sizeof(Likelihood) == 0, "mlvae::device: this likelihood has no Tensor form yet");
+  static_assert(sizeof(Likelihood) == 0, "mlvae::device: this likelihood has no device form yet");
 };
 
-/// Bernoulli with logits ℓ: log p = Σ x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}); d/dℓ = x − sigmoid(ℓ).
+/// Bernoulli with logits ℓ.
 template <typename T>
 struct TensorLikelihood<BernoulliLikelihood<T>> {
   /// Writes the per-column log-likelihood (1 x N as a vector of N) of x (D x N) given logits (D x N).
   template <typename D, typename X, typename O, typename L>
-  static void log_likelihood(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, L&& out) {
-    assign(d, out, (x * l - l.cwiseMax(T(0)) - (-l.abs()).exp().log1p()).sum(Dims1{0}));
+  static void log_likelihood(const D& d, const BernoulliLikelihood<T>& lik, const X& x, const O& l, L&& out) {
+    assign(d, out, lik.log_p_terms(x, l).sum(Dims1{0}));
   }
   /// Writes weight (x − sigmoid(ℓ)).
   template <typename D, typename X, typename O, typename G>
-  static void gradient(const D& d, const BernoulliLikelihood<T>&, const X& x, const O& l, T weight, G&& grad) {
-    assign(d, grad, weight * (x - l.sigmoid()));
+  static void gradient(const D& d, const BernoulliLikelihood<T>& lik, const X& x, const O& l, T weight, G&& grad) {
+    assign(d, grad, lik.gradient_terms(x, l, weight));
   }
   /// Writes E[x] = sigmoid(ℓ) (rows(ℓ) x N).
   template <typename D, typename O, typename M>
-  static void mean(const D& d, const BernoulliLikelihood<T>&, const O& l, M&& out) {
-    assign(d, out, l.sigmoid());
+  static void mean(const D& d, const BernoulliLikelihood<T>& lik, const O& l, M&& out) {
+    assign(d, out, lik.mean_terms(l));
   }
 };
 
-/// Gaussian with fixed variance σ²: log p = −½ (Σ (x − μ)²/σ² + D log 2πσ²); d/dμ = (x − μ)/σ².
+/// Gaussian with fixed variance σ².
 template <typename T>
 struct TensorLikelihood<GaussianLikelihood<T>> {
   /// Writes the per-column log-likelihood of x (D x N) given μ (D x N).
   template <typename D, typename X, typename O, typename L>
   static void log_likelihood(const D& d, const GaussianLikelihood<T>& lik, const X& x, const O& mu, L&& out) {
-    constexpr double log_two_pi = 1.8378770664093454835606594728112;
-    const Index rows = static_cast<Index>(x.dimension(0));
-    const T constant = T(static_cast<double>(rows) * (log_two_pi + std::log(static_cast<double>(lik.variance))));
-    assign(d, out, (x - mu).square().sum(Dims1{0}));  // a reduction at the root: no GPU temporary
-    assign(d, out, T(-0.5) * (out / lik.variance + constant));
+    assign(d, out, lik.squared_error_terms(x, mu).sum(Dims1{0}));  // a reduction at the root: no GPU temporary
+    assign(d, out, lik.log_p_from_squared_error(out, static_cast<Index>(x.dimension(0))));
   }
   /// Writes weight (x − μ)/σ².
   template <typename D, typename X, typename O, typename G>
   static void gradient(const D& d, const GaussianLikelihood<T>& lik, const X& x, const O& mu, T weight, G&& grad) {
-    assign(d, grad, (weight / lik.variance) * (x - mu));
+    assign(d, grad, lik.gradient_terms(x, mu, weight));
   }
   /// Writes E[x] = μ.
   template <typename D, typename O, typename M>
@@ -175,26 +90,24 @@ struct TensorLikelihood<GaussianLikelihood<T>> {
 /// Gaussian with learned variance, decoder rows [μ; log σ²].
 template <typename T>
 struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
-  /// Writes the per-column log-likelihood −½ Σ ((x − μ)²/σ² + log σ² + log 2π).
+  /// Writes the per-column log-likelihood.
   template <typename D, typename X, typename O, typename L>
-  static void log_likelihood(const D& d, const GaussianLearnedVarianceLikelihood<T>&, const X& x, const O& out_rows,
-                             L&& out) {
-    const T log_two_pi = T(1.8378770664093454835606594728112);
+  static void log_likelihood(const D& d, const GaussianLearnedVarianceLikelihood<T>& lik, const X& x,
+                             const O& out_rows, L&& out) {
     const Index rows = static_cast<Index>(x.dimension(0)), cols = static_cast<Index>(x.dimension(1));
     const auto mu = out_rows.slice(Dims2{0, 0}, Dims2{rows, cols});
     const auto logvar = out_rows.slice(Dims2{rows, 0}, Dims2{rows, cols});
-    assign(d, out, (T(-0.5) * ((x - mu).square() * (-logvar).exp() + logvar + log_two_pi)).sum(Dims1{0}));
+    assign(d, out, lik.log_p_terms(x, mu, logvar).sum(Dims1{0}));
   }
   /// Writes weight [(x − μ)/σ²; ½((x − μ)²/σ² − 1)].
   template <typename D, typename X, typename O, typename G>
-  static void gradient(const D& d, const GaussianLearnedVarianceLikelihood<T>&, const X& x, const O& out_rows, T weight,
-                       G&& grad) {
+  static void gradient(const D& d, const GaussianLearnedVarianceLikelihood<T>& lik, const X& x, const O& out_rows,
+                       T weight, G&& grad) {
     const Index rows = static_cast<Index>(x.dimension(0)), cols = static_cast<Index>(x.dimension(1));
     const auto mu = out_rows.slice(Dims2{0, 0}, Dims2{rows, cols});
     const auto logvar = out_rows.slice(Dims2{rows, 0}, Dims2{rows, cols});
-    assign(d, grad.slice(Dims2{0, 0}, Dims2{rows, cols}), weight * (x - mu) * (-logvar).exp());
-    assign(d, grad.slice(Dims2{rows, 0}, Dims2{rows, cols}),
-           weight * T(0.5) * ((x - mu).square() * (-logvar).exp() - T(1)));
+    assign(d, grad.slice(Dims2{0, 0}, Dims2{rows, cols}), lik.mean_gradient_terms(x, mu, logvar, weight));
+    assign(d, grad.slice(Dims2{rows, 0}, Dims2{rows, cols}), lik.logvar_gradient_terms(x, mu, logvar, weight));
   }
   /// Writes E[x] = μ, the top half of the decoder output.
   template <typename D, typename O, typename M>
@@ -209,15 +122,13 @@ struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
 /// Per-column KL(N(mean, diag e^{logvar}) ‖ N(0, I)) = ½ Σ_rows (μ² + σ² − 1 − log σ²) into `kl` (N).
 template <typename D, typename M, typename L, typename K>
 void kl_to_standard_normal(const D& d, const M& mean, const L& logvar, K&& kl) {
-  using T = typename Eigen::internal::traits<M>::Scalar;
-  assign(d, kl, (T(0.5) * (mean.square() + logvar.exp() - T(1) - logvar)).sum(Dims1{0}));
+  assign(d, kl, gaussian_terms::kl_to_standard_normal(mean, logvar).sum(Dims1{0}));
 }
 
 /// z = mean + e^{½ logvar} ⊙ eps.
 template <typename D, typename M, typename L, typename E, typename Z>
 void reparameterize(const D& d, const M& mean, const L& logvar, const E& eps, Z&& z) {
-  using T = typename Eigen::internal::traits<M>::Scalar;
-  assign(d, z, mean + (T(0.5) * logvar).exp() * eps);
+  assign(d, z, gaussian_terms::sample(mean, logvar, eps));
 }
 
 /// Backward of a reparameterised sample and its weighted KL term together, WRITING (not adding)
@@ -227,7 +138,8 @@ template <typename D, typename M, typename L, typename E, typename DZ, typename 
 void sample_and_kl_backward(const D& d, const M& mean, const L& logvar, const E& eps, const DZ& dz, T kl_weight,
                             DM&& dmean, DL&& dlogvar) {
   assign(d, dmean, dz + kl_weight * mean);
-  assign(d, dlogvar, dz * eps * T(0.5) * (T(0.5) * logvar).exp() + kl_weight * T(0.5) * (logvar.exp() - T(1)));
+  assign(d, dlogvar,
+         gaussian_terms::sample_logvar_gradient(logvar, eps, dz) + gaussian_terms::kl_logvar_gradient(logvar, kl_weight));
 }
 
 // ---- Groups (CSR column ranges) ----------------------------------------------------------------

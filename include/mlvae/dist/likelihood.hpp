@@ -5,11 +5,16 @@
 ///   Bernoulli (logits ℓ):        log p = Σ x ℓ − softplus(ℓ),       d/dℓ = x − sigmoid(ℓ)
 ///   Gaussian, fixed variance σ²: log p = −½ Σ ((x−μ)²/σ² + log 2πσ²), d/dμ = (x − μ)/σ²
 ///   Gaussian, learned variance:  output rows [μ; log σ²],  d/dlog σ² = ½((x−μ)²/σ² − 1)
+/// The element-wise formulas (the *_terms functions) are written once, for the CPU's Array
+/// expressions and a device's Tensor expressions (device/ops.hpp's TensorLikelihood); only the
+/// reductions are written per device.
 #pragma once
 
+#include "mlvae/core/elementwise.hpp"
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/threads.hpp"
 #include "mlvae/core/types.hpp"
+#include "mlvae/dist/gaussian.hpp"
 
 #include <cmath>
 #include <string>
@@ -51,15 +56,27 @@ struct BernoulliLikelihood {
                                "); use a Gaussian likelihood or rescale the data");
   }
 
-  /// log p(x | logits) per column, in the stable form x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}).
+  /// The summands of log p, x ℓ − max(ℓ, 0) − log1p(e^{−|ℓ|}) (the stable form), element-wise.
+  template <typename X, typename L>
+  static auto log_p_terms(const X& x, const L& l) {
+    return x * l - ew::max(l, T(0)) - (-l.abs()).exp().log1p();
+  }
+  /// weight · d log p / dℓ = weight (x − sigmoid(ℓ)), element-wise.
+  template <typename X, typename L>
+  static auto gradient_terms(const X& x, const L& l, T weight) { return weight * (x - ew::sigmoid(l)); }
+  /// E[x] = sigmoid(ℓ), element-wise.
+  template <typename L>
+  static auto mean_terms(const L& l) { return ew::sigmoid(l); }
+
+  /// log p(x | logits) per column: the column sums of log_p_terms.
   template <typename X, typename O>
   void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, RowVector<T>& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, logits, x.rows());
     ensure_shape(out, 1, x.cols());
     parallel_columns(x.cols(), x.rows(), [&](Index begin, Index end) {
-      const auto l = logits.middleCols(begin, end - begin).array();
-      out.middleCols(begin, end - begin) =
-          (x.middleCols(begin, end - begin).array() * l - l.max(T(0)) - (-l.abs()).exp().log1p()).colwise().sum();
+      const Index n = end - begin;
+      out.middleCols(begin, n) =
+          log_p_terms(x.middleCols(begin, n).array(), logits.middleCols(begin, n).array()).colwise().sum();
     });
   }
   /// Writes weight · d log p / d logits = weight (x − sigmoid(ℓ)).
@@ -69,7 +86,7 @@ struct BernoulliLikelihood {
     parallel_columns(x.cols(), x.rows(), [&](Index begin, Index end) {
       const Index n = end - begin;
       grad.middleCols(begin, n).array() =
-          weight * (x.middleCols(begin, n).array() - logits.middleCols(begin, n).array().logistic());
+          gradient_terms(x.middleCols(begin, n).array(), logits.middleCols(begin, n).array(), weight);
     });
   }
   /// log_likelihood() and gradient() in one pass (what a training step needs): per column, e = exp(−|ℓ|) is
@@ -97,7 +114,7 @@ struct BernoulliLikelihood {
   template <typename O>
   void mean(const Eigen::MatrixBase<O>& logits, Matrix<T>& out) const {
     ensure_shape(out, logits.rows(), logits.cols());
-    out.array() = logits.array().logistic();
+    out.array() = mean_terms(logits.array());
   }
 };
 
@@ -126,21 +143,33 @@ struct GaussianLikelihood {
     require<ArgumentError>(x.allFinite(), "the ", what, " holds NaN or infinite values");
   }
 
+  /// The summands of Σ (x − μ)², element-wise.
+  template <typename X, typename M>
+  static auto squared_error_terms(const X& x, const M& mu) { return (x - mu).square(); }
+  /// log p per column, −½ (s/σ² + D log 2πσ²), from the column sums s of squared_error_terms
+  /// over D = `rows` features (element-wise on s).
+  template <typename S>
+  auto log_p_from_squared_error(const S& sums, Index rows) const {
+    constexpr T log_two_pi = T(1.8378770664093454835606594728112);
+    return T(-0.5) * (sums / variance + T(rows) * (log_two_pi + std::log(variance)));
+  }
+  /// weight · d log p / dμ = weight (x − μ) / σ², element-wise.
+  template <typename X, typename M>
+  auto gradient_terms(const X& x, const M& mu, T weight) const { return (weight / variance) * (x - mu); }
+
   /// log p(x | μ) per column, −½ Σ ((x − μ)²/σ² + log 2πσ²), into `out` (1 x batch).
   /// Throws ShapeError unless μ has the shape of x.
   template <typename X, typename O>
   void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, RowVector<T>& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, mu, x.rows());
-    constexpr T log_two_pi = T(1.8378770664093454835606594728112);
     ensure_shape(out, 1, x.cols());
-    const T constant = T(x.rows()) * (log_two_pi + std::log(variance));
-    out = T(-0.5) * ((x - mu).array().square().colwise().sum() / variance + constant);
+    out = log_p_from_squared_error(squared_error_terms(x.array(), mu.array()).colwise().sum(), x.rows());
   }
   /// Writes weight · d log p / dμ = weight (x − μ) / σ² into `grad`.
   template <typename X, typename O>
   void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, T weight, Matrix<T>& grad) const {
     ensure_shape(grad, mu.rows(), mu.cols());
-    grad.array() = (weight / variance) * (x - mu).array();
+    grad.array() = gradient_terms(x.array(), mu.array(), weight);
   }
   /// E[x] = μ (the decoder output itself).
   template <typename O>
@@ -162,29 +191,41 @@ struct GaussianLearnedVarianceLikelihood {
     require<ArgumentError>(x.allFinite(), "the ", what, " holds NaN or infinite values");
   }
 
+  /// The summands of log p, −½ ((x − μ)²/σ² + log σ² + log 2π), element-wise: the Gaussian
+  /// log-density of dist/gaussian.hpp.
+  template <typename X, typename M, typename L>
+  static auto log_p_terms(const X& x, const M& mu, const L& logvar) {
+    return gaussian_terms::log_density(x, mu, logvar);
+  }
+  /// weight · d log p / dμ = weight (x − μ)/σ², element-wise.
+  template <typename X, typename M, typename L>
+  static auto mean_gradient_terms(const X& x, const M& mu, const L& logvar, T weight) {
+    return weight * (x - mu) * (-logvar).exp();
+  }
+  /// weight · d log p / d log σ² = weight ½ ((x − μ)²/σ² − 1), element-wise.
+  template <typename X, typename M, typename L>
+  static auto logvar_gradient_terms(const X& x, const M& mu, const L& logvar, T weight) {
+    return weight * T(0.5) * ((x - mu).square() * (-logvar).exp() - T(1));
+  }
+
   /// log p(x | μ, σ²) per column, −½ Σ ((x − μ)²/σ² + log σ² + log 2π), into `out` (1 x batch).
   /// Throws ShapeError unless the decoder output is 2·rows(x) x cols(x).
   template <typename X, typename O>
   void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, RowVector<T>& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, out_rows, 2 * x.rows());
-    constexpr T log_two_pi = T(1.8378770664093454835606594728112);
     const Index d = x.rows();
-    const auto mu = out_rows.topRows(d);
-    const auto logvar = out_rows.bottomRows(d);
     ensure_shape(out, 1, x.cols());
-    out = (T(-0.5) * ((x - mu).array().square() * (-logvar.array()).exp() + logvar.array() + log_two_pi))
-              .colwise()
-              .sum();
+    out = log_p_terms(x.array(), out_rows.topRows(d).array(), out_rows.bottomRows(d).array()).colwise().sum();
   }
   /// Writes weight · d log p / d[μ; log σ²] = weight [(x − μ)/σ²; ½((x − μ)²/σ² − 1)] into `grad` (2·D x batch).
   template <typename X, typename O>
   void gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, T weight, Matrix<T>& grad) const {
     const Index d = x.rows();
     ensure_shape(grad, 2 * d, x.cols());
-    const auto mu = out_rows.topRows(d);
-    const auto logvar = out_rows.bottomRows(d);
-    grad.topRows(d).array() = weight * (x - mu).array() * (-logvar.array()).exp();
-    grad.bottomRows(d).array() = weight * T(0.5) * ((x - mu).array().square() * (-logvar.array()).exp() - T(1));
+    const auto mu = out_rows.topRows(d).array();
+    const auto logvar = out_rows.bottomRows(d).array();
+    grad.topRows(d).array() = mean_gradient_terms(x.array(), mu, logvar, weight);
+    grad.bottomRows(d).array() = logvar_gradient_terms(x.array(), mu, logvar, weight);
   }
   /// E[x] = μ, the top half of the decoder output.
   template <typename O>

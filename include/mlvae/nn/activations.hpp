@@ -1,9 +1,11 @@
 /// @file
 /// mlvae/nn/activations.hpp — element-wise activation layers: identity, tanh, ReLU, leaky ReLU,
 /// sigmoid, softplus. Backward (docs/elbo.md, "Activations"): dx = dy ⊙ f'(x), with f' written
-/// in terms of the output where that is cheaper (tanh: 1 - y², sigmoid: y(1 - y)).
+/// in terms of the output where that is cheaper (tanh: 1 - y², sigmoid: y(1 - y)). Each f and f'
+/// is written once, for the CPU's Array expressions and a device's Tensor expressions alike.
 #pragma once
 
+#include "mlvae/core/elementwise.hpp"
 #include "mlvae/core/error.hpp"
 #include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/layer.hpp"
@@ -14,11 +16,15 @@ namespace mlvae {
 
 namespace activation {
 
+// Each Op is written once for both kinds of Eigen expression: Array expressions on the CPU
+// (Elementwise below) and Tensor expressions on a device (device::DeviceElementwise); the
+// spellings that differ between the two are in core/elementwise.hpp.
+
 /// f(x) = x.
 struct IdentityOp {
   /// Layer name used by describe().
   static constexpr const char* name = "Identity";
-  /// f(x) = x, element-wise on an Eigen array.
+  /// f(x) = x, element-wise.
   template <typename X> auto value(const X& x) const { return x; }
   /// dx = dy, given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
@@ -29,13 +35,12 @@ struct IdentityOp {
 struct TanhOp {
   /// Layer name used by describe().
   static constexpr const char* name = "Tanh";
-  /// f(x) = tanh x, element-wise on an Eigen array.
+  /// f(x) = tanh x, element-wise.
   template <typename X> auto value(const X& x) const { return x.tanh(); }
   /// dx = dy ⊙ (1 − y²), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X&, const Y& y) const {
-    using S = typename Y::Scalar;
-    return dy * (S(1) - y.square());
+    return dy * (ew::scalar_t<Y>(1) - y.square());
   }
 };
 
@@ -43,14 +48,11 @@ struct TanhOp {
 struct ReluOp {
   /// Layer name used by describe().
   static constexpr const char* name = "Relu";
-  /// f(x) = max(x, 0), element-wise on an Eigen array.
-  template <typename X> auto value(const X& x) const { return x.max(typename X::Scalar(0)); }
+  /// f(x) = max(x, 0), element-wise.
+  template <typename X> auto value(const X& x) const { return ew::max(x, ew::scalar_t<X>(0)); }
   /// dx = dy ⊙ [x > 0], given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
-  auto gradient(const DY& dy, const X& x, const Y&) const {
-    using S = typename X::Scalar;
-    return (x > S(0)).select(dy, S(0));
-  }
+  auto gradient(const DY& dy, const X& x, const Y&) const { return ew::where_positive_else_zero(x, dy); }
 };
 
 /// f(x) = x for x > 0, slope·x otherwise.
@@ -59,16 +61,14 @@ struct LeakyReluOp {
   static constexpr const char* name = "LeakyRelu";
   /// Multiplier applied to negative inputs.
   double slope = 0.01;
-  /// f(x) = x if x > 0 else slope·x, element-wise on an Eigen array.
+  /// f(x) = x if x > 0 else slope·x, element-wise.
   template <typename X> auto value(const X& x) const {
-    using S = typename X::Scalar;
-    return (x > S(0)).select(x, x * S(slope));
+    return ew::where_positive(x, x, x * ew::scalar_t<X>(slope));
   }
   /// dx = dy where x > 0, slope·dy elsewhere, given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X& x, const Y&) const {
-    using S = typename X::Scalar;
-    return (x > S(0)).select(dy, dy * S(slope));
+    return ew::where_positive(x, dy, dy * ew::scalar_t<X>(slope));
   }
 };
 
@@ -76,13 +76,12 @@ struct LeakyReluOp {
 struct SigmoidOp {
   /// Layer name used by describe().
   static constexpr const char* name = "Sigmoid";
-  /// f(x) = sigmoid(x), element-wise on an Eigen array.
-  template <typename X> auto value(const X& x) const { return x.logistic(); }
+  /// f(x) = sigmoid(x), element-wise.
+  template <typename X> auto value(const X& x) const { return ew::sigmoid(x); }
   /// dx = dy ⊙ y ⊙ (1 − y), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X&, const Y& y) const {
-    using S = typename Y::Scalar;
-    return dy * y * (S(1) - y);
+    return dy * y * (ew::scalar_t<Y>(1) - y);
   }
 };
 
@@ -90,14 +89,13 @@ struct SigmoidOp {
 struct SoftplusOp {
   /// Layer name used by describe().
   static constexpr const char* name = "Softplus";
-  /// f(x) = softplus(x) (overflow-safe), element-wise on an Eigen array.
+  /// f(x) = softplus(x) (overflow-safe), element-wise.
   template <typename X> auto value(const X& x) const {
-    using S = typename X::Scalar;
-    return x.max(S(0)) + (-x.abs()).exp().log1p();
+    return ew::max(x, ew::scalar_t<X>(0)) + (-x.abs()).exp().log1p();
   }
   /// dx = dy ⊙ sigmoid(x), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
-  auto gradient(const DY& dy, const X& x, const Y&) const { return dy * x.logistic(); }
+  auto gradient(const DY& dy, const X& x, const Y&) const { return dy * ew::sigmoid(x); }
 };
 
 }  // namespace activation
