@@ -245,8 +245,6 @@ inline LoadedData load_data(const DataOptions& o, std::uint64_t seed, Index min_
   return d;
 }
 
-/// The likelihood named on the command line ("auto": Bernoulli when the training data all lie in
-/// [0, 1], Gaussian with unit variance otherwise).
 /// Adds the model's size and observation-model options (--hidden, --layers, --style, --content,
 /// --likelihood, --variance), defined once for every example that trains the MLP ML-VAE.
 /// `size_note` follows the size options' help (e.g. " (mlp)"), `content_note` --content's.
@@ -269,6 +267,8 @@ inline void add_model_options(CLI::App& app, Index& hidden, int& layers, Index& 
       ->check(CLI::PositiveNumber)->capture_default_str();
 }
 
+/// The likelihood named on the command line ("auto": Bernoulli when the training data all lie in
+/// [0, 1], Gaussian with unit variance otherwise).
 inline std::string choose_likelihood(const std::string& requested, const Data& train) {
   if (requested != "auto") return requested;
   const bool unit = train.x.size() > 0 && train.x.minCoeff() >= T(0) && train.x.maxCoeff() <= T(1);
