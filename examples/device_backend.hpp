@@ -1,5 +1,5 @@
-// The --device switch of the examples: `cpu` trains with mlvae's CPU Trainer (the fast CPU path);
-// `cuda` or `cuda:N` runs the same Trainer's steps on an NVIDIA GPU through the device layer
+// The --device switch of the examples: `cpu` trains with mlvae's Trainer on the CPU model (the fast
+// CPU path); `cuda` or `cuda:N` runs the same Trainer's steps on an NVIDIA GPU through the device layer
 // (include/mlvae/device/), whose CUDA part lives in examples/device_cuda_*.cu and is compiled by nvcc
 // only when the build has MLVAE_ENABLE_CUDA=ON (cmake/mlvae_cuda.cmake). Without a usable GPU,
 // or in a build without CUDA, opening `cuda` throws mlvae::Error starting "no CUDA device found".
@@ -9,8 +9,6 @@
 #include <mlvae/train/trainer.hpp>
 
 #include <cctype>
-#include <functional>
-#include <memory>
 #include <string>
 
 namespace mlvae_examples {
@@ -39,26 +37,12 @@ inline DeviceChoice parse_device(const std::string& text) {
   return c;
 }
 
-/// A host Trainer's steps on a device (mlvae::device::DeviceTrainer behind a virtual interface, so
-/// that the example's .cpp needs no CUDA header). The host Trainer keeps sampler, noise and
-/// counters; call sync_to_host() before a checkpoint or a CPU evaluation.
-template <typename Model>
-class DeviceSteps : public mlvae::EpochLoop<DeviceSteps<Model>, mlvae::StepReport, mlvae::LossTerms> {
-public:
-  virtual ~DeviceSteps() = default;
-  /// One step (mlvae::Trainer::step's semantics); false at the end of the epoch.
-  virtual bool step(mlvae::StepReport& report) = 0;
-  /// Parameters and Adam state back into the host Trainer.
-  virtual void sync_to_host() = 0;
-  /// "cuda:0 (NVIDIA ...)".
-  virtual std::string describe() const = 0;
-  // continue_epoch(): the rest of the epoch, from mlvae::EpochLoop (train/training_loop.hpp).
-};
-
 #ifdef MLVAE_EXAMPLES_WITH_CUDA
-/// Defined in examples/device_cuda_*.cu for train_mlvae's ML-VAEs (MLP with each likelihood, conv28, conv64).
+/// Runs `trainer`'s steps on CUDA device `index` from now on (mlvae::device::put_on with a CudaContext
+/// the trainer keeps alive); defined in examples/device_cuda_*.cu for train_mlvae's ML-VAEs (MLP with
+/// each likelihood, conv28, conv64).
 template <typename Model>
-std::unique_ptr<DeviceSteps<Model>> make_cuda_steps(mlvae::Trainer<Model>& trainer, int index);
+void put_on_cuda(mlvae::Trainer<Model>& trainer, int index);
 /// Why CUDA device `index` cannot be used ("" when it can); defined in examples/device_cuda_conv.cu.
 std::string cuda_unavailable_reason(int index);
 #endif
@@ -77,17 +61,18 @@ inline void check_device(const DeviceChoice& choice) {
 #endif
 }
 
-/// The device steps for `choice` (nullptr for the CPU), uploading the trainer's current state.
-/// Throws mlvae::Error "no CUDA device found ..." when CUDA was asked for and cannot be used.
+/// Runs `trainer`'s steps on the device `choice` names (nothing changes for the CPU), uploading the
+/// trainer's current state; trainer.device() names it afterwards. Throws mlvae::Error "no CUDA device
+/// found ..." when CUDA was asked for and cannot be used, and ArgumentError naming the option when
+/// the device step cannot compute one of the model's options.
 template <typename Model>
-std::unique_ptr<DeviceSteps<Model>> open_device(const DeviceChoice& choice, mlvae::Trainer<Model>& trainer) {
+void open_device(const DeviceChoice& choice, mlvae::Trainer<Model>& trainer) {
   check_device(choice);
 #ifdef MLVAE_EXAMPLES_WITH_CUDA
-  if (choice.cuda) return make_cuda_steps(trainer, choice.index);
+  if (choice.cuda) put_on_cuda(trainer, choice.index);
 #else
   (void)trainer;
 #endif
-  return nullptr;
 }
 
 }  // namespace mlvae_examples

@@ -16,9 +16,7 @@ std::string cuda_unavailable_reason(int index) {
   return reason;
 }
 
-template std::unique_ptr<DeviceSteps<mlvae::Conv28MLVAE<float>>> make_cuda_steps(
-    mlvae::Trainer<mlvae::Conv28MLVAE<float>>&, int);
-template std::unique_ptr<DeviceSteps<mlvae::Conv64MLVAE<float>>> make_cuda_steps(
-    mlvae::Trainer<mlvae::Conv64MLVAE<float>>&, int);
+template void put_on_cuda(mlvae::Trainer<mlvae::Conv28MLVAE<float>>&, int);
+template void put_on_cuda(mlvae::Trainer<mlvae::Conv64MLVAE<float>>&, int);
 
 }  // namespace mlvae_examples

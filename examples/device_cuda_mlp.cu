@@ -8,7 +8,7 @@
 namespace mlvae_examples {
 
 #define MLVAE_EXAMPLES_INSTANTIATE(...) \
-  template std::unique_ptr<DeviceSteps<__VA_ARGS__>> make_cuda_steps(mlvae::Trainer<__VA_ARGS__>&, int);
+  template void put_on_cuda(mlvae::Trainer<__VA_ARGS__>&, int);
 MLVAE_EXAMPLES_INSTANTIATE(mlvae::MlpMLVAEWith<float, mlvae::BernoulliLikelihood<float>>)
 MLVAE_EXAMPLES_INSTANTIATE(mlvae::MlpMLVAEWith<float, mlvae::GaussianLikelihood<float>>)
 MLVAE_EXAMPLES_INSTANTIATE(mlvae::MlpMLVAEWith<float, mlvae::GaussianLearnedVarianceLikelihood<float>>)

@@ -237,10 +237,9 @@ std::vector<mlvae::LossTerms> train_model(const char* name, Model& model, const 
   mlvae::Trainer<Model> trainer(model, train.x, train.keys, topt);
   // --device cuda: the ML-VAE's steps run on the GPU (the VAE has no device path yet); the
   // evaluation below runs on the CPU model after sync_to_host().
-  std::unique_ptr<mlvae_examples::DeviceSteps<Model>> device;
   if constexpr (mlvae::detail::is_grouped_model<Model>::value) {
-    device = mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
-    if (device) std::printf("%s: training on %s\n", name, device->describe().c_str());
+    mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
+    if (opt.device != "cpu") std::printf("%s: training on %s\n", name, trainer.device().c_str());
   } else if (opt.device != "cpu") {
     std::printf("%s: training on the CPU (the device layer has no VAE yet)\n", name);
   }
@@ -250,14 +249,8 @@ std::vector<mlvae::LossTerms> train_model(const char* name, Model& model, const 
     const auto t0 = std::chrono::steady_clock::now();
     const std::string label = std::string(name) + " epoch " + std::to_string(epoch) + "/" + std::to_string(opt.epochs);
     const auto on_step = [&](const mlvae::StepReport& r) { progress.step(r, label); };
-    mlvae::LossTerms tr;
-    if (device) {
-      trainer.start_epoch();
-      tr = device->continue_epoch(on_step);
-      device->sync_to_host();
-    } else {
-      tr = trainer.run_epoch(on_step);
-    }
+    const mlvae::LossTerms tr = trainer.run_epoch(on_step);
+    trainer.sync_to_host();  // the model's parameters back from the device, if the steps run on one
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const mlvae::LossTerms te = mlvae::evaluate_dataset(model, test.x, test.keys, opt.train_group_size);
     train_terms.push_back(tr);

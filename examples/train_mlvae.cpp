@@ -209,17 +209,15 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
       std::cout << "  nothing to train: the checkpoint has completed all " << completed
                 << " epoch(s) of --epochs; writing the outputs of the stored model\n";
   }
-  // --device cuda: the steps run on the GPU; `trainer` keeps sampler, noise and counters, and gets
-  // parameters and Adam state back (sync_to_host) before every checkpoint and every evaluation.
-  const auto device = mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
-  mlvae::require(!device || job.size == 1, "train_mlvae: --device ", opt.device, " under mpirun (", job.size,
+  // --device cuda: the trainer's steps run on the GPU; it keeps sampler, noise and counters, and
+  // checkpoints copy parameters and Adam state back; evaluation runs on the CPU model after that.
+  const mlvae_examples::DeviceChoice device = mlvae_examples::parse_device(opt.device);
+  mlvae::require(!device.cuda || job.size == 1, "train_mlvae: --device ", opt.device, " under mpirun (", job.size,
                  " ranks) is not supported: the device steps do not go through the MPI gradient reduction; run one "
                  "process per GPU without mpirun, or train on the CPU under mpirun");
-  if (device) std::cout << "training on " << device->describe() << " (the device layer; evaluation on the CPU)\n";
-  const auto save = [&] {
-    if (device) device->sync_to_host();
-    job.save(checkpoint_path, trainer, format);
-  };
+  mlvae_examples::open_device(device, trainer);
+  if (device.cuda) std::cout << "training on " << trainer.device() << " (the device layer; evaluation on the CPU)\n";
+  const auto save = [&] { job.save(checkpoint_path, trainer, format); };
 
   job.distribute(trainer, opt.shards);
 
@@ -272,12 +270,7 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
     };
     mlvae::LossTerms tr;
     try {
-      if (!device) {
-        tr = partial ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
-      } else {
-        if (!partial) trainer.start_epoch();
-        tr = device->continue_epoch(on_step);
-      }
+      tr = partial ? trainer.continue_epoch(on_step) : trainer.run_epoch(on_step);
     } catch (const StopRequested&) {
       progress.clear_line();
       std::cout << "stopped after " << steps_this_run << " step(s) (--stop-after-steps), in epoch " << epoch

@@ -398,7 +398,7 @@ TEST_CASE("device: encoding and decoding match the CPU model so the evaluation t
   CHECK(ll_dev.mean_elbo() == doctest::Approx(ll_cpu.mean_elbo()).epsilon(1e-5));
 }
 
-TEST_CASE("device trainer: trains with the host trainer's sampler and guards against divergence") {
+TEST_CASE("device trainer: the Trainer's steps on a device with its sampler and divergence guard") {
   const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
   auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
   Rng init(1);
@@ -406,33 +406,52 @@ TEST_CASE("device trainer: trains with the host trainer's sampler and guards aga
   TrainerOptions options;
   options.sampler = {2, 4, 4, 9};
   options.adam.learning_rate = 1e-2;
-  Trainer<decltype(model)> host(model, data, mlvae_test::toy_keys(64), options);
+  Trainer<decltype(model)> trainer(model, data, mlvae_test::toy_keys(64), options);
   DefaultContext ctx;
-  device::DeviceTrainer<decltype(model), DefaultContext> trainer(host, ctx);
+  const auto engine = device::put_on(trainer, ctx);
+  CHECK(trainer.device() == "cpu");  // the CPU context's name
+  CHECK(trainer.step_engine() == engine);
   const LossTerms first = trainer.run_epoch();
   LossTerms last;
   for (int e = 0; e < 15; ++e) last = trainer.run_epoch();
   INFO("loss first epoch ", first.loss, " last ", last.loss);
   CHECK(last.loss < first.loss - 1.0);
+  CHECK(engine->optimizer().step_count() == 16 * 8);
+  CHECK(trainer.optimizer().step_count() == 0);  // the host optimiser is stale until sync_to_host
+  trainer.sync_to_host();
   CHECK(trainer.optimizer().step_count() == 16 * 8);
 
+  // A device and a gradient strategy do not combine: refused, naming the device.
+  CHECK_THROWS_WITH_AS(trainer.set_gradient_strategy(std::make_shared<ShardedGradient<decltype(model)>>(2)),
+                       doctest::Contains("the steps run on cpu"), ArgumentError);
+
   // A non-finite parameter: Throw leaves everything unchanged, SkipStep counts the step.
-  trainer.sync_to_host();
-  Vector<float> before = host.model().parameters().values;
-  Vector<float> poisoned = before;
+  Vector<float> poisoned = model.parameters().values;
   poisoned(0) = std::numeric_limits<float>::quiet_NaN();
-  trainer.model().upload_parameters(poisoned);
+  engine->model().upload_parameters(poisoned);
   StepReport report;
   trainer.start_epoch();
   CHECK_THROWS_AS(trainer.step(report), DivergenceError);
-  CHECK(trainer.optimizer().step_count() == 16 * 8);
-  host.set_divergence_policy(DivergencePolicy::SkipStep);
+  CHECK(engine->step_count() == 16 * 8);
+  trainer.set_divergence_policy(DivergencePolicy::SkipStep);
   REQUIRE(trainer.step(report));
   CHECK(report.skipped);
-  CHECK(host.skipped_steps() == 1);
+  CHECK(trainer.skipped_steps() == 1);
   Vector<float> after;
-  trainer.model().download_parameters(after);
+  engine->model().download_parameters(after);
   CHECK(after.tail(after.size() - 1) == poisoned.tail(poisoned.size() - 1));
+
+  // Back to the host model: the engine's state comes back with it.
+  engine->model().upload_parameters(model.parameters().values);
+  StepReport on_device;
+  trainer.set_divergence_policy(DivergencePolicy::Throw);
+  REQUIRE(trainer.step(on_device));
+  Vector<float> device_values;
+  engine->model().download_parameters(device_values);
+  trainer.set_step_engine(nullptr);
+  CHECK(trainer.device() == "cpu");
+  CHECK(model.parameters().values == device_values);
+  CHECK(trainer.optimizer().step_count() == 16 * 8 + 1);
 }
 
 TEST_CASE("device trainer: checkpoints round-trip CPU to device to CPU") {
@@ -443,42 +462,49 @@ TEST_CASE("device trainer: checkpoints round-trip CPU to device to CPU") {
   model.initialize(init);
   TrainerOptions options;
   options.sampler = {2, 4, 4, 9};
-  Trainer<decltype(model)> host(model, data, mlvae_test::toy_keys(64), options);
-  mlvae_test::train_steps(host, 3);  // CPU steps: non-zero moments
+  Trainer<decltype(model)> trainer(model, data, mlvae_test::toy_keys(64), options);
+  mlvae_test::train_steps(trainer, 3);  // CPU steps: non-zero moments
   const Vector<float> cpu_values = model.parameters().values;
-  const Vector<float> cpu_m = host.optimizer().first_moment();
+  const Vector<float> cpu_m = trainer.optimizer().first_moment();
 
   DefaultContext ctx;
-  device::DeviceTrainer<decltype(model), DefaultContext> trainer(host, ctx);
+  const auto engine = device::put_on(trainer, ctx);
   trainer.sync_to_host();  // CPU -> device -> CPU: the same bits
   CHECK(model.parameters().values == cpu_values);
-  CHECK(host.optimizer().first_moment() == cpu_m);
-  CHECK(host.optimizer().step_count() == 3);
+  CHECK(trainer.optimizer().first_moment() == cpu_m);
+  CHECK(trainer.optimizer().step_count() == 3);
 
   StepReport report;
   for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));
-  trainer.sync_to_host();
-  save_checkpoint(dir.file("device.ckpt"), host);
+  save_checkpoint(dir.file("device.ckpt"), trainer);  // copies the device's state back itself
+  CHECK(trainer.optimizer().step_count() == 5);
 
   auto resumed_model = make_mlp_mlvae<float>(12, 16, 3, 3);
   Trainer<decltype(resumed_model)> resumed(resumed_model, data, mlvae_test::toy_keys(64), options);
   load_checkpoint(dir.file("device.ckpt"), resumed);
   CHECK(resumed_model.parameters().values == model.parameters().values);
-  CHECK(resumed.optimizer().second_moment() == host.optimizer().second_moment());
+  CHECK(resumed.optimizer().second_moment() == trainer.optimizer().second_moment());
   CHECK(resumed.optimizer().step_count() == 5);
-  CHECK(resumed.noise() == host.noise());
-  CHECK(resumed.step_in_epoch() == host.step_in_epoch());
+  CHECK(resumed.noise() == trainer.noise());
+  CHECK(resumed.step_in_epoch() == trainer.step_in_epoch());
 
   // The resumed run continues on a device exactly as the original one does.
-  device::DeviceTrainer<decltype(resumed_model), DefaultContext> again(resumed, ctx);
+  const auto again = device::put_on(resumed, ctx);
   StepReport a, b;
   REQUIRE(trainer.step(a));
-  REQUIRE(again.step(b));
+  REQUIRE(resumed.step(b));
   CHECK(a.terms.loss == b.terms.loss);
   Vector<float> va, vb;
-  trainer.model().download_parameters(va);
-  again.model().download_parameters(vb);
+  engine->model().download_parameters(va);
+  again->model().download_parameters(vb);
   CHECK(va == vb);
+
+  // A checkpoint loaded into a trainer that runs on a device goes onto the device.
+  load_checkpoint(dir.file("device.ckpt"), resumed);
+  Vector<float> loaded;
+  again->model().download_parameters(loaded);
+  CHECK(loaded == model.parameters().values);  // the checkpoint's (step 5), not the device's step 6
+  CHECK(again->step_count() == 5);
 }
 
 TEST_CASE("device allocation: steady-state device steps allocate no device memory") {
@@ -488,12 +514,12 @@ TEST_CASE("device allocation: steady-state device steps allocate no device memor
   model.initialize(init);
   TrainerOptions options;
   options.sampler = {3, 4, 4, 9};  // the last batch of an epoch is smaller: a shape change on the way
-  Trainer<decltype(model)> host(model, data, mlvae_test::toy_keys(64), options);
   Eigen::ThreadPool pool(2);
   PoolContext pool_ctx(Eigen::ThreadPoolDevice(&pool, 2));
   DefaultContext default_ctx;
   auto check = [&](auto& ctx) {
-    device::DeviceTrainer<decltype(model), std::decay_t<decltype(ctx)>> trainer(host, ctx);
+    Trainer<decltype(model)> trainer(model, data, mlvae_test::toy_keys(64), options);
+    device::put_on(trainer, ctx);
     trainer.run_epoch();  // warm-up: every workspace sized for the largest batch
     const long device_before = ctx.allocations().device, host_before = ctx.allocations().host;
     CHECK(device_before > 0);  // the counter sees the allocations

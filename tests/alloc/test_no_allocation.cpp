@@ -1,7 +1,7 @@
 // A steady-state training step touches no heap: after warm-up, Trainer::step (batch gathering,
 // forward, backward, Adam) on the MLP ML-VAE and forward_backward + Adam on the conv ML-VAE make
 // zero calls to malloc/calloc/realloc/posix_memalign/aligned_alloc, with 1 and with 2 threads; so
-// do the same steps in bfloat16 (nn/gemm_bf16.hpp), and DeviceTrainer::step on the device layer's CPU device (DefaultDevice);
+// do the same steps in bfloat16 (nn/gemm_bf16.hpp), and Trainer::step on the device layer's CPU device (DefaultDevice, device::put_on);
 // every candidate GEMM kernel of nn/gemm_select.hpp (OpenBLAS, BLIS where installed) makes none
 // per call at the models' products, which is what makes it a candidate (oneDNN's count is printed:
 // it allocates per call, so it is not one).
@@ -248,9 +248,9 @@ TEST_CASE("no allocation: steady-state device-layer steps on the CPU device") {
   auto model = mlvae::make_mlp_mlvae<float>();
   mlvae::Rng rng(1);
   model.initialize(rng);
-  mlvae::Trainer<decltype(model)> host(model, data.images, keys, {});
+  mlvae::Trainer<decltype(model)> trainer(model, data.images, keys, {});
   mlvae::device::CpuContext<> ctx;
-  mlvae::device::DeviceTrainer<decltype(model), mlvae::device::CpuContext<>> trainer(host, ctx);
+  mlvae::device::put_on(trainer, ctx);
   mlvae::StepReport report;
   for (int i = 0; i < 2; ++i) REQUIRE(trainer.step(report));
   const long device_before = ctx.allocations().device;

@@ -173,9 +173,9 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<int>(i % 8);
       TrainerOptions options;
       options.sampler = {4, 8, 8, 2};
-      Trainer<decltype(model)> host(model, data, keys, options);
+      Trainer<decltype(model)> trainer(model, data, keys, options);
       const Vector<float> before = model.parameters().values;
-      device::DeviceTrainer<decltype(model), device::CudaContext> trainer(host, ctx);
+      const auto engine = device::put_on(trainer, ctx);
       trainer.sync_to_host();
       expect(model.parameters().values == before, "parameters round-trip CPU -> GPU -> CPU bit for bit");
       const LossTerms first = trainer.run_epoch();
@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
       expect(last.loss < first.loss, "the GPU training loss decreases (" + std::to_string(first.loss) + " -> " +
                                          std::to_string(last.loss) + ")");
       trainer.sync_to_host();
-      expect(host.optimizer().step_count() == trainer.optimizer().step_count(), "Adam state copied back to the host");
+      expect(trainer.optimizer().step_count() == engine->step_count(), "Adam state copied back to the host");
     }
   } catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());

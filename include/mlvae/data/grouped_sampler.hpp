@@ -139,6 +139,9 @@ struct GroupedSamplerState {
 /// start_epoch() was never called; after an epoch ends it keeps returning false until start_epoch().
 class GroupedSampler {
 public:
+  /// What next() fills and what the constructor takes (the trainer reads both from here).
+  using Batch = GroupedBatch;
+  using Options = GroupedSamplerOptions;
   /// `keys[i]` is the group key (e.g. label) of dataset column i.
   /// @throws ArgumentError when keys are empty or the options are invalid.
   GroupedSampler(std::vector<int> keys, GroupedSamplerOptions options)

@@ -82,6 +82,9 @@ struct SemiSupervisedSamplerState {
 /// Mixes a labelled pool (indices + labels) and an unlabelled pool (indices) into minibatches at a set ratio.
 class SemiSupervisedSampler {
 public:
+  /// What next() fills and what the constructor takes (the trainer reads both from here).
+  using Batch = SemiSupervisedBatch;
+  using Options = SemiSupervisedSamplerOptions;
   /// `labelled` indices with their `labels` (same length), `unlabelled` indices. Throws ArgumentError when a
   /// pool is empty, the label count differs, a label is negative, or a batch count is < 1.
   SemiSupervisedSampler(std::vector<Index> labelled, std::vector<int> labels, std::vector<Index> unlabelled,

@@ -123,6 +123,8 @@ public:
 
   /// The context the model lives in.
   Ctx& context() { return *ctx_; }
+  /// The context (device) the model lives on.
+  const Ctx& context() const { return *ctx_; }
   /// Features per observation.
   Index data_size() const { return trunk_.input_size(); }
   /// Style dimensions.

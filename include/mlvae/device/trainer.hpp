@@ -1,10 +1,10 @@
 /// @file
 /// mlvae/device/trainer.hpp — training on a device: DeviceAdam (optim/adam.hpp's update with its
-/// moments on the device) and DeviceTrainer, which runs a host Trainer's run on a device. The host
-/// Trainer keeps everything that is not per-step arithmetic (sampler, noise Rng, counters, options),
-/// so checkpoints stay device-independent: sync_to_host() copies parameters and Adam moments back,
-/// and io/checkpoint.hpp writes the host Trainer as usual; a checkpoint loaded into a host Trainer
-/// resumes on any device.
+/// moments on the device) and DeviceEngine, the StepEngine through which the one Trainer
+/// (train/trainer.hpp) runs its steps on a device (put_on). The Trainer keeps everything that is not
+/// per-step arithmetic (sampler, noise Rng, counters, options), so checkpoints stay
+/// device-independent: io/checkpoint.hpp copies the state back before it writes, and a loaded
+/// checkpoint goes onto the device the trainer runs on.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace mlvae::device {
@@ -125,70 +126,79 @@ private:
   bool device_ahead_ = false;             // queue_step ran since the last sync_step_count()
 };
 
-/// Runs a host Trainer (train/trainer.hpp) on a device: the same sampler, the same options and
-/// divergence policy, the same StepReport. Each step draws one 64-bit noise key from the host
-/// Trainer's noise Rng (the device noise is CounterNormal of that key), gathers the minibatch into
-/// staging memory, uploads it, runs forward_backward and the Adam update on the device.
-/// The host Trainer's model and optimiser are stale until sync_to_host().
+/// The steps of a Trainer (train/trainer.hpp) on a device: a StepEngine that gathers each batch the
+/// Trainer's sampler draws into staging memory, uploads it, draws one 64-bit noise key from the
+/// Trainer's noise Rng (the device noise is CounterNormal of that key), and runs forward_backward and
+/// the Adam update on the device. The Trainer keeps its sampler, options, counters, divergence policy
+/// and StepReport; its model and optimiser are stale until Trainer::sync_to_host() (checkpoints call
+/// it). Put a trainer on a device with put_on(trainer, ctx).
 template <typename Model, typename Ctx>
-class DeviceTrainer : public EpochLoop<DeviceTrainer<Model, Ctx>, StepReport, LossTerms> {
+class DeviceEngine final : public StepEngine<Model> {
 public:
   /// The floating-point type.
   using T = typename Model::Scalar;
 
-  /// Uploads the host trainer's model and optimiser state to `ctx`. Both must outlive this.
-  DeviceTrainer(Trainer<Model>& host, Ctx& ctx)
-      : host_(host), model_(ctx, host.model()), optimizer_(ctx, host.optimizer()) {}
+  /// Uploads `model` (its parameters) and `optimizer` (its state and options) to `ctx`, which must
+  /// outlive this. Throws ArgumentError naming the option when the device step cannot compute one of
+  /// the model's options (require_device_supports).
+  DeviceEngine(Ctx& ctx, Model& model, const Adam<T>& optimizer)
+      : DeviceEngine(std::shared_ptr<Ctx>(std::shared_ptr<Ctx>(), &ctx), model, optimizer) {}
+  /// The same on a context the engine keeps alive (e.g. a CudaContext opened for it alone).
+  DeviceEngine(std::shared_ptr<Ctx> ctx, Model& model, const Adam<T>& optimizer)
+      : ctx_(std::move(ctx)), model_(*ctx_, model), optimizer_(*ctx_, optimizer) {}
 
-  /// One step on the next batch (Trainer::step's semantics, divergence policy included); returns
-  /// false at the end of an epoch.
-  bool step(StepReport& report) {
-    GroupedSampler& sampler = host_.sampler();
-    if (!sampler.next(batch_)) return false;
-    const Matrix<T>& data = host_.data();
-    auto x = model_.batch_staging(batch_.size());
-    for (Index j = 0; j < batch_.size(); ++j) x.col(j) = data.col(batch_.indices[static_cast<std::size_t>(j)]);
+  bool take_step(const Matrix<T>& data, const GroupedBatch& batch, Rng& noise, LossTerms& terms,
+                 double& gradient_norm) override {
+    auto x = model_.batch_staging(batch.size());
+    for (Index j = 0; j < batch.size(); ++j) x.col(j) = data.col(batch.indices[static_cast<std::size_t>(j)]);
     model_.commit_batch();
-    const std::uint64_t key = host_.noise()();
-    const StepResult result = model_.forward_backward(batch_.group_offsets, key);
-    const bool updated = std::isfinite(result.terms.loss) &&
-                         optimizer_.try_step(model_.parameters(), model_.gradients(), result.gradient_norm);
-    Index step_in_epoch = host_.step_in_epoch();
-    long long skipped = host_.skipped_steps();
-    mlvae::detail::close_step("DeviceTrainer", host_.options().on_divergence, updated, result.terms,
-                              result.gradient_norm, sampler, optimizer_, step_in_epoch, skipped, report);
-    host_.set_step_in_epoch(step_in_epoch);
-    host_.set_skipped_steps(skipped);
-    return true;
+    const std::uint64_t key = noise();
+    const StepResult result = model_.forward_backward(batch.group_offsets, key);
+    terms = result.terms;
+    gradient_norm = result.gradient_norm;
+    return std::isfinite(result.terms.loss) &&
+           optimizer_.try_step(model_.parameters(), model_.gradients(), result.gradient_norm);
   }
-
-  /// Starts a new epoch (as Trainer::start_epoch); run_epoch() and continue_epoch(): EpochLoop.
-  void start_epoch() { host_.start_epoch(); }
-
-  /// Copies parameters and Adam state back into the host Trainer (before a checkpoint or a CPU
-  /// evaluation). Waits for the device.
-  void sync_to_host() {
-    model_.download_parameters(host_.model().parameters().values);
-    optimizer_.download(host_.optimizer());
+  long long step_count() const override { return optimizer_.step_count(); }
+  std::string divergence_message(double norm) const override { return optimizer_.divergence_message(norm); }
+  /// Copies parameters and Adam state back into the host model and optimiser. Waits for the device.
+  void sync_to_host(Model& model, Adam<T>& optimizer) override {
+    model_.download_parameters(model.parameters().values);
+    optimizer_.download(optimizer);
   }
-  /// Uploads the host Trainer's parameters and Adam state again (e.g. after load_checkpoint()).
-  void sync_from_host() {
-    model_.upload_parameters(host_.model().parameters().values);
-    optimizer_ = DeviceAdam<T, Ctx>(model_.context(), host_.optimizer());
+  /// Uploads the host model's parameters and the host optimiser's state and options again.
+  void sync_from_host(const Model& model, const Adam<T>& optimizer) override {
+    model_.upload_parameters(model.parameters().values);
+    optimizer_ = DeviceAdam<T, Ctx>(model_.context(), optimizer);
   }
+  std::string describe() const override { return model_.context().describe(); }
 
   /// The device model.
   DeviceMLVAE<Model, Ctx>& model() { return model_; }
   /// The device optimiser.
   DeviceAdam<T, Ctx>& optimizer() { return optimizer_; }
-  /// The host Trainer.
-  Trainer<Model>& host() { return host_; }
 
 private:
-  Trainer<Model>& host_;
+  std::shared_ptr<Ctx> ctx_;  // owning when the engine keeps the context alive (before model_: built first)
   DeviceMLVAE<Model, Ctx> model_;
   DeviceAdam<T, Ctx> optimizer_;
-  GroupedBatch batch_;
 };
+
+/// Runs `trainer`'s steps on `ctx` from now on: uploads its model and optimiser state, sets the
+/// engine on the trainer, and returns it (shared with the trainer, which keeps `ctx` alive). Throws
+/// ArgumentError naming the option and the device when the device step cannot compute one of the
+/// model's options, and when the trainer has a gradient strategy (data parallelism, sharding).
+template <typename Model, typename Ctx>
+std::shared_ptr<DeviceEngine<Model, Ctx>> put_on(Trainer<Model>& trainer, std::shared_ptr<Ctx> ctx) {
+  trainer.sync_to_host();  // from an engine it may already run on
+  auto engine = std::make_shared<DeviceEngine<Model, Ctx>>(std::move(ctx), trainer.model(), trainer.optimizer());
+  trainer.set_step_engine(engine);
+  return engine;
+}
+/// put_on with a context that the caller keeps alive (it must outlive the trainer's use of it).
+template <typename Model, typename Ctx>
+std::shared_ptr<DeviceEngine<Model, Ctx>> put_on(Trainer<Model>& trainer, Ctx& ctx) {
+  return put_on(trainer, std::shared_ptr<Ctx>(std::shared_ptr<Ctx>(), &ctx));
+}
 
 }  // namespace mlvae::device

@@ -926,12 +926,14 @@ void load_model(const std::string& path, Model& model) {
 /// Serialises the whole training state of `trainer` into memory (see save_checkpoint).
 template <typename Training>
 std::string checkpoint_bytes(Training& trainer, CheckpointFormat format = CheckpointFormat::Binary) {
+  trainer.sync_to_host();  // a trainer whose steps run on a device: its state back into the host model
   detail::require_finite_state(trainer);
   detail::TrainingRecord<Training> record(trainer);
   return detail::write_to_string(format, [&](auto& ar) { record.fields(ar); });
 }
 
-/// Writes the complete training state — model (architecture + parameters), the trainer's options, Adam
+/// Writes the complete training state — model (architecture + parameters; first copied back from the
+/// device when the trainer's steps run on one), the trainer's options, Adam
 /// (step, moments), the noise Rng, the progress counters and the sampler's mid-epoch state — to `path`,
 /// atomically: a crash or error during the save leaves a previous file at `path` intact.
 /// @throws DivergenceError (nothing written) when parameters or moments are not finite.
@@ -961,6 +963,7 @@ void load_checkpoint_bytes(const std::string& bytes, Training& trainer, const st
     record.fields(ar);
     record.restore(trainer);
   });
+  trainer.sync_from_host();  // and onto the device its steps run on, if any
 }
 
 /// Restores a training state written by save_checkpoint into `trainer` (and its model), which must have the

@@ -23,7 +23,7 @@ namespace detail {
 /// unlabelled count must equal the trainer's, and the plans are bounded by an epoch's batches.
 template <>
 struct SamplerPart<SemiSupervisedSampler> {
-  using TrainerOptions = SemiSupervisedTrainerOptions;
+  using TrainerOptions = mlvae::SemiSupervisedTrainerOptions;
   static constexpr const char* options_block = "semisupervised_trainer_options";
   static constexpr const char* block_name = "semisupervised_sampler";
   static constexpr std::uint32_t block_version = 1;

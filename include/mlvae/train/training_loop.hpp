@@ -1,7 +1,7 @@
 /// @file
-/// mlvae/train/training_loop.hpp — what every trainer shares, written once: the divergence policy,
-/// the end of a step (policy, counters, report) and the epoch loop. Trainer, SemiSupervisedTrainer
-/// and device::DeviceTrainer differ only in how a step computes its loss terms and gradient.
+/// mlvae/train/training_loop.hpp — the divergence policy, the end of a step (policy, counters,
+/// report) and the epoch loop of the one Trainer (train/trainer.hpp), whatever its sampler and
+/// wherever its steps run.
 #pragma once
 
 #include "mlvae/core/error.hpp"
