@@ -675,10 +675,7 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
   app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
       ->capture_default_str();
-  app.add_option("--device", opt.device,
-                 "cpu, or cuda / cuda:N to train the ML-VAE on an NVIDIA GPU (needs a build with "
-                 "-DMLVAE_ENABLE_CUDA=ON; the VAE baseline and the evaluation run on the CPU)")
-      ->capture_default_str();
+  example::add_device_option(app, opt.device, "the ML-VAE (the VAE baseline and the evaluation run on the CPU)");
   app.add_option("--seeds", opt.seeds,
                  "comma-separated seeds, e.g. 1,2,3: the whole run once per seed (results_seed<N>.csv), then "
                  "results.csv and the printed table as mean and standard deviation over the seeds");

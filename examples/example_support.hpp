@@ -9,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "device_backend.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -243,6 +245,24 @@ inline LoadedData load_data(const DataOptions& o, std::uint64_t seed, Index min_
                                                            : std::string(", not images"),
                                         o.standardize ? ", standardised" : "", " (", o.data, ")");
   return d;
+}
+
+/// Adds --device (cpu, cuda or cuda:N; examples/device_backend.hpp), defined once for every example
+/// whose Trainer can run its steps on a GPU; `note` says what runs there. A malformed value is
+/// refused while parsing the command line.
+inline void add_device_option(CLI::App& app, std::string& device, const std::string& note) {
+  app.add_option("--device", device,
+                 "cpu, or cuda / cuda:N to train " + note + " on an NVIDIA GPU (needs a build with "
+                 "-DMLVAE_ENABLE_CUDA=ON; checkpoints are the same on every device)")
+      ->check([](const std::string& text) {
+        try {
+          mlvae_examples::parse_device(text);
+          return std::string();
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+      })
+      ->capture_default_str();
 }
 
 /// Adds the model's size and observation-model options (--hidden, --layers, --style, --content,

@@ -450,10 +450,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
       ->capture_default_str();
-  app.add_option("--device", opt.device,
-                 "cpu, or cuda / cuda:N to train on an NVIDIA GPU (needs a build with -DMLVAE_ENABLE_CUDA=ON; "
-                 "checkpoints are the same on every device)")
-      ->capture_default_str();
+  example::add_device_option(app, opt.device, "the model");
   CLI11_PARSE(app, argc, argv);
   for (const char* name : {"--groups-per-batch", "--group-size", "--max-group-size", "--seed", "--lr"})
     opt.given[name] = app.count(name) > 0;
