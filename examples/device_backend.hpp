@@ -6,6 +6,7 @@
 #pragma once
 
 #include <mlvae/core/error.hpp>
+#include <mlvae/device/support.hpp>
 #include <mlvae/train/trainer.hpp>
 
 #include <cctype>
@@ -65,14 +66,19 @@ inline void check_device(const DeviceChoice& choice) {
 /// trainer's current state; trainer.device() names it afterwards. Throws mlvae::Error "no CUDA device
 /// found ..." when CUDA was asked for and cannot be used, and ArgumentError naming the option when
 /// the device step cannot compute one of the model's options.
-template <typename Model>
-void open_device(const DeviceChoice& choice, mlvae::Trainer<Model>& trainer) {
-  check_device(choice);
+template <typename Model, typename Sampler>
+void open_device(const DeviceChoice& choice, mlvae::Trainer<Model, Sampler>& trainer) {
+  if (!choice.cuda) return;
+  if constexpr (!mlvae::device::detail::device_runs_v<Model, Sampler>) {
+    mlvae::device::refuse_device(trainer.model(), choice.text);  // before looking for a GPU: not a GPU problem
+  } else {
+    check_device(choice);
 #ifdef MLVAE_EXAMPLES_WITH_CUDA
-  if (choice.cuda) put_on_cuda(trainer, choice.index);
+    put_on_cuda(trainer, choice.index);
 #else
-  (void)trainer;
+    (void)trainer;
 #endif
+  }
 }
 
 }  // namespace mlvae_examples

@@ -196,6 +196,11 @@ int run(const Options& opt, example::LoadedData& data, Model&& model) {
                       : std::string())
               << " per batch, lr " << topt.adam.learning_rate << "); " << threads
               << " thread(s) (results do not depend on the thread count)\n";
+    if (opt.verbose) {  // the kernels the checkpoint was written with (this run prints its own after a step)
+      const std::string kernels = mlvae::read_checkpoint_info(opt.resume).gemm_kernels;
+      std::cout << "  the checkpoint's GEMM kernels: "
+                << (kernels.empty() ? std::string("not recorded (an older checkpoint)\n") : "\n" + kernels);
+    }
     mlvae::require<mlvae::ArgumentError>(opt.epochs >= first_epoch || (!continue_current && opt.epochs == completed),
                                          "--epochs ", opt.epochs, " is below the ",
                                          continue_current ? started : completed, " epoch(s) the checkpoint '",

@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "device_backend.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -32,6 +34,7 @@ struct Options {
   std::uint64_t seed = 1;
   std::string data_dir = mlvae::fashion_mnist_default_dir();
   std::string out_dir = "out/train_semisupervised";
+  std::string device = "cpu";  // cpu | cuda | cuda:N (examples/device_backend.hpp): refused for this model
   mlvae::Index labelled_per_batch = 32;
   mlvae::Index unlabelled_per_batch = 96;
   mlvae::Index hidden = 256;
@@ -49,6 +52,9 @@ int run(const Options& opt, Model&& model) {
   using M = std::decay_t<Model>;
   using T = typename M::Scalar;
   namespace fs = std::filesystem;
+  // The device step has no semi-supervised model yet: --device cuda is refused by name before any work,
+  // never run on the CPU instead.
+  if (mlvae_examples::parse_device(opt.device).cuda) mlvae::device::refuse_device(model, opt.device);
   const int threads = mlvae::set_threads(opt.threads);
   fs::create_directories(opt.out_dir);
 
@@ -217,6 +223,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--data", opt.data_dir, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
+  app.add_option("--device", opt.device,
+                 "cpu (cuda / cuda:N is refused: the device layer has no semi-supervised model yet)")
+      ->capture_default_str();
   app.add_option("--labelled-per-batch", opt.labelled_per_batch, "labelled images in each minibatch")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--unlabelled-per-batch", opt.unlabelled_per_batch, "unlabelled images in each minibatch")

@@ -68,6 +68,36 @@ void check_same_state(Trainer& a, Trainer& b) {
 
 }  // namespace
 
+TEST_CASE("checkpoint: a training checkpoint records the GEMM kernel chosen for each product") {
+  TempDir tmp;
+  mlvae::set_gemm_kernel(mlvae::GemmKernel::Eigen);  // a choice without timing (nothing measured in a test)
+  // A float product large enough to go through the kernel choice (nn/gemm_select.hpp).
+  const mlvae::Matrix<float> a = mlvae::Matrix<float>::Constant(128, 128, 0.5f);
+  const mlvae::Matrix<float> b = mlvae::Matrix<float>::Constant(128, 128, 0.25f);
+  mlvae::Matrix<float> c(128, 128);
+  mlvae::Gemm<float> gemm;
+  gemm.run(mlvae::Transpose::No, mlvae::Transpose::No, a, b, c, false);
+  const std::vector<std::string> choices = mlvae::gemm_kernel_choices();
+  REQUIRE(choices.size() == 1);
+  CHECK(choices[0] == "NN 128x128x128: eigen");
+
+  const auto data = toy_data<float>(40);
+  auto model = mlvae::make_mlp_mlvae<float>(12, 7, 3, 2);
+  mlvae::Rng init(1);
+  model.initialize(init);
+  mlvae::Trainer<decltype(model)> trainer(model, data, toy_keys(40), toy_options());
+  train_steps(trainer, 2);
+  for (const auto format : {CheckpointFormat::Binary, CheckpointFormat::Json}) {
+    const std::string path = tmp.file(format == CheckpointFormat::Json ? "k.json" : "k.bin");
+    mlvae::save_checkpoint(path, trainer, format);
+    CHECK(mlvae::read_checkpoint_info(path).gemm_kernels == "NN 128x128x128: eigen\n");
+    mlvae::Trainer<decltype(model)> resumed(model, data, toy_keys(40), toy_options());
+    mlvae::load_checkpoint(path, resumed);  // the record does not stand in the way of loading
+    CHECK(resumed.optimizer().step_count() == 2);
+  }
+  mlvae::reset_gemm_selection();  // back to the environment's choice
+}
+
 TEST_CASE("checkpoint: binary and JSON round trips restore the whole training state exactly") {
   TempDir tmp;
   const auto data = toy_data<double>(40);

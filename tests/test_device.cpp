@@ -93,7 +93,7 @@ TEST_CASE("device: every activation and Dense match the CPU layers") {
   const Matrix<float> dy = random_matrix<float>(4, 9, 6);
   const Matrix<float> y = dense.forward(x);
   const Matrix<float> dx = dense.backward(dy);
-  device::DeviceDense<float, DefaultContext> dev(ctx, dense);
+  device::device_layer_t<Dense<float>, DefaultContext> dev(ctx, dense);  // the same Dense on the device
   device::DeviceArray<float, DefaultContext> values(ctx), grads(ctx), xd(ctx), dyd(ctx);
   values.upload(store.values);
   grads.resize(store.size(), 1);
@@ -641,4 +641,81 @@ TEST_CASE("device: options the device step does not compute are refused by name 
   dev.options().content.aggregation = ContentAggregation::Mean;
   CHECK_THROWS_WITH_AS(dev.forward_backward({0, 4, 8}, 1), mlvae_test::contains("the GVAE content path"),
                        ArgumentError);
+}
+
+TEST_CASE("device matrix: each model family on each CPU device context runs the step or is refused by name") {
+  // The ML-VAE family runs (its steps against the CPU model: the tests above); every other family is
+  // refused when put on the device, naming the family and the device, and the trainer goes on on the
+  // CPU unchanged.
+  Eigen::ThreadPool pool(2);
+  PoolContext pool_ctx(Eigen::ThreadPoolDevice(&pool, 2));
+  DefaultContext default_ctx;
+  const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
+  const auto on_each = [&](auto&& check) {
+    check(default_ctx);
+    check(pool_ctx);
+  };
+  on_each([&](auto& ctx) {  // ML-VAE: accepted, and a step runs on the device
+    auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
+    Rng init(1);
+    model.initialize(init);
+    TrainerOptions options;
+    options.sampler = {2, 4, 4, 9};
+    Trainer<decltype(model)> trainer(model, data, mlvae_test::toy_keys(64), options);
+    const auto engine = device::put_on(trainer, ctx);
+    StepReport report;
+    REQUIRE(trainer.step(report));
+    CHECK(std::isfinite(report.terms.loss));
+    CHECK(engine->step_count() == 1);
+  });
+  const auto refused = [](auto& trainer, auto& ctx, const std::string& family) {
+    const Vector<float> before = trainer.model().parameters().values;
+    std::string message;
+    try {
+      device::put_on(trainer, ctx);
+    } catch (const ArgumentError& e) {
+      message = e.what();
+    }
+    CAPTURE(message);
+    CHECK(message.rfind("the device layer has no " + family + " yet: cpu runs the ML-VAE family only", 0) == 0);
+    CHECK(trainer.step_engine() == nullptr);
+    typename std::decay_t<decltype(trainer)>::Report report;
+    REQUIRE(trainer.step(report));  // still trains, on the CPU
+    CHECK(trainer.model().parameters().values != before);
+  };
+  on_each([&](auto& ctx) {  // the β-VAE family (β-VAE, β-TCVAE, HFVAE are one model class)
+    auto vae = make_mlp_vae<float>(12, 16, 4);
+    Rng init(2);
+    vae.initialize(init);
+    vae.set_kl_weight(4.0f);
+    TrainerOptions options;
+    options.sampler = {2, 4, 4, 9};
+    Trainer<decltype(vae)> trainer(vae, data, mlvae_test::toy_keys(64), options);
+    refused(trainer, ctx, "VAE");
+  });
+  for (const auto objective : {SemiSupervisedObjective::Siddharth, SemiSupervisedObjective::M2}) {
+    on_each([&](auto& ctx) {  // the semi-supervised model and M2
+      SemiSupervisedOptions<float> o;
+      o.objective = objective;
+      auto model = make_mlp_semisupervised<float>(12, 16, 4, 3, o);
+      Rng init(3);
+      model.initialize(init);
+      SemiSupervisedTrainerOptions options;
+      options.sampler.labelled_per_batch = 4;
+      options.sampler.unlabelled_per_batch = 8;
+      std::vector<Index> labelled, unlabelled;
+      std::vector<int> labels;
+      for (Index i = 0; i < 64; ++i) {
+        if (i < 16) {
+          labelled.push_back(i);
+          labels.push_back(static_cast<int>(i % 4));
+        } else {
+          unlabelled.push_back(i);
+        }
+      }
+      SemiSupervisedTrainer<decltype(model)> trainer(model, data, labelled, labels, unlabelled, options);
+      refused(trainer, ctx, objective == SemiSupervisedObjective::M2 ? "SemiSupervisedVAE/m2"
+                                                                     : "SemiSupervisedVAE/siddharth");
+    });
+  }
 }

@@ -156,6 +156,8 @@ semisupervised)  # train_semisupervised reports the validation error only when -
   if grep -q "validation error\|-100" "$OUT/plain.log"; then cat "$OUT/plain.log"; fail "a validation error was printed without --validation"; fi
   run "${SS[@]}" --validation 30 --out "$OUT/validation" > "$OUT/validation.log"
   grep -q "validation error" "$OUT/validation.log" || { cat "$OUT/validation.log"; fail "no validation error printed"; }
+  # The device step has no semi-supervised model: refused by name, never trained on the CPU instead.
+  expect_error "the device layer has no SemiSupervisedVAE" "${SS[@]}" --device cuda --out "$OUT/x"
   ;;
 *) fail "unknown case" ;;
 esac

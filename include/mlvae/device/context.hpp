@@ -43,6 +43,9 @@ void assign(const D& d, L&& lhs, const R& rhs) {
                                   Eigen::internal::TiledEvaluation::Off>::run(op, d);
 }
 
+template <typename T, typename Ctx>
+class DeviceArray;
+
 /// Allocation counts of a context (each call to the wrapped allocator counts once).
 struct AllocationCounts {
   long device = 0;  ///< device buffers allocated (DeviceArray storage, and on the GPU Eigen's scratchpad)
@@ -62,6 +65,9 @@ public:
   /// Per call site state of a matrix product (packing buffers kept from call to call).
   template <typename T>
   using GemmSite = Gemm<T>;
+  /// The array a layer keeps and returns on this device.
+  template <typename T>
+  using Array = DeviceArray<T, CpuContext>;
 
   /// A context on a default-constructed device (Eigen::DefaultDevice).
   CpuContext() = default;
@@ -198,6 +204,13 @@ private:
   Index capacity_ = 0;
   Index rows_ = 0, cols_ = 0;
 };
+
+/// Sizes `a` to rows x cols (allocating only when it needs more elements than it holds): the
+/// device's ensure_shape (core/types.hpp), so a layer written once sizes either array the same way.
+template <typename T, typename Ctx>
+void ensure_shape(DeviceArray<T, Ctx>& a, Index rows, Index cols) {
+  a.resize(rows, cols);
+}
 
 /// An owning host staging buffer from a context (pinned memory on the GPU, so uploads from it are
 /// asynchronous), with a Matrix view. Reallocated only when a shape needs more elements.

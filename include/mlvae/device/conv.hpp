@@ -101,6 +101,8 @@ class DeviceConv2d {
 public:
   /// The floating-point type.
   using Scalar = T;
+  /// What the layer takes and returns (Sequential chains it).
+  using Array = DeviceArray<T, Ctx>;
   /// Mirrors `cpu` (geometry, channels) in `ctx`.
   DeviceConv2d(Ctx& ctx, const Conv2d<T>& cpu)
       : ctx_(&ctx), geom_(cpu.geometry()), out_channels_(cpu.output_shape().channels), describe_(cpu.describe()),
@@ -180,6 +182,8 @@ class DeviceConvTranspose2d {
 public:
   /// The floating-point type.
   using Scalar = T;
+  /// What the layer takes and returns (Sequential chains it).
+  using Array = DeviceArray<T, Ctx>;
   /// Mirrors `cpu` in `ctx`.
   DeviceConvTranspose2d(Ctx& ctx, const ConvTranspose2d<T>& cpu)
       : ctx_(&ctx), in_(cpu.input_shape()), geom_(cpu.geometry()), out_channels_(cpu.output_shape().channels),
@@ -264,6 +268,8 @@ class DeviceReshape {
 public:
   /// The floating-point type.
   using Scalar = T;
+  /// What the layer takes and returns (Sequential chains it).
+  using Array = DeviceArray<T, Ctx>;
   /// Mirrors `cpu`.
   DeviceReshape(Ctx&, const Reshape<T>& cpu) : size_(cpu.input_size()), describe_(cpu.describe()) {}
   /// Features in.

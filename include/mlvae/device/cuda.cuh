@@ -82,6 +82,9 @@ public:
   struct GemmSite {
     static_assert(std::is_same_v<T, float>, "mlvae::device::CudaContext: the CUDA path is float only");
   };
+  /// The array a layer keeps and returns on this device.
+  template <typename T>
+  using Array = DeviceArray<T, CudaContext>;
 
   /// Opens CUDA device `index`; throws mlvae::Error "no CUDA device found" when there is none, and
   /// ArgumentError when `index` is not a visible device.

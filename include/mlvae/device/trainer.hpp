@@ -11,6 +11,7 @@
 #include "mlvae/core/types.hpp"
 #include "mlvae/device/context.hpp"
 #include "mlvae/device/mlvae.hpp"
+#include "mlvae/device/support.hpp"
 #include "mlvae/device/ops.hpp"
 #include "mlvae/optim/adam.hpp"
 #include "mlvae/train/trainer.hpp"
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <string>
 
 namespace mlvae::device {
@@ -188,7 +190,7 @@ private:
 /// engine on the trainer, and returns it (shared with the trainer, which keeps `ctx` alive). Throws
 /// ArgumentError naming the option and the device when the device step cannot compute one of the
 /// model's options, and when the trainer has a gradient strategy (data parallelism, sharding).
-template <typename Model, typename Ctx>
+template <typename Model, typename Ctx, std::enable_if_t<detail::device_runs_v<Model, GroupedSampler>, int> = 0>
 std::shared_ptr<DeviceEngine<Model, Ctx>> put_on(Trainer<Model>& trainer, std::shared_ptr<Ctx> ctx) {
   trainer.sync_to_host();  // from an engine it may already run on
   auto engine = std::make_shared<DeviceEngine<Model, Ctx>>(std::move(ctx), trainer.model(), trainer.optimizer());
@@ -196,9 +198,23 @@ std::shared_ptr<DeviceEngine<Model, Ctx>> put_on(Trainer<Model>& trainer, std::s
   return engine;
 }
 /// put_on with a context that the caller keeps alive (it must outlive the trainer's use of it).
-template <typename Model, typename Ctx>
+template <typename Model, typename Ctx, std::enable_if_t<detail::device_runs_v<Model, GroupedSampler>, int> = 0>
 std::shared_ptr<DeviceEngine<Model, Ctx>> put_on(Trainer<Model>& trainer, Ctx& ctx) {
   return put_on(trainer, std::shared_ptr<Ctx>(std::shared_ptr<Ctx>(), &ctx));
+}
+/// A model family the device step does not compute yet (the β-VAE family, the semi-supervised
+/// model, M2): refused with ArgumentError naming the family and the device, never trained as
+/// something else; the trainer is unchanged and keeps training on the CPU.
+template <typename Model, typename Sampler, typename Ctx,
+          std::enable_if_t<!detail::device_runs_v<Model, Sampler>, int> = 0>
+void put_on(Trainer<Model, Sampler>& trainer, Ctx& ctx) {
+  refuse_device(trainer.model(), ctx.describe());
+}
+/// The same refusal for a context the engine would keep alive.
+template <typename Model, typename Sampler, typename Ctx,
+          std::enable_if_t<!detail::device_runs_v<Model, Sampler>, int> = 0>
+void put_on(Trainer<Model, Sampler>& trainer, std::shared_ptr<Ctx> ctx) {
+  put_on(trainer, *ctx);
 }
 
 }  // namespace mlvae::device

@@ -23,6 +23,7 @@
 #include "mlvae/core/random.hpp"
 #include "mlvae/core/types.hpp"
 #include "mlvae/data/grouped_sampler.hpp"
+#include "mlvae/nn/gemm.hpp"
 #include "mlvae/optim/adam.hpp"
 #include "mlvae/train/trainer.hpp"
 
@@ -83,6 +84,10 @@ struct CheckpointInfo {
   std::vector<std::int64_t> latent_sizes;  ///< MLVAE: {style, content}; VAE: {latent}
   /// Number of stored parameters (the model's ParameterStore size).
   std::int64_t parameter_count = 0;
+  /// The matrix-product kernel the writing process had chosen for each product shape
+  /// (gemm_kernel_choices(), one "<shape>: <kernel>" line each; nn/gemm_select.hpp); empty in
+  /// files written before the model block's version 2.
+  std::string gemm_kernels;
 };
 
 namespace detail {
@@ -214,6 +219,17 @@ void rng_fields(Archive& ar, const std::string& name, std::array<std::uint64_t, 
 }
 
 // ---- blocks: a name, the block's version, then the part's fields ----------------------------
+/// Whether a part's fields depend on its block's version (it has `loaded_version`).
+template <typename Part, typename = void>
+struct has_loaded_version : std::false_type {};
+template <typename Part>
+struct has_loaded_version<Part, std::void_t<decltype(std::declval<Part&>().loaded_version)>> : std::true_type {};
+/// Tells such a part which version it reads.
+template <typename Part>
+void set_loaded_version(Part& part, std::uint32_t version) {
+  if constexpr (has_loaded_version<Part>::value) part.loaded_version = version;
+}
+
 /// Wraps a part (anything with block_name, block_version and fields(archive)) as one block.
 template <typename Part>
 struct Block {
@@ -235,6 +251,7 @@ struct Block {
     ar(cereal::make_nvp("version", version));
     require<IoError>(version >= 1 && version <= part.block_version, "block '", name, "' has version ", version,
                      "; this build reads versions 1 to ", part.block_version);
+    set_loaded_version(part, version);
     part.fields(ar);
   }
 };
@@ -242,9 +259,10 @@ struct Block {
 /// Writes or reads one part: as a block (format 3), or as the bare fields of format 1 and 2.
 template <typename Archive, typename Part>
 void part(Archive& ar, std::uint32_t file_version, Part& p) {
-  if (file_version < 3)
+  if (file_version < 3) {
+    set_loaded_version(p, 1);  // the fields of its first version
     p.fields(ar);
-  else
+  } else
     ar(cereal::make_nvp(p.block_name, Block<Part>{p}));
 }
 
@@ -280,9 +298,11 @@ inline std::string latent_string(const std::vector<std::int64_t>& v) {
 /// Block "model": what the model is. On load, checked against `want` (the receiving model) when there is one.
 struct ModelPart {
   static constexpr const char* block_name = "model";
-  static constexpr std::uint32_t block_version = 1;
+  /// 2: the GEMM kernel report after the parameter count.
+  static constexpr std::uint32_t block_version = 2;
   CheckpointInfo info;
   const CheckpointInfo* want = nullptr;
+  std::uint32_t loaded_version = block_version;  ///< the version being read (set by Block and part)
 
   template <typename Archive>
   void fields(Archive& ar) {
@@ -292,6 +312,7 @@ struct ModelPart {
     text(ar, "architecture", info.architecture, "bytes of architecture");
     sequence(ar, "latent_sizes", info.latent_sizes, -1, "latent sizes", 16);
     ar(cereal::make_nvp("parameter_count", info.parameter_count));
+    if (loaded_version >= 2) text(ar, "gemm_kernels", info.gemm_kernels, "bytes of the GEMM kernel report");
     if (is_loading_v<Archive> && want) check_matches(*want);
   }
 
@@ -328,6 +349,7 @@ CheckpointInfo describe_model(const Model& model, const char* kind) {
   info.architecture = model.describe();
   info.latent_sizes = model_latent_sizes(model);
   info.parameter_count = static_cast<std::int64_t>(model.parameters().size());
+  for (const std::string& line : gemm_kernel_choices()) info.gemm_kernels += line + "\n";
   return info;
 }
 
@@ -465,7 +487,7 @@ struct TrainingRecord {
 
   const CheckpointInfo want;
   const Options mine;
-  ModelPart model{want, &want};
+  ModelPart model{want, &want, ModelPart::block_version};
   ParametersPart<T> parameters;
   OptionsPart<Sampler> options{mine, &mine};
   AdamPart<T> adam;
@@ -888,7 +910,7 @@ private:
   template <typename Archive>
   Vector<typename Model::Scalar> fields(Archive& ar, const char* kind) const {
     const CheckpointInfo want = detail::describe_model(model, "model");
-    detail::ModelPart description{want, &want};
+    detail::ModelPart description{want, &want, detail::ModelPart::block_version};
     detail::envelope(ar, description.info, {"model", kind});
     detail::part(ar, description.info.version, description);
     detail::ParametersPart<typename Model::Scalar> parameters{model.parameters().values, want.parameter_count};

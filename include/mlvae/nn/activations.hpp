@@ -16,9 +16,9 @@ namespace mlvae {
 
 namespace activation {
 
-// Each Op is written once for both kinds of Eigen expression: Array expressions on the CPU
-// (Elementwise below) and Tensor expressions on a device (device::DeviceElementwise); the
-// spellings that differ between the two are in core/elementwise.hpp.
+// Each Op is written once for both kinds of Eigen expression: Array expressions on the CPU and
+// Tensor expressions on a device (BasicElementwise below, on either context); the spellings that
+// differ between the two are in core/elementwise.hpp.
 
 /// f(x) = x.
 struct IdentityOp {
@@ -100,17 +100,23 @@ struct SoftplusOp {
 
 }  // namespace activation
 
-/// An element-wise activation layer of `size` features; `Op` supplies f and f'.
-template <typename T, typename Op>
-class Elementwise {
+/// An element-wise activation layer of `size` features; `Op` supplies f and f'. Written once for
+/// every device: `Ctx` evaluates the formulas (HostContext, nn/gemm.hpp: Eigen Arrays over threads;
+/// a device context: Tensor expressions, device/layers.hpp). Elementwise<T, Op> is the CPU layer.
+template <typename T, typename Op, typename Ctx = HostContext>
+class BasicElementwise {
 public:
   /// The floating-point type of activations.
   using Scalar = T;
+  /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
+  using Array = typename Ctx::template Array<T>;
 
-  /// An activation over `size` features; throws ShapeError unless size > 0.
-  explicit Elementwise(Index size, Op op = Op{}) : size_(size), op_(op) {
-    require<ShapeError>(size > 0, Op::name, ": size must be positive, found ", size);
-  }
+  /// An activation over `size` features on the host; throws ShapeError unless size > 0.
+  explicit BasicElementwise(Index size, Op op = Op{}) : BasicElementwise(HostContext::instance(), size, op) {}
+  /// The activation `other` (its size and, for leaky ReLU, its slope) on `ctx`, which must outlive it.
+  template <typename OtherCtx>
+  BasicElementwise(Ctx& ctx, const BasicElementwise<T, Op, OtherCtx>& other)
+      : BasicElementwise(ctx, other.input_size(), other.op()) {}
 
   /// Number of features, `size`.
   Index input_size() const { return size_; }
@@ -126,52 +132,60 @@ public:
   void initialize(Rng&) {}
 
   /// y = f(x) element-wise for x of size x batch; throws ShapeError on a wrong row count.
-  const Matrix<T>& forward(const Matrix<T>& x) {
+  const Array& forward(const Array& x) {
     require<ShapeError>(x.rows() == size_, described(*this), ": expected input with ", size_, " rows, found ", x.rows());
     input_ = &x;
     ensure_shape(output_, size_, x.cols());
-    parallel_columns(x.cols(), size_, [&](Index begin, Index end) {
-      output_.middleCols(begin, end - begin).array() = op_.value(x.middleCols(begin, end - begin).array());
-    });
+    elementwise(*ctx_, output_, [this](const auto& v) { return op_.value(v); }, x);
     return output_;
   }
 
   /// Returns dx = dy ⊙ f'(x) (empty unless need_input_gradient); throws ShapeError before forward() or on a shape mismatch.
-  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+  const Array& backward(const Array& dy, bool need_input_gradient = true) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     require<ShapeError>(dy.rows() == size_ && dy.cols() == output_.cols(), described(*this), ": expected gradient ", size_,
                         "x", output_.cols(), ", found ", dy.rows(), "x", dy.cols());
     if (need_input_gradient) {
       ensure_shape(input_grad_, size_, dy.cols());
-      parallel_columns(dy.cols(), size_, [&](Index begin, Index end) {
-        const Index n = end - begin;
-        input_grad_.middleCols(begin, n).array() = op_.gradient(
-            dy.middleCols(begin, n).array(), input_->middleCols(begin, n).array(), output_.middleCols(begin, n).array());
-      });
+      elementwise(
+          *ctx_, input_grad_,
+          [this](const auto& g, const auto& x, const auto& y) { return op_.gradient(g, x, y); }, dy, *input_,
+          output_);
     }
     return input_grad_;
   }
 
   /// The output of the last forward() (size x batch).
-  const Matrix<T>& output() const { return output_; }
+  const Array& output() const { return output_; }
   /// For Sequential's fusion (nn/sequential.hpp), where the layer before writes f(its output)
   /// straight here in its own output pass: the output buffer, shaped size x cols. The layer then
   /// holds no input, and the producing layer applies f' in its backward.
-  Matrix<T>& fused_output(Index cols) {
+  Array& fused_output(Index cols) {
     ensure_shape(output_, size_, cols);
     input_ = nullptr;
     return output_;
   }
-  /// The activation's parameters (e.g. the leaky ReLU slope); used by the device mirror.
+  /// The activation's parameters (e.g. the leaky ReLU slope).
   const Op& op() const { return op_; }
 
 private:
+  BasicElementwise(Ctx& ctx, Index size, Op op)
+      : ctx_(&ctx), size_(size), op_(op), output_(detail::make_array<Array>(ctx)),
+        input_grad_(detail::make_array<Array>(ctx)) {
+    require<ShapeError>(size > 0, Op::name, ": size must be positive, found ", size);
+  }
+
+  Ctx* ctx_;
   Index size_;
   Op op_;
-  const Matrix<T>* input_ = nullptr;
-  Matrix<T> output_;
-  Matrix<T> input_grad_;
+  const Array* input_ = nullptr;
+  Array output_;
+  Array input_grad_;
 };
+
+/// The CPU's element-wise activation layer.
+template <typename T, typename Op>
+using Elementwise = BasicElementwise<T, Op, HostContext>;
 
 /// Identity layer, f(x) = x.
 template <typename T> using Identity = Elementwise<T, activation::IdentityOp>;

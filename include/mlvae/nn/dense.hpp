@@ -1,5 +1,6 @@
 /// @file
-/// mlvae/nn/dense.hpp — fully connected layer y = W x + b over a batch of columns (one GEMM).
+/// mlvae/nn/dense.hpp — fully connected layer y = W x + b over a batch of columns (one GEMM), on
+/// the CPU or any device (one definition).
 /// Backward (docs/elbo.md, "Dense layer"): dW += dy x^T, db += sum over columns of dy, dx = W^T dy.
 #pragma once
 
@@ -13,17 +14,26 @@
 namespace mlvae {
 
 /// Fully connected layer with `in` inputs and `out` outputs; parameters laid out as W (out x in,
-/// column-major) followed by b (out).
-template <typename T>
-class Dense {
+/// column-major) followed by b (out). Written once for every device: `Ctx` supplies the arrays, the
+/// products and two reductions (HostContext, nn/gemm.hpp: Matrix and mlvae's Gemm; a device
+/// context, device/context.hpp: DeviceArray, cuBLAS on a GPU). Dense<T> is the CPU layer.
+template <typename T, typename Ctx = HostContext>
+class BasicDense {
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
+  /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
+  using Array = typename Ctx::template Array<T>;
 
-  /// A Dense layer `in` -> `out` (unbound until bind()); throws ShapeError unless both are positive.
-  Dense(Index in, Index out, Init init = Init::GlorotUniform) : in_(in), out_(out), init_(init) {
-    require<ShapeError>(in > 0 && out > 0, "Dense: sizes must be positive, found in=", in, " out=", out);
-  }
+  /// A Dense layer `in` -> `out` on the host (unbound until bind()); throws ShapeError unless both
+  /// are positive.
+  BasicDense(Index in, Index out, Init init = Init::GlorotUniform)
+      : BasicDense(HostContext::instance(), in, out, init) {}
+  /// The layer `other` (its sizes) on `ctx`, which must outlive it: a model's copy on a device
+  /// (device/layers.hpp) has the same parameter layout.
+  template <typename OtherCtx>
+  BasicDense(Ctx& ctx, const BasicDense<T, OtherCtx>& other)
+      : BasicDense(ctx, other.input_size(), other.output_size(), other.init()) {}
 
   /// Number of input features, `in`.
   Index input_size() const { return in_; }
@@ -33,8 +43,11 @@ public:
   Index parameter_count() const { return out_ * in_ + out_; }
   /// "Dense(in->out)", as recorded in checkpoints.
   std::string describe() const { return detail::concat("Dense(", in_, "->", out_, ")"); }
+  /// The initialisation scheme of W.
+  Init init() const { return init_; }
 
-  /// Maps W and b (and their gradients) onto parameter_count() scalars at `values` / `gradients`.
+  /// Maps W and b (and their gradients) onto parameter_count() scalars at `values` / `gradients`
+  /// (in the context's memory).
   void bind(T* values, T* gradients) {
     new (&weight_) MatrixMap<T>(values, out_, in_);
     new (&bias_) VectorMap<T>(values + out_ * in_, out_);
@@ -52,40 +65,45 @@ public:
   /// The arithmetic of the layer's products.
   Precision precision() const { return forward_gemm_.precision(); }
 
-  /// Initialises W with the layer's Init scheme and sets b to zero.
+  /// Initialises W with the layer's Init scheme and sets b to zero (host memory).
   void initialize(Rng& rng) {
     initialize_weights(weight_, init_, in_, out_, rng);
     bias_.setZero();
   }
 
   /// y = W x + b for x of in x batch; returns the out x batch output. Throws ShapeError on a wrong row count.
-  const Matrix<T>& forward(const Matrix<T>& x) {
+  const Array& forward(const Array& x) {
     require<ShapeError>(x.rows() == in_, described(*this), ": expected input with ", in_, " rows, found ", x.rows(),
                         " (x is ", x.rows(), "x", x.cols(), ")");
     input_ = &x;
-    ensure_shape(output_, out_, x.cols());
-    output_.colwise() = bias_;
-    forward_gemm_.run(Transpose::No, Transpose::No, weight_, x, output_, true);  // y = b + W x
+    const Index n = x.cols();
+    ensure_shape(output_, out_, n);
+    set_columns(*ctx_, output_, bias_.data());  // y = b
+    ctx_->gemm(forward_gemm_, Transpose::No, Transpose::No, out_, n, in_, weight_.data(), out_, x.data(), in_,
+               output_.data(), out_, true);  // y += W x
     return output_;
   }
 
   /// Adds dW = dy xᵀ and db = Σ dy to the gradients; returns dx = Wᵀ dy (empty unless need_input_gradient).
   /// Throws ShapeError before forward() or when dy is not out x batch.
-  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+  const Array& backward(const Array& dy, bool need_input_gradient = true) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), described(*this), ": expected gradient ", out_,
                         "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
-    weight_grad_gemm_.run(Transpose::No, Transpose::Yes, dy, *input_, weight_grad_, true);  // dW += dy xᵀ
-    bias_grad_ += dy.rowwise().sum();
+    const Index n = dy.cols();
+    ctx_->gemm(weight_grad_gemm_, Transpose::No, Transpose::Yes, out_, in_, n, dy.data(), out_, input_->data(), in_,
+               weight_grad_.data(), out_, true);  // dW += dy xᵀ
+    add_row_sums(*ctx_, bias_grad_.data(), dy, bias_sum_);  // db += Σ_columns dy
     if (need_input_gradient) {
-      ensure_shape(input_grad_, in_, dy.cols());
-      input_grad_gemm_.run(Transpose::Yes, Transpose::No, weight_, dy, input_grad_, false);  // dx = Wᵀ dy
+      ensure_shape(input_grad_, in_, n);
+      ctx_->gemm(input_grad_gemm_, Transpose::Yes, Transpose::No, in_, n, out_, weight_.data(), out_, dy.data(), out_,
+                 input_grad_.data(), in_, false);  // dx = Wᵀ dy
     }
     return input_grad_;
   }
 
   /// The output of the last forward() (out x batch).
-  const Matrix<T>& output() const { return output_; }
+  const Array& output() const { return output_; }
   /// The weight matrix W (out x in), a view into the parameter store.
   MatrixMap<T>& weight() { return weight_; }
   /// The bias b (out), a view into the parameter store.
@@ -100,17 +118,27 @@ public:
   VectorMap<T>& bias_gradient() { return bias_grad_; }
 
 private:
+  BasicDense(Ctx& ctx, Index in, Index out, Init init)
+      : ctx_(&ctx), in_(in), out_(out), init_(init), output_(detail::make_array<Array>(ctx)),
+        input_grad_(detail::make_array<Array>(ctx)), bias_sum_(detail::make_array<Array>(ctx)) {
+    require<ShapeError>(in > 0 && out > 0, "Dense: sizes must be positive, found in=", in, " out=", out);
+  }
+
+  Ctx* ctx_;
   Index in_, out_;
   Init init_;
   MatrixMap<T> weight_{nullptr, 0, 0};
   VectorMap<T> bias_{nullptr, 0};
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
-  const Matrix<T>* input_ = nullptr;
-  Matrix<T> output_;
-  Matrix<T> input_grad_;
-  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  const Array* input_ = nullptr;
+  Array output_, input_grad_, bias_sum_;
+  typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
 };
+
+/// The CPU's fully connected layer.
+template <typename T>
+using Dense = BasicDense<T, HostContext>;
 
 template <typename... Layers>
 class Sequential;

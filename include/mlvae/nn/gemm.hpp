@@ -37,6 +37,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -407,6 +408,70 @@ inline std::vector<std::string> gemm_kernel_report() {
   std::vector<std::string> out{head};
   for (std::string& line : selector.report()) out.push_back(std::move(line));
   return out;
+}
+
+/// The kernel chosen for each float product shape so far, "<shape>: <kernel>" (no timings: stable
+/// from run to run on one machine), as training checkpoints record them (io/checkpoint.hpp).
+inline std::vector<std::string> gemm_kernel_choices() { return gemm_selector().choices(); }
+
+// ---- the host as a device: what a layer written once (nn/dense.hpp) calls on the CPU ---------
+/// The CPU as the device of the layers: its arrays are Matrix<T>, its products mlvae's Gemm. The
+/// device layer's contexts (device/context.hpp, device/cuda.cuh) supply the same members and the
+/// same free operations (set_columns, add_row_sums) for their DeviceArray, so a layer calls them
+/// without knowing where it runs (the pattern of dlib's tensor_tools).
+struct HostContext {
+  /// The array a layer keeps and returns.
+  template <typename T>
+  using Array = Matrix<T>;
+  /// Per call site state of a matrix product (packing buffers kept from call to call).
+  template <typename T>
+  using GemmSite = Gemm<T>;
+  /// The one host context (it holds no state).
+  static HostContext& instance() {
+    static HostContext host;
+    return host;
+  }
+  /// "cpu", for logs.
+  std::string describe() const { return "cpu"; }
+  /// C (m x n, leading dimension ldc) = op(A)·op(B), or += when `accumulate` (Gemm::run).
+  template <typename T>
+  void gemm(GemmSite<T>& site, Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b,
+            Index ldb, T* c, Index ldc, bool accumulate) {
+    site.run(ta, tb, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+  }
+};
+
+namespace detail {
+/// An empty array of type A on `ctx`: a device's DeviceArray is bound to its context, a Matrix is not.
+template <typename A, typename Ctx>
+A make_array(Ctx& ctx) {
+  if constexpr (std::is_constructible_v<A, Ctx&>) {
+    return A(ctx);
+  } else {
+    (void)ctx;
+    return A();
+  }
+}
+}  // namespace detail
+
+/// out = f(ins...) element by element, `f` taking and returning Eigen Array expressions (the formulas
+/// of nn/activations.hpp and dist/ are templates that also take a device's Tensor expressions); the
+/// columns are split over threads (parallel_columns), each element computed by one thread.
+template <typename T, typename F, typename... In>
+void elementwise(HostContext&, Matrix<T>& out, F f, const In&... ins) {
+  parallel_columns(out.cols(), out.rows(), [&](Index begin, Index end) {
+    out.middleCols(begin, end - begin).array() = f(ins.middleCols(begin, end - begin).array()...);
+  });
+}
+/// Every column of `out` (rows x N) set to the vector at `v` (rows).
+template <typename T>
+void set_columns(HostContext&, Matrix<T>& out, const T* v) {
+  out.colwise() = Eigen::Map<const Vector<T>>(v, out.rows());
+}
+/// acc (rows) += the sum of each row of `dy` (rows x N); `scratch` is not needed on the host.
+template <typename T>
+void add_row_sums(HostContext&, T* acc, const Matrix<T>& dy, Matrix<T>& /*scratch*/) {
+  VectorMap<T>(acc, dy.rows()) += dy.rowwise().sum();
 }
 
 }  // namespace mlvae

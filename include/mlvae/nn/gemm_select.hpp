@@ -426,6 +426,15 @@ public:
     return out;
   }
 
+  /// The choice for each product shape so far, "<shape>: <kernel>" (sorted by shape; no timings, so
+  /// the same choices give the same lines: what a checkpoint records).
+  std::vector<std::string> choices() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::string> out;
+    for (const auto& [p, c] : chosen_) out.push_back(p.text() + ": " + gemm_kernel_name(c.kernel));
+    return out;
+  }
+
   /// How many products this selector has timed (not counting cached or forced choices).
   int measurements() const {
     std::lock_guard<std::mutex> lock(mutex_);

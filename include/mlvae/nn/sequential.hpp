@@ -29,8 +29,20 @@ template <typename P, typename A>
 inline constexpr bool fuses_with_v =
     has_fused_relu<P>::value && std::is_same_v<A, Relu<typename P::Scalar>>;
 
-// What every chain of layers does with its tuple, on any device (Sequential here,
-// device::DeviceSequential in device/layers.hpp): written once.
+/// The array a layer takes and returns: its `Array` when it names one (a device layer's
+/// DeviceArray, device/layers.hpp), else Matrix<Scalar>.
+template <typename L, typename = void>
+struct layer_array {
+  using type = Matrix<typename L::Scalar>;
+};
+template <typename L>
+struct layer_array<L, std::void_t<typename L::Array>> {
+  using type = typename L::Array;
+};
+template <typename L>
+using layer_array_t = typename layer_array<L>::type;
+
+// What a chain of layers does with its tuple.
 
 /// Sum of the layers' parameter counts.
 template <typename Tuple>
@@ -62,6 +74,8 @@ void chain_bind(Tuple& layers, T* values, T* gradients) {
 }  // namespace detail
 
 /// A chain of layers run in order; itself a layer (the layer contract), its parameters the layers' in order.
+/// The same stack runs on any device: its layers' `Array` (Matrix on the CPU, device::DeviceArray on a
+/// device) is what it takes and returns.
 template <typename... Layers>
 class Sequential {
   static_assert(sizeof...(Layers) > 0, "Sequential needs at least one layer");
@@ -73,10 +87,17 @@ public:
   using Scalar = typename First::Scalar;
   /// Shorthand for Scalar.
   using T = Scalar;
+  /// What the stack takes and returns: the first layer's array (Matrix<T> for the CPU layers).
+  using Array = detail::layer_array_t<First>;
 
   /// Takes the layers in order; throws ShapeError when one's output size differs from the next
   /// one's input size.
   explicit Sequential(Layers... layers) : layers_(std::move(layers)...) { check_sizes<0>(); }
+  /// Builds each layer from `context` and the matching layer of `other` (Layer(context, other's
+  /// layer)): a stack's copy on a device (device/layers.hpp), with the same sizes and parameter layout.
+  template <typename Context, typename... Others>
+  Sequential(Context& context, const Sequential<Others...>& other)
+      : Sequential(context, other, std::index_sequence_for<Others...>{}) {}
 
   /// The first layer's input size.
   Index input_size() const { return std::get<0>(layers_).input_size(); }
@@ -101,13 +122,13 @@ public:
   }
 
   /// Runs x (input_size x batch) through every layer; returns the last layer's output.
-  const Matrix<T>& forward(const Matrix<T>& x) { return forward_from<0>(x); }
+  const Array& forward(const Array& x) { return forward_from<0>(x); }
   /// Backpropagates dy through the layers in reverse, adding parameter gradients; returns dx (empty unless need_input_gradient).
-  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+  const Array& backward(const Array& dy, bool need_input_gradient = true) {
     return backward_from<count - 1>(dy, need_input_gradient);
   }
   /// The last layer's output from the last forward().
-  const Matrix<T>& output() const { return std::get<count - 1>(layers_).output(); }
+  const Array& output() const { return std::get<count - 1>(layers_).output(); }
 
   /// The I-th layer.
   template <std::size_t I> auto& layer() { return std::get<I>(layers_); }
@@ -117,6 +138,10 @@ public:
   static constexpr std::size_t size() { return count; }
 
 private:
+  template <typename Context, typename Other, std::size_t... I>
+  Sequential(Context& context, const Other& other, std::index_sequence<I...>)
+      : layers_(Layers(context, other.template layer<I>())...) {}
+
   template <std::size_t I>
   void check_sizes() const {
     if constexpr (I + 1 < count) {
@@ -144,29 +169,29 @@ private:
     else return false;
   }
   template <std::size_t I>
-  const Matrix<T>& forward_from(const Matrix<T>& x) {
+  const Array& forward_from(const Array& x) {
     if constexpr (fused<I>()) {
       auto& relu = std::get<I + 1>(layers_);
       std::get<I>(layers_).forward_relu(x, relu.fused_output(x.cols()));
       if constexpr (I + 2 < count) return forward_from<I + 2>(relu.output());
       else return relu.output();
     } else {
-      const Matrix<T>& y = std::get<I>(layers_).forward(x);
+      const Array& y = std::get<I>(layers_).forward(x);
       if constexpr (I + 1 < count) return forward_from<I + 1>(y);
       else return y;
     }
   }
   template <std::size_t I>
-  const Matrix<T>& backward_from(const Matrix<T>& dy, bool need_input_gradient) {
+  const Array& backward_from(const Array& dy, bool need_input_gradient) {
     if constexpr (written_by_previous<I>()) {
       const bool need = I - 1 == 0 ? need_input_gradient : true;
-      const Matrix<T>& dx = std::get<I - 1>(layers_).backward_relu(dy, std::get<I>(layers_).output(), need);
+      const Array& dx = std::get<I - 1>(layers_).backward_relu(dy, std::get<I>(layers_).output(), need);
       if constexpr (I - 1 == 0) return dx;
       else return backward_from<I - 2>(dx, need_input_gradient);
     } else if constexpr (I == 0) {
       return std::get<0>(layers_).backward(dy, need_input_gradient);
     } else {
-      const Matrix<T>& dx = std::get<I>(layers_).backward(dy, true);
+      const Array& dx = std::get<I>(layers_).backward(dy, true);
       return backward_from<I - 1>(dx, need_input_gradient);
     }
   }
