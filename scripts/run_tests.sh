@@ -8,6 +8,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 source scripts/install_deps.sh
 install_packages
+
+# The test programs choose GEMM kernels by measurement like any mlvae program; keep what they
+# measure (on a machine the suite itself keeps busy) out of the user's cache in ~/.cache/mlvae.
+export MLVAE_GEMM_CACHE="${MLVAE_GEMM_CACHE-$PWD/build/test-gemm-kernels.txt}"
 cmake --workflow --preset release
 
 # The optional OpenBLAS GEMM backend (-DMLVAE_GEMM_BACKEND=OpenBLAS, docs/performance.md): the

@@ -445,11 +445,11 @@ namespace detail {
 /// An empty array of type A on `ctx`: a device's DeviceArray is bound to its context, a Matrix is not.
 template <typename A, typename Ctx>
 A make_array(Ctx& ctx) {
-  if constexpr (std::is_constructible_v<A, Ctx&>) {
-    return A(ctx);
-  } else {
+  if constexpr (std::is_same_v<Ctx, HostContext>) {
     (void)ctx;
     return A();
+  } else {
+    return A(ctx);
   }
 }
 }  // namespace detail

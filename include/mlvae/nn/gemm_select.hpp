@@ -10,6 +10,7 @@
 #include "mlvae/core/types.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -296,16 +297,46 @@ inline std::string default_gemm_cache_path() {
   return "";
 }
 
-// "" when the machine is quiet enough to time kernels, else e.g. "load 4.2 on 2 cores".
-inline std::string machine_busy() {
+// Busy and idle jiffies of all CPUs together (the first line of /proc/stat); false where there is none.
+inline bool cpu_jiffies(unsigned long long& busy, unsigned long long& idle) {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  unsigned long long v[8] = {};
+  if (!(in >> cpu) || cpu != "cpu") return false;
+  for (auto& x : v)
+    if (!(in >> x)) return false;
+  idle = v[3] + v[4];  // idle + iowait
+  busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+  return true;
+}
+
+// "" when the machine is quiet enough to time kernels on `threads` threads, else why not, e.g. "1.6 of
+// 2 cores busy". A kernel timed on threads that share their cores with other processes is slowed the
+// more, the more threads it uses (a barrier waits for the slowest), so a busy machine picks the
+// single-threaded kernel whatever its merit: `threads` cores must be idle. Judged over 50 ms of
+// /proc/stat where there is one, else by the 1-minute load average.
+inline std::string machine_busy(int threads) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores == 0) return "";
+  const double allowed = std::max(0.0, static_cast<double>(cores) - static_cast<double>(threads)) + 0.25;
+  std::ostringstream s;
+  s.precision(2);
+  unsigned long long b0 = 0, i0 = 0, b1 = 0, i1 = 0;
+  if (cpu_jiffies(b0, i0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (cpu_jiffies(b1, i1) && b1 + i1 > b0 + i0) {
+      const double used = static_cast<double>(cores) * static_cast<double>(b1 - b0) /
+                          static_cast<double>((b1 - b0) + (i1 - i0));
+      if (used <= allowed) return "";
+      s << std::fixed << used << " of " << cores << " cores busy";
+      return s.str();
+    }
+  }
   double load = 0;
 #if defined(__unix__) || defined(__APPLE__)
   if (getloadavg(&load, 1) != 1) return "";
 #endif
-  const unsigned cores = std::thread::hardware_concurrency();
-  if (cores == 0 || load <= cores + 0.5) return "";
-  std::ostringstream s;
-  s.precision(2);
+  if (load <= allowed + 0.25) return "";
   s << "load " << std::fixed << load << " on " << cores << " cores";
   return s.str();
 }
@@ -358,9 +389,10 @@ public:
     std::string cache_path;
     /// The machine key (gemm_machine() by default).
     std::string machine = gemm_machine();
-    /// Keep a measurement out of the cache file when the machine was busy (1-minute load average
-    /// above the core count + 0.5): other processes' threads then decide the timings, most of all
-    /// those of multi-threaded kernels, and the file would keep that verdict. Tests turn it off.
+    /// Measure nothing (Eigen, not remembered) while the machine is busy (fewer idle cores than the
+    /// product's threads, detail::machine_busy): other processes' threads then decide the timings,
+    /// most of all those of multi-threaded kernels, and the file would keep that verdict. Tests
+    /// turn it off.
     bool skip_cache_when_busy = true;
   };
 
@@ -388,7 +420,7 @@ public:
                std::find(candidates.begin(), candidates.end(), cached->second.kernel) != candidates.end()) {
       choice = cached->second;
       choice.how = "cached";
-    } else if (const std::string busy = options_.skip_cache_when_busy ? detail::machine_busy() : std::string();
+    } else if (const std::string busy = options_.skip_cache_when_busy ? detail::machine_busy(threads) : std::string();
                !busy.empty()) {
       // Timings on a busy machine say more about the other processes than about the kernels, and a
       // choice that differed from process to process would make results depend on when a run
