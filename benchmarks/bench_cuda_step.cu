@@ -10,7 +10,7 @@
 //
 // Where the batch comes from:
 //   default     every step copies the batch on the host into pinned staging memory and uploads it
-//               (what DeviceEngine does today: the host gathers the sampler's columns);
+//               (what DeviceEngine does for a training set above its resident limit);
 //   --resident  the batch is uploaded once and stays on the GPU, so a timed step is forward,
 //               backward and Adam only: what PyTorch's benchmark times (its batch is a tensor on
 //               the GPU). The configuration to compare with PyTorch.

@@ -185,7 +185,7 @@ fi
 # R[arch,groups,config] = images/s; mlvae configs (MLVAE_CONFIGS): m_graph (batch resident, the
 # host-free step replayed as one CUDA graph), m_async (resident, host-free step, no graph),
 # m_resident (resident, forward_backward + Adam with one synchronisation per step), m_host (the
-# batch copied into pinned memory and uploaded every step, as DeviceEngine does); PyTorch configs:
+# batch copied into pinned memory and uploaded every step, as DeviceEngine does past its resident limit); PyTorch configs:
 # eager compile graph. GF[arch,groups,config] = mlvae's step GEMM GFLOP/s; SG = cuBLAS sgemm's.
 MLVAE_CONFIGS=${GPU_MLVAE_CONFIGS:-m_graph m_resident m_host}
 declare -A R GF
@@ -350,7 +350,7 @@ if has bench; then
   echo "images/s, float32, TF32 off on both sides; median of $REPS × $STEPS steps after $WARMUP warm-up steps. mlvae:"
   echo "\"CUDA graph\": batch resident on the GPU (as PyTorch's), the host-free step captured once and replayed;"
   echo "\"resident, sync\": forward_backward + Adam with the loss read back every step; \"batch from host\": copied"
-  echo "into pinned memory and uploaded every step (what DeviceEngine does). PyTorch compile ran at"
+  echo "into pinned memory and uploaded every step (DeviceEngine past its 4 GiB resident limit). PyTorch compile ran at"
   echo "$COMPILE_GROUPS groups only (– elsewhere)."
 fi
 if has train && [[ -n ${!T[*]} ]]; then

@@ -720,3 +720,38 @@ TEST_CASE("device matrix: each model family on each CPU device context runs the 
     });
   }
 }
+
+TEST_CASE("device trainer: the training set uploaded once and each batch gathered on the device equals the staged batch") {
+  const Matrix<float> data = mlvae_test::toy_data<float>(64, 4);
+  TrainerOptions options;
+  options.sampler = {3, 4, 4, 9};  // the last batch of an epoch is smaller
+  auto train = [&](std::size_t resident_limit, bool& resident) {
+    auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
+    Rng init(1);
+    model.initialize(init);
+    Trainer<decltype(model)> trainer(model, data, mlvae_test::toy_keys(64), options);
+    DefaultContext ctx;
+    const auto engine = device::put_on(trainer, ctx);
+    engine->set_resident_limit(resident_limit);
+    trainer.run_epoch();
+    trainer.run_epoch();
+    resident = engine->data_resident();
+    trainer.sync_to_host();
+    return Vector<float>(model.parameters().values);
+  };
+  bool resident = false, staged = true;
+  const Vector<float> gathered = train(std::size_t{1} << 30, resident);
+  const Vector<float> uploaded = train(0, staged);
+  CHECK(resident);
+  CHECK(!staged);
+  CHECK(gathered == uploaded);  // the same batches, bit for bit
+
+  // A batch index outside the data is refused, naming it.
+  auto model = make_mlp_mlvae<float>(12, 16, 3, 3);
+  DefaultContext ctx;
+  device::DeviceMLVAE<decltype(model), DefaultContext> dev(ctx, model);
+  device::DeviceArray<float, DefaultContext> on_device(ctx);
+  on_device.upload(data);
+  CHECK_THROWS_WITH_AS(dev.gather_batch(on_device, {0, 64}), mlvae_test::contains("column 64 outside the 64 columns"),
+                       ShapeError);
+}

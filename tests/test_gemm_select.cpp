@@ -8,11 +8,14 @@
 
 #include "mlvae/mlvae.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -375,4 +378,28 @@ TEST_CASE("gemm select: a corrupt or unwritable cache is ignored without a crash
     CHECK(selector.kernel_for(big, 2) == fake_choice(big));
     CHECK_FALSE(selector.cache_loaded());
   }
+}
+
+TEST_CASE("gemm select: nothing is measured while other threads keep the cores busy") {
+  // A kernel timed on cores that other threads also run on loses the more, the more threads it uses,
+  // so such timings must not decide (nor be cached). Keep every core busy and ask: busy, for any
+  // thread count the selector might measure at.
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> spinners;
+  for (unsigned i = 0; i < cores; ++i)
+    spinners.emplace_back([&] {
+      volatile unsigned long long x = 0;
+      while (!stop.load(std::memory_order_relaxed)) x = x + 1;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the spinners are running
+  const std::string one = mlvae::detail::machine_busy(1);
+  const std::string all = mlvae::detail::machine_busy(static_cast<int>(cores));
+  stop = true;
+  for (auto& t : spinners) t.join();
+  CAPTURE(one);
+  CAPTURE(all);
+  CHECK(!one.empty());
+  CHECK(!all.empty());
+  CHECK(one.find("busy") != std::string::npos);
 }

@@ -59,6 +59,16 @@ void require_device_supports(const MLVAEOptions<T>& o, Precision precision, cons
                                       "this model on the CPU (--device cpu)"));
 }
 
+/// Column j of a gathered batch is column index[j] of the data (both in device memory).
+template <typename T>
+struct ColumnGather {
+  const T* data;       ///< the data set, rows x M, column-major
+  const Index* index;  ///< the batch's column indices
+  Index rows;          ///< features per observation
+  /// The batch element at (row, column).
+  EIGEN_DEVICE_FUNC T operator()(const Eigen::array<Index, 2>& at) const { return data[index[at[1]] * rows + at[0]]; }
+};
+
 /// The device mirror of an MLVAE (model/mlvae.hpp) built from CPU layers that have device
 /// mirrors (device/layers.hpp): same parameter layout, same objective, same gradients.
 template <typename CpuModel, typename Ctx>
@@ -95,7 +105,7 @@ public:
         values_(ctx), gradients_(ctx), x_(ctx), eps_style_(ctx), eps_content_(ctx), group_mean_(ctx),
         group_logvar_(ctx), z_(ctx), content_sample_(ctx), d_out_(ctx), d_style_out_(ctx), d_content_sample_(ctx),
         d_group_mean_(ctx), d_group_logvar_(ctx), d_content_out_(ctx), d_features_(ctx), readback_(ctx),
-        group_ws_(ctx), staging_(ctx), readback_host_(ctx) {
+        group_ws_(ctx), staging_(ctx), readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
     require_device_supports(cpu.options(), cpu.precision(), ctx.describe());
     const Index n = cpu.parameters().size();
     require<ShapeError>(trunk_.parameter_count() + style_head_.parameter_count() + content_head_.parameter_count() +
@@ -173,6 +183,29 @@ public:
                         " features (rows), found ", x.rows());
     batch_staging(x.cols()) = x;
     commit_batch();
+  }
+
+  /// The minibatch gathered on the device: columns `indices` of `data` (data_size() x M in device
+  /// memory, e.g. the whole training set uploaded once), so only the indices (8 bytes each) cross
+  /// the bus, not the observations. The data's values were checked when they were uploaded.
+  void gather_batch(const DeviceArray<T, Ctx>& data, const std::vector<Index>& indices) {
+    require<ShapeError>(data.rows() == data_size() && !indices.empty(), "DeviceMLVAE::gather_batch: expected data ",
+                        "with ", data_size(), " rows and a non-empty batch, found ", data.rows(), " rows and ",
+                        indices.size(), " indices");
+    const Index n = static_cast<Index>(indices.size());
+    index_staging_.resize(n, 1);
+    Index* staged = index_staging_.data();
+    for (Index j = 0; j < n; ++j) {
+      const Index c = indices[static_cast<std::size_t>(j)];
+      require<ShapeError>(c >= 0 && c < data.cols(), "DeviceMLVAE::gather_batch: column ", c, " outside the ",
+                          data.cols(), " columns of the data");
+      staged[j] = c;
+    }
+    index_dev_.resize(n, 1);
+    ctx_->upload(index_dev_.data(), staged, static_cast<std::size_t>(n) * sizeof(Index));
+    x_.resize(data_size(), n);
+    assign(ctx_->device(), x_.tensor(),
+           x_.tensor().generate(ColumnGather<T>{data.data(), index_dev_.data(), data_size()}));
   }
 
   /// Forward and backward pass on the uploaded batch with counter-based noise of key `noise_key`
@@ -424,6 +457,8 @@ private:
       d_features_, readback_;
   GroupPosteriorWorkspace<T, Ctx> group_ws_;
   HostStaging<T, Ctx> staging_, readback_host_;
+  HostStaging<Index, Ctx> index_staging_;  // gather_batch's column indices on their way to the device
+  DeviceArray<Index, Ctx> index_dev_;
   Index last_n_ = 0, last_groups_ = 0, last_chunks_ = 0;  // the shape of the last queued step's readback
   Matrix<T> host_out_;  // encode / decode_mean results on their way to the caller
 };
