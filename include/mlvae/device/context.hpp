@@ -80,6 +80,8 @@ public:
   const Device& device() const { return device_; }
   /// "cpu", for logs.
   std::string describe() const { return "cpu"; }
+  /// Device memory free now: host memory, not limited here.
+  std::size_t free_memory() const { return static_cast<std::size_t>(-1); }
 
   /// Device memory for `bytes` bytes, through the Eigen device's allocator; counted.
   void* allocate(std::size_t bytes) {

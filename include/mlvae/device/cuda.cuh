@@ -123,6 +123,12 @@ public:
   const Device& device() const { return *device_; }
   /// "cuda:<index> (<name>)".
   std::string describe() const { return "cuda:" + std::to_string(index_) + " (" + name_ + ")"; }
+  /// Device memory free now (cudaMemGetInfo), e.g. to decide whether a training set fits.
+  std::size_t free_memory() const {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    detail::check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    return free_bytes;
+  }
   /// The stream every operation of this context is queued on.
   cudaStream_t stream() const { return stream_; }
   /// The cuBLAS handle (bound to stream()).

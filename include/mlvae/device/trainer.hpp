@@ -182,8 +182,9 @@ public:
   std::string describe() const override { return model_.context().describe(); }
 
   /// The largest training set (bytes) kept in device memory, uploaded once at the first step, so
-  /// that each minibatch is gathered on the device; a larger one goes through host staging memory
-  /// every step. Default 4 GiB (Fashion-MNIST's 60 000 images are 188 MB as float); 0: never.
+  /// that each minibatch is gathered on the device, provided it also takes at most half of the
+  /// device's free memory then; a larger one goes through host staging memory every step. Default
+  /// 4 GiB (Fashion-MNIST's 60 000 images are 188 MB as float); 0: never.
   void set_resident_limit(std::size_t bytes) {
     resident_limit_ = bytes;
     resident_source_ = nullptr;
@@ -201,11 +202,13 @@ private:
   // resident. The trainer holds the data by reference and they do not change while it trains.
   bool make_resident(const Matrix<T>& data) {
     const std::size_t bytes = static_cast<std::size_t>(data.size()) * sizeof(T);
-    if (bytes == 0 || bytes > resident_limit_) return false;
-    if (resident_source_ != data.data() || resident_.rows() != data.rows() || resident_.cols() != data.cols()) {
-      resident_.upload(data);
-      resident_source_ = data.data();
-    }
+    if (resident_source_ == data.data() && resident_.rows() == data.rows() && resident_.cols() == data.cols())
+      return true;
+    // At most the limit, and at most half of the device's free memory (the step's workspaces and
+    // other users of the GPU need the rest): a larger data set goes through staging memory.
+    if (bytes == 0 || bytes > resident_limit_ || bytes > model_.context().free_memory() / 2) return false;
+    resident_.upload(data);
+    resident_source_ = data.data();
     return true;
   }
 
