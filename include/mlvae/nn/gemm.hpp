@@ -431,8 +431,6 @@ struct HostContext {
     static HostContext host;
     return host;
   }
-  /// "cpu", for logs.
-  std::string describe() const { return "cpu"; }
   /// C (m x n, leading dimension ldc) = op(A)·op(B), or += when `accumulate` (Gemm::run).
   template <typename T>
   void gemm(GemmSite<T>& site, Transpose ta, Transpose tb, Index m, Index n, Index k, const T* a, Index lda, const T* b,

@@ -316,12 +316,13 @@ private:
                        skipped_steps_, report);
   }
 
-  /// What every run's data must be: the model's width, some columns, finite, and (where the model's
-  /// likelihood can tell) values it can model.
+  /// The data have the model's width (features per observation).
   static void check_width(const Model& model, const Matrix<T>& data) {
     require<ShapeError>(data.rows() == model.data_size(), "Trainer: the model expects ", model.data_size(),
                         " features per observation, the data has ", data.rows(), " rows");
   }
+  /// What every run's data must be: the model's width, some columns, finite, and (where the model's
+  /// likelihood can tell) values it can model.
   static void check_data(const Model& model, const Matrix<T>& data) {
     check_width(model, data);
     require<ArgumentError>(data.cols() > 0, "Trainer: the training data hold 0 observations (columns)");
