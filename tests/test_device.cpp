@@ -114,8 +114,8 @@ namespace {
 
 /// A layer with parameters on the CPU and its device mirror, in double: output, input gradient and
 /// parameter gradients must agree to rounding.
-template <typename Layer>
-void check_parametric_layer_matches(Layer cpu, Index batch) {
+template <typename Layer, typename AfterDevice = void (*)(device::device_layer_t<Layer, DefaultContext>&)>
+void check_parametric_layer_matches(Layer cpu, Index batch, AfterDevice after_device = nullptr) {
   DefaultContext ctx;
   ParameterStore<double> store;
   bind_layers(store, cpu);
@@ -138,6 +138,7 @@ void check_parametric_layer_matches(Layer cpu, Index batch) {
   dev.forward(xd).download(y_dev);
   dev.backward(dyd).download(dx_dev);
   grads.download(g_dev);
+  if constexpr (!std::is_pointer_v<AfterDevice>) after_device(dev);
   INFO(cpu.describe());
   CHECK(dev.describe() == cpu.describe());
   CHECK(relative_distance(y_dev, y) < 1e-12);
@@ -153,6 +154,21 @@ TEST_CASE("device: Conv2d and ConvTranspose2d match the CPU layers") {
   check_parametric_layer_matches(ConvTranspose2d<double>(ImageShape{3, 4, 3}, 2, 4, 2, 1), 4);
   check_parametric_layer_matches(ConvTranspose2d<double>(ImageShape{2, 3, 3}, 2, 3, 2, 1, 1), 3);  // output_padding
   check_parametric_layer_matches(Dense<double>(5, 4), 3);
+}
+
+TEST_CASE("device: Conv2d fused with its ReLU and a CPU layer working in chunks match the one-chunk device stack") {
+  // On the CPU the conv layer works in chunks of observations (here 1 per chunk: a 1-byte bound)
+  // and writes the ReLU itself; the device runs the same layer definition on the whole batch, also
+  // fused (Sequential fuses Conv2d with a ReLU on every context).
+  using Stack = Sequential<Conv2d<double>, Relu<double>, ConvTranspose2d<double>>;
+  Stack cpu(Conv2d<double>(ImageShape{2, 6, 5}, 3, 3, 2, 1), Relu<double>(3 * 3 * 3),
+            ConvTranspose2d<double>(ImageShape{3, 3, 3}, 2, 3, 2, 1));
+  cpu.layer<0>().set_workspace_limit(1);
+  cpu.layer<2>().set_workspace_limit(1);
+  check_parametric_layer_matches(std::move(cpu), 5, [](auto& dev) {
+    CHECK(dev.template layer<0>().chunk_size() == 5);  // the device's chunk is the batch
+  });
+  CHECK(detail::fuses_with_v<BasicConv2d<float, DefaultContext>, BasicElementwise<float, activation::ReluOp, DefaultContext>>);
 }
 
 TEST_CASE("device: group posterior and its backward match the CPU functions for equal and unequal groups") {

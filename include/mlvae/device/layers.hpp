@@ -1,18 +1,23 @@
 /// @file
 /// mlvae/device/layers.hpp — the device operations that the layers written once call (elementwise,
-/// set_columns, add_row_sums on DeviceArray and Tensor expressions; products go through the context:
-/// mlvae's Gemm on the CPU device, cuBLAS on the GPU), and `device_layer_t<Layer, Ctx>`, which maps a
-/// CPU layer type to the same layer on a device: Dense and every activation are nn/'s own classes
-/// on the device's context, stacks are nn/sequential.hpp's Sequential itself. A device layer is built
+/// set_columns, add_row_sums on DeviceArray and Tensor expressions; the convolutions' in device/conv.hpp;
+/// products go through the context: mlvae's Gemm on the CPU device, cuBLAS on the GPU), and
+/// `device_layer_t<Layer, Ctx>`, which maps a CPU layer type to the same layer on a device: every
+/// layer (Dense, the activations, Conv2d, ConvTranspose2d, Reshape) is nn/'s own class on the
+/// device's context, stacks are nn/sequential.hpp's Sequential itself. A device layer is built
 /// from the CPU layer (same sizes, same place in the parameter vector), so a CPU model and its device
 /// copy share one parameter layout.
 #pragma once
 
 #include "mlvae/core/error.hpp"
 #include "mlvae/device/context.hpp"
+#include "mlvae/device/conv.hpp"
 #include "mlvae/device/ops.hpp"
 #include "mlvae/nn/activations.hpp"
+#include "mlvae/nn/conv2d.hpp"
+#include "mlvae/nn/conv_transpose2d.hpp"
 #include "mlvae/nn/dense.hpp"
+#include "mlvae/nn/reshape.hpp"
 #include "mlvae/nn/sequential.hpp"
 
 #include <string>
@@ -42,13 +47,13 @@ void elementwise(Ctx& ctx, DeviceArray<T, Ctx>& out, F f, const In&... ins) {
   assign(ctx.device(), out.tensor(), f(ins.tensor()...));
 }
 
-/// Maps a CPU layer type to its device mirror (`type`). Dense, every activation and Sequential
+/// Maps a CPU layer type to the same layer on a device (`type`). Every layer of nn/ and Sequential
 /// stacks of them have one; a layer without one stops compilation with a clear message.
 template <typename Layer, typename Ctx>
 struct DeviceLayerOf {
   static_assert(sizeof(Layer) == 0,
-                "mlvae::device: this layer has no device mirror yet (Dense, the activations, Conv2d, ConvTranspose2d, "
-                "Reshape and Sequential have one; include mlvae/device/conv.hpp for the conv layers)");
+                "mlvae::device: this layer has no device form (Dense, the activations, Conv2d, ConvTranspose2d, "
+                "Reshape, Flatten and Sequential have one)");
 };
 /// Dense → the same layer on the device (nn/dense.hpp's BasicDense, written once).
 template <typename T, typename Ctx>
@@ -64,6 +69,26 @@ struct DeviceLayerOf<Elementwise<T, Op>, Ctx> {
 template <typename T, typename Ctx>
 struct DeviceLayerOf<LeakyRelu<T>, Ctx> {
   using type = BasicElementwise<T, activation::LeakyReluOp, Ctx>;  ///< the mirror
+};
+/// Conv2d → the same layer on the device (nn/conv2d.hpp, written once).
+template <typename T, typename Ctx>
+struct DeviceLayerOf<Conv2d<T>, Ctx> {
+  using type = BasicConv2d<T, Ctx>;  ///< the mirror
+};
+/// ConvTranspose2d → the same layer on the device (nn/conv_transpose2d.hpp, written once).
+template <typename T, typename Ctx>
+struct DeviceLayerOf<ConvTranspose2d<T>, Ctx> {
+  using type = BasicConvTranspose2d<T, Ctx>;  ///< the mirror
+};
+/// Reshape → the same layer on the device (nn/reshape.hpp).
+template <typename T, typename Ctx>
+struct DeviceLayerOf<Reshape<T>, Ctx> {
+  using type = BasicReshape<T, Ctx>;  ///< the mirror
+};
+/// Flatten → Reshape on the device.
+template <typename T, typename Ctx>
+struct DeviceLayerOf<Flatten<T>, Ctx> {
+  using type = BasicReshape<T, Ctx>;  ///< the mirror
 };
 /// Sequential → the same Sequential of the mirrors (built layer by layer from the CPU stack).
 template <typename... Layers, typename Ctx>

@@ -1,18 +1,22 @@
 /// @file
-/// mlvae/nn/conv2d.hpp — batched 2-D convolution (cross-correlation, as in PyTorch) by im2col + GEMM:
+/// mlvae/nn/conv2d.hpp — batched 2-D convolution (cross-correlation, as in PyTorch) by im2col + GEMM,
+/// on the CPU or any device (one definition):
 ///   y(o, oh, ow) = b(o) + Σ_{c,i,j} W(o, (c·k+i)·k+j) · x(c, oh·s − p + i, ow·s − p + j),
 /// OH = ⌊(H + 2p − k)/s⌋ + 1. Backward: dW += dYᵀ·cols, db += Σ dY, dx = col2im(dY·W).
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/conv_ops.hpp"
 #include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/im2col.hpp"
 #include "mlvae/nn/layer.hpp"
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <new>
 #include <string>
+#include <type_traits>
 
 namespace mlvae {
 
@@ -24,23 +28,32 @@ namespace mlvae {
 ///
 /// Work is done on chunks of observations: the im2col matrices of a chunk sit side by side
 /// ((chunk·OH·OW) × (C·k·k)), so each chunk is one large GEMM. The chunk is the largest that keeps
-/// the layer's workspaces within `workspace_limit()` bytes (`default_conv_workspace_bytes`, 4 MiB:
-/// chunks whose patches stay in cache between im2col, the product and col2im); workspaces are
-/// resized only when the batch size changes. When the whole batch fits in one chunk, the patch
-/// matrix built by `forward` is reused by `backward`.
-template <typename T>
-class Conv2d {
+/// the layer's workspaces within `workspace_limit()` bytes (on the host `default_conv_workspace_bytes`,
+/// 4 MiB: chunks whose patches stay in cache between im2col, the product and col2im; on a device
+/// the whole batch); workspaces are resized only when the batch size changes. When the whole batch
+/// fits in one chunk, the patch matrix built by `forward` is reused by `backward`.
+///
+/// Written once for every device: `Ctx` supplies the arrays, the products and the operations of
+/// nn/conv_ops.hpp (HostContext; a device context, device/conv.hpp). Conv2d<T> is the CPU layer.
+template <typename T, typename Ctx = HostContext>
+class BasicConv2d {
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
+  /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
+  using Array = typename Ctx::template Array<T>;
 
-  /// A convolution of `in` images to `out_channels` channels with a kernel × kernel kernel.
+  /// A convolution of `in` images to `out_channels` channels with a kernel × kernel kernel, on the host.
   /// Throws ShapeError when a size is not positive or the output would be empty.
-  Conv2d(ImageShape in, Index out_channels, Index kernel, Index stride = 1, Index padding = 0,
-         Init init = Init::HeNormal)
-      : geom_(make_conv_geometry(in, kernel, stride, padding, "Conv2d")), out_channels_(out_channels), init_(init) {
-    require<ShapeError>(out_channels > 0, "Conv2d: out_channels must be positive, found ", out_channels);
-  }
+  BasicConv2d(ImageShape in, Index out_channels, Index kernel, Index stride = 1, Index padding = 0,
+              Init init = Init::HeNormal)
+      : BasicConv2d(HostContext::instance(), in, out_channels, kernel, stride, padding, init) {}
+  /// The layer `other` (its geometry) on `ctx`, which must outlive it: a model's copy on a device
+  /// (device/layers.hpp) has the same parameter layout.
+  template <typename OtherCtx>
+  BasicConv2d(Ctx& ctx, const BasicConv2d<T, OtherCtx>& other)
+      : BasicConv2d(ctx, other.input_shape(), other.output_shape().channels, other.kernel(), other.stride(),
+                    other.padding(), other.init()) {}
 
   /// C·H·W of the input image.
   Index input_size() const { return geom_.input.size(); }
@@ -63,6 +76,8 @@ public:
   Index stride() const { return geom_.stride; }
   /// Zero padding p on each side.
   Index padding() const { return geom_.padding; }
+  /// The initialisation scheme of W.
+  Init init() const { return init_; }
   /// The full geometry (input shape, k, s, p, OH, OW).
   const ConvGeometry& geometry() const { return geom_; }
 
@@ -86,7 +101,8 @@ public:
   /// Observations per chunk chosen for the current batch size (0 before the first forward).
   Index chunk_size() const { return chunk_; }
 
-  /// Maps W (out_channels x C·k·k) then b (out_channels), and their gradients, onto `values` / `gradients`.
+  /// Maps W (out_channels x C·k·k) then b (out_channels), and their gradients, onto `values` /
+  /// `gradients` (in the context's memory).
   void bind(T* values, T* gradients) {
     const Index rows = out_channels_, cols = geom_.patch_size();
     new (&weight_) MatrixMap<T>(values, rows, cols);
@@ -95,7 +111,7 @@ public:
     new (&bias_grad_) VectorMap<T>(gradients + rows * cols, rows);
   }
 
-  /// Fan-in C·k·k, fan-out out_channels·k·k; the bias starts at zero.
+  /// Fan-in C·k·k, fan-out out_channels·k·k; the bias starts at zero (host memory).
   void initialize(Rng& rng) {
     const Index kk = geom_.kernel * geom_.kernel;
     initialize_weights(weight_, init_, geom_.patch_size(), out_channels_ * kk, rng);
@@ -103,26 +119,26 @@ public:
   }
 
   /// Convolves x (C·H·W x batch, CHW columns); returns out_channels·OH·OW x batch. Throws ShapeError on a wrong row count.
-  const Matrix<T>& forward(const Matrix<T>& x) {
-    run_forward<false>(x, output_);
+  const Array& forward(const Array& x) {
+    run_forward(x, output_, false);
     return output_;
   }
 
-  /// Marks the layer as able to write a following Relu itself (nn/sequential.hpp fuses the pair).
+  /// Marks the layer as able to write a following ReLU itself (nn/sequential.hpp fuses the pair).
   static constexpr bool fuses_relu = true;
   /// Fused with a following ReLU: writes max(conv(x), 0) into `out` (shaped by the caller,
   /// output_size() x batch) in the pass that adds the bias, where the two layers would make three
   /// passes. output() is not written. Throws ShapeError on a wrong row count.
-  void forward_relu(const Matrix<T>& x, Matrix<T>& out) { run_forward<true>(x, out); }
+  void forward_relu(const Array& x, Array& out) { run_forward(x, out, true); }
 
   /// Adds dW and db to the gradients; returns dx (C·H·W x batch; empty unless need_input_gradient).
   /// Throws ShapeError before forward() or when dy is not output_size() x batch.
-  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+  const Array& backward(const Array& dy, bool need_input_gradient = true) {
     return run_backward(dy, nullptr, need_input_gradient);
   }
   /// Backward of forward_relu: dy is the gradient at the ReLU's output y (the `out` of forward_relu);
   /// the ReLU's derivative [y > 0] is applied as dy is read. Same results as the two layers' backward.
-  const Matrix<T>& backward_relu(const Matrix<T>& dy, const Matrix<T>& y, bool need_input_gradient = true) {
+  const Array& backward_relu(const Array& dy, const Array& y, bool need_input_gradient = true) {
     require<ShapeError>(y.rows() == output_size() && y.cols() == dy.cols(), described(*this),
                         ": expected the ReLU output ", output_size(), "x", dy.cols(), ", found ", y.rows(), "x",
                         y.cols());
@@ -130,7 +146,7 @@ public:
   }
 
   /// The output of the last forward() (output_size() x batch; not written by forward_relu).
-  const Matrix<T>& output() const { return output_; }
+  const Array& output() const { return output_; }
   /// The kernels W (out_channels x C·k·k; column (c·k + i)·k + j), a view into the parameter store.
   MatrixMap<T>& weight() { return weight_; }
   /// The per-channel bias b (out_channels), a view into the parameter store.
@@ -141,8 +157,15 @@ public:
   const VectorMap<T>& bias() const { return bias_; }
 
 private:
-  template <bool Relu>
-  void run_forward(const Matrix<T>& x, Matrix<T>& output) {
+  BasicConv2d(Ctx& ctx, ImageShape in, Index out_channels, Index kernel, Index stride, Index padding, Init init)
+      : ctx_(&ctx), geom_(make_conv_geometry(in, kernel, stride, padding, "Conv2d")), out_channels_(out_channels),
+        init_(init), output_(detail::make_array<Array>(ctx)), input_grad_(detail::make_array<Array>(ctx)),
+        cols_(detail::make_array<Array>(ctx)), dcols_(detail::make_array<Array>(ctx)),
+        rows_(detail::make_array<Array>(ctx)), bias_sum_(detail::make_array<Array>(ctx)) {
+    require<ShapeError>(out_channels > 0, "Conv2d: out_channels must be positive, found ", out_channels);
+  }
+
+  void run_forward(const Array& x, Array& output, bool relu) {
     require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(),
                         " rows (", described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(),
                         ")");
@@ -152,25 +175,17 @@ private:
     ensure_shape(output, output_size(), n);
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
-      im2col(geom_, x.data() + start * input_size(), count, cols_.data());
-      const MatrixMap<T> cols(cols_.data(), count * P, PK);
-      MatrixMap<T> y(rows_.data(), count * P, OC);
-      forward_gemm_.run(Transpose::No, Transpose::Yes, cols, weight_, y, false);  // y = cols Wᵀ
-      parallel_columns(count, P * OC, [&](Index begin, Index end) {
-        for (Index j = begin; j < end; ++j) {
-          MatrixMap<T> out(output.data() + (start + j) * output_size(), P, OC);
-          if constexpr (Relu)
-            out.noalias() = (y.middleRows(j * P, P).rowwise() + bias_.transpose()).cwiseMax(T(0));
-          else
-            out.noalias() = y.middleRows(j * P, P).rowwise() + bias_.transpose();
-        }
-      });
+      im2col(*ctx_, geom_, x.data() + start * input_size(), count, cols_.data());
+      ctx_->gemm(forward_gemm_, Transpose::No, Transpose::Yes, count * P, OC, PK, cols_.data(), count * P,
+                 weight_.data(), OC, rows_.data(), count * P, false);  // y = cols Wᵀ
+      positions_to_channels(*ctx_, static_cast<const T*>(rows_.data()), P, OC, count, bias_.data(), relu,
+                            output.data() + start * output_size());
     }
     cols_hold_batch_ = chunk_ >= n;
   }
 
   // relu_out: the fused ReLU's output (dy is masked by [relu_out > 0]), or null.
-  const Matrix<T>& run_backward(const Matrix<T>& dy, const Matrix<T>* relu_out, bool need_input_gradient) {
+  const Array& run_backward(const Array& dy, const Array* relu_out, bool need_input_gradient) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), OC = out_channels_;
     require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, described(*this), ": expected gradient ",
@@ -179,26 +194,18 @@ private:
     if (need_input_gradient) ensure_shape(input_grad_, input_size(), n);  // col2im assigns: no zeroing pass
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
-      if (!cols_hold_batch_) im2col(geom_, input_->data() + start * input_size(), count, cols_.data());
-      const MatrixMap<T> cols(cols_.data(), count * P, PK);
-      MatrixMap<T> dy_chunk(rows_.data(), count * P, OC);
-      parallel_columns(count, P * OC, [&](Index begin, Index end) {
-        for (Index j = begin; j < end; ++j) {
-          const Eigen::Map<const Matrix<T>> dy_j(dy.data() + (start + j) * output_size(), P, OC);
-          if (relu_out) {
-            const Eigen::Map<const Matrix<T>> y_j(relu_out->data() + (start + j) * output_size(), P, OC);
-            dy_chunk.middleRows(j * P, P) = (y_j.array() > T(0)).select(dy_j, T(0));
-          } else {
-            dy_chunk.middleRows(j * P, P) = dy_j;
-          }
-        }
-      });
-      weight_grad_gemm_.run(Transpose::Yes, Transpose::No, dy_chunk, cols, weight_grad_, true);  // dW += dyᵀ cols
-      bias_grad_ += dy_chunk.colwise().sum().transpose();
+      const Index offset = start * output_size();
+      if (!cols_hold_batch_) im2col(*ctx_, geom_, input_->data() + start * input_size(), count, cols_.data());
+      channels_to_positions(*ctx_, dy.data() + offset, relu_out ? relu_out->data() + offset : nullptr, P, OC, count,
+                            rows_.data());
+      ctx_->gemm(weight_grad_gemm_, Transpose::Yes, Transpose::No, OC, PK, count * P, rows_.data(), count * P,
+                 cols_.data(), count * P, weight_grad_.data(), OC, true);  // dW += dyᵀ cols
+      add_column_sums(*ctx_, bias_grad_.data(), static_cast<const T*>(rows_.data()), count * P, OC, bias_sum_);
       if (need_input_gradient) {
-        MatrixMap<T> dcols(dcols_.data(), count * P, PK);
-        input_grad_gemm_.run(Transpose::No, Transpose::No, dy_chunk, weight_, dcols, false);  // dcols = dy W
-        col2im(geom_, dcols.data(), count, input_grad_.data() + start * input_size(), true);
+        ctx_->gemm(input_grad_gemm_, Transpose::No, Transpose::No, count * P, PK, OC, rows_.data(), count * P,
+                   weight_.data(), OC, dcols_.data(), count * P, false);  // dcols = dy W
+        col2im(*ctx_, geom_, static_cast<const T*>(dcols_.data()), count, input_grad_.data() + start * input_size(),
+               true);
       }
     }
     return input_grad_;
@@ -210,13 +217,14 @@ private:
     const Index P = geom_.positions(), PK = geom_.patch_size();
     const std::size_t per_observation = static_cast<std::size_t>(P * (2 * PK + out_channels_)) * sizeof(T);
     chunk_ = workspace_chunk(n, per_observation, workspace_limit_);
-    cols_.resize(chunk_ * P * PK);
-    dcols_.resize(chunk_ * P * PK);
-    rows_.resize(chunk_ * P * out_channels_);
+    ensure_shape(cols_, chunk_ * P * PK, 1);
+    ensure_shape(dcols_, chunk_ * P * PK, 1);
+    ensure_shape(rows_, chunk_ * P * out_channels_, 1);
     batch_ = n;
     cols_hold_batch_ = false;
   }
 
+  Ctx* ctx_;
   ConvGeometry geom_;
   Index out_channels_;
   Init init_;
@@ -224,16 +232,20 @@ private:
   VectorMap<T> bias_{nullptr, 0};
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
-  const Matrix<T>* input_ = nullptr;
-  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
-  Matrix<T> output_;
-  Matrix<T> input_grad_;
+  const Array* input_ = nullptr;
+  typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  Array output_;
+  Array input_grad_;
 
   // Workspaces: patch matrix and its gradient ((chunk·P) × C·k·k), per-position rows (chunk·P × OC).
-  std::size_t workspace_limit_ = default_conv_workspace_bytes;
+  std::size_t workspace_limit_ = detail::conv_workspace_limit<Ctx>();
   Index batch_ = -1, chunk_ = 0;
   bool cols_hold_batch_ = false;
-  Vector<T> cols_, dcols_, rows_;
+  Array cols_, dcols_, rows_, bias_sum_;
 };
+
+/// The CPU's 2-D convolution layer.
+template <typename T>
+using Conv2d = BasicConv2d<T, HostContext>;
 
 }  // namespace mlvae

@@ -2,10 +2,11 @@
 /// mlvae/nn/conv_transpose2d.hpp — batched 2-D transposed convolution ("deconvolution"), the adjoint
 /// of Conv2d: y = col2im(x·W) + b, i.e. y(o, ih·s − p + i, iw·s − p + j) += Σ_c W(c, (o·k+i)·k+j) x(c, ih, iw),
 /// OH = (H − 1)·s − 2p + k + output_padding (PyTorch's convention). Backward: cols = im2col(dY),
-/// dW += Xᵀ·cols, db += Σ dY, dx = cols·Wᵀ.
+/// dW += Xᵀ·cols, db += Σ dY, dx = cols·Wᵀ. Written once for the CPU and every device.
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/conv_ops.hpp"
 #include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/im2col.hpp"
 #include "mlvae/nn/layer.hpp"
@@ -28,37 +29,29 @@ namespace mlvae {
 /// weight[c][o][i][j], then the bias (C_out). With the same weight matrix this layer is the adjoint of
 /// `Conv2d(ImageShape{C_out, OH, OW}, C_in, kernel, stride, padding)`: ⟨conv(u), v⟩ = ⟨u, convT(v)⟩
 /// when both biases are zero. Work is chunked over observations as in Conv2d.
-template <typename T>
-class ConvTranspose2d {
+///
+/// Written once for every device: `Ctx` supplies the arrays, the products and the operations of
+/// nn/conv_ops.hpp (HostContext; a device context, device/conv.hpp). ConvTranspose2d<T> is the CPU layer.
+template <typename T, typename Ctx = HostContext>
+class BasicConvTranspose2d {
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
+  /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
+  using Array = typename Ctx::template Array<T>;
 
-  /// Throws ShapeError when a size is not positive, output_padding is not in [0, stride), or the
-  /// output would be empty.
-  ConvTranspose2d(ImageShape in, Index out_channels, Index kernel, Index stride = 1, Index padding = 0,
-                  Index output_padding = 0, Init init = Init::HeNormal)
-      : in_(in), out_channels_(out_channels), output_padding_(output_padding), init_(init) {
-    require<ShapeError>(in.channels > 0 && in.height > 0 && in.width > 0,
-                        "ConvTranspose2d: the input image shape must be positive, found ", in.channels, "x",
-                        in.height, "x", in.width);
-    require<ShapeError>(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
-                        "ConvTranspose2d: expected out_channels > 0, kernel > 0, stride > 0, padding >= 0, found "
-                        "out_channels=",
-                        out_channels, " kernel=", kernel, " stride=", stride, " padding=", padding);
-    require<ShapeError>(output_padding >= 0 && output_padding < stride,
-                        "ConvTranspose2d: output_padding must be in [0, stride) = [0, ", stride, "), found ",
-                        output_padding);
-    const Index oh = (in.height - 1) * stride - 2 * padding + kernel + output_padding;
-    const Index ow = (in.width - 1) * stride - 2 * padding + kernel + output_padding;
-    require<ShapeError>(oh > 0 && ow > 0, "ConvTranspose2d: the output of ", in.channels, "x", in.height, "x",
-                        in.width, " with kernel ", kernel, ", stride ", stride, ", padding ", padding,
-                        ", output_padding ", output_padding, " would be ", oh, "x", ow, " (must be positive)");
-    // The convolution this layer is the adjoint of: from the output image back to the input grid.
-    geom_ = make_conv_geometry(ImageShape{out_channels, oh, ow}, kernel, stride, padding, "ConvTranspose2d");
-    require<ShapeError>(geom_.out_height == in.height && geom_.out_width == in.width,
-                        "ConvTranspose2d: internal geometry mismatch");  // holds whenever output_padding < stride
-  }
+  /// The layer on the host. Throws ShapeError when a size is not positive, output_padding is not in
+  /// [0, stride), or the output would be empty.
+  BasicConvTranspose2d(ImageShape in, Index out_channels, Index kernel, Index stride = 1, Index padding = 0,
+                       Index output_padding = 0, Init init = Init::HeNormal)
+      : BasicConvTranspose2d(HostContext::instance(), in, out_channels, kernel, stride, padding, output_padding,
+                             init) {}
+  /// The layer `other` (its geometry) on `ctx`, which must outlive it: a model's copy on a device
+  /// (device/layers.hpp) has the same parameter layout.
+  template <typename OtherCtx>
+  BasicConvTranspose2d(Ctx& ctx, const BasicConvTranspose2d<T, OtherCtx>& other)
+      : BasicConvTranspose2d(ctx, other.input_shape(), other.output_shape().channels, other.kernel(), other.stride(),
+                             other.padding(), other.output_padding(), other.init()) {}
 
   /// C_in·H·W of the input image.
   Index input_size() const { return in_.size(); }
@@ -85,6 +78,8 @@ public:
   Index padding() const { return geom_.padding; }
   /// Extra rows/columns added at the bottom/right of the output.
   Index output_padding() const { return output_padding_; }
+  /// The initialisation scheme of W.
+  Init init() const { return init_; }
   /// The geometry of the adjoint convolution (output image → input grid).
   const ConvGeometry& geometry() const { return geom_; }
 
@@ -126,25 +121,22 @@ public:
   }
 
   /// y = col2im(x·W) + b for x of C_in·H·W x batch; returns C_out·OH·OW x batch. Throws ShapeError on a wrong row count.
-  const Matrix<T>& forward(const Matrix<T>& x) {
+  const Array& forward(const Array& x) {
     require<ShapeError>(x.rows() == input_size(), described(*this), ": expected input with ", input_size(), " rows (",
                         described(input_shape()), "), found ", x.rows(), " (x is ", x.rows(), "x", x.cols(), ")");
     input_ = &x;
     const Index n = x.cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
-    const Index OP = geom_.input.plane();
     plan(n);
     ensure_shape(output_, output_size(), n);
-    for (Index j = 0; j < n; ++j) {  // start from the bias, col2im adds the rest
-      MatrixMap<T> out(output_.data() + j * output_size(), OP, out_channels_);
-      for (Index o = 0; o < out_channels_; ++o) out.col(o).setConstant(bias_(o));
-    }
+    set_channels(*ctx_, output_.data(), static_cast<const T*>(bias_.data()), geom_.input.plane(), out_channels_,
+                 n);  // start from the bias, col2im adds the rest
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
-      gather(x, start, count);
-      const MatrixMap<T> xs(rows_.data(), count * P, C);
-      MatrixMap<T> cols(cols_.data(), count * P, PK);
-      forward_gemm_.run(Transpose::No, Transpose::No, xs, weight_, cols, false);  // cols = xs W
-      col2im(geom_, cols.data(), count, output_.data() + start * output_size());
+      channels_to_positions(*ctx_, x.data() + start * input_size(), static_cast<const T*>(nullptr), P, C, count,
+                            rows_.data());
+      ctx_->gemm(forward_gemm_, Transpose::No, Transpose::No, count * P, PK, C, rows_.data(), count * P,
+                 weight_.data(), C, cols_.data(), count * P, false);  // cols = xs W
+      col2im(*ctx_, geom_, static_cast<const T*>(cols_.data()), count, output_.data() + start * output_size(), false);
     }
     rows_hold_batch_ = chunk_ >= n;
     return output_;
@@ -152,40 +144,34 @@ public:
 
   /// Adds dW and db to the gradients; returns dx (C_in·H·W x batch; empty unless need_input_gradient).
   /// Throws ShapeError before forward() or when dy is not output_size() x batch.
-  const Matrix<T>& backward(const Matrix<T>& dy, bool need_input_gradient = true) {
+  const Array& backward(const Array& dy, bool need_input_gradient = true) {
     require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
     const Index n = input_->cols(), P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
-    const Index OP = geom_.input.plane();
     require<ShapeError>(dy.rows() == output_size() && dy.cols() == n, described(*this), ": expected gradient ",
                         output_size(), "x", n, ", found ", dy.rows(), "x", dy.cols());
     plan(n);
     if (need_input_gradient) ensure_shape(input_grad_, input_size(), n);
-    for (Index j = 0; j < n; ++j)
-      bias_grad_ += Eigen::Map<const Matrix<T>>(dy.data() + j * output_size(), OP, out_channels_)
-                        .colwise()
-                        .sum()
-                        .transpose();
+    add_channel_sums(*ctx_, bias_grad_.data(), dy.data(), geom_.input.plane(), out_channels_, n, bias_sum_);
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
-      if (!rows_hold_batch_) gather(*input_, start, count);
-      const MatrixMap<T> xs(rows_.data(), count * P, C);
-      MatrixMap<T> dcols(cols_.data(), count * P, PK);
-      im2col(geom_, dy.data() + start * output_size(), count, dcols.data());
-      weight_grad_gemm_.run(Transpose::Yes, Transpose::No, xs, dcols, weight_grad_, true);  // dW += xsᵀ dcols
+      if (!rows_hold_batch_)
+        channels_to_positions(*ctx_, input_->data() + start * input_size(), static_cast<const T*>(nullptr), P, C,
+                              count, rows_.data());
+      im2col(*ctx_, geom_, dy.data() + start * output_size(), count, cols_.data());  // dcols
+      ctx_->gemm(weight_grad_gemm_, Transpose::Yes, Transpose::No, C, PK, count * P, rows_.data(), count * P,
+                 cols_.data(), count * P, weight_grad_.data(), C, true);  // dW += xsᵀ dcols
       if (need_input_gradient) {
-        MatrixMap<T> dxs(drows_.data(), count * P, C);
-        input_grad_gemm_.run(Transpose::No, Transpose::Yes, dcols, weight_, dxs, false);  // dxs = dcols Wᵀ
-        parallel_columns(count, P * C, [&](Index begin, Index end) {
-          for (Index j = begin; j < end; ++j)
-            MatrixMap<T>(input_grad_.data() + (start + j) * input_size(), P, C) = dxs.middleRows(j * P, P);
-        });
+        ctx_->gemm(input_grad_gemm_, Transpose::No, Transpose::Yes, count * P, C, PK, cols_.data(), count * P,
+                   weight_.data(), C, drows_.data(), count * P, false);  // dxs = dcols Wᵀ
+        positions_to_channels(*ctx_, static_cast<const T*>(drows_.data()), P, C, count, static_cast<const T*>(nullptr),
+                              false, input_grad_.data() + start * input_size());
       }
     }
     return input_grad_;
   }
 
   /// The output of the last forward() (output_size() x batch).
-  const Matrix<T>& output() const { return output_; }
+  const Array& output() const { return output_; }
   /// The weight W (C_in x C_out·k·k), a view into the parameter store.
   MatrixMap<T>& weight() { return weight_; }
   /// The per-channel bias b (C_out), a view into the parameter store.
@@ -196,28 +182,47 @@ public:
   const VectorMap<T>& bias() const { return bias_; }
 
 private:
-  /// Stacks observations [start, start+count) as (count·H·W) × C_in rows: row n·H·W + q holds pixel q.
-  void gather(const Matrix<T>& x, Index start, Index count) {
-    const Index P = geom_.positions(), C = in_.channels;
-    MatrixMap<T> xs(rows_.data(), count * P, C);
-    parallel_columns(count, P * C, [&](Index begin, Index end) {
-      for (Index j = begin; j < end; ++j)
-        xs.middleRows(j * P, P) = Eigen::Map<const Matrix<T>>(x.data() + (start + j) * input_size(), P, C);
-    });
+  BasicConvTranspose2d(Ctx& ctx, ImageShape in, Index out_channels, Index kernel, Index stride, Index padding,
+                       Index output_padding, Init init)
+      : ctx_(&ctx), in_(in), out_channels_(out_channels), output_padding_(output_padding), init_(init),
+        output_(detail::make_array<Array>(ctx)), input_grad_(detail::make_array<Array>(ctx)),
+        cols_(detail::make_array<Array>(ctx)), rows_(detail::make_array<Array>(ctx)),
+        drows_(detail::make_array<Array>(ctx)), bias_sum_(detail::make_array<Array>(ctx)) {
+    require<ShapeError>(in.channels > 0 && in.height > 0 && in.width > 0,
+                        "ConvTranspose2d: the input image shape must be positive, found ", in.channels, "x",
+                        in.height, "x", in.width);
+    require<ShapeError>(out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
+                        "ConvTranspose2d: expected out_channels > 0, kernel > 0, stride > 0, padding >= 0, found "
+                        "out_channels=",
+                        out_channels, " kernel=", kernel, " stride=", stride, " padding=", padding);
+    require<ShapeError>(output_padding >= 0 && output_padding < stride,
+                        "ConvTranspose2d: output_padding must be in [0, stride) = [0, ", stride, "), found ",
+                        output_padding);
+    const Index oh = (in.height - 1) * stride - 2 * padding + kernel + output_padding;
+    const Index ow = (in.width - 1) * stride - 2 * padding + kernel + output_padding;
+    require<ShapeError>(oh > 0 && ow > 0, "ConvTranspose2d: the output of ", in.channels, "x", in.height, "x",
+                        in.width, " with kernel ", kernel, ", stride ", stride, ", padding ", padding,
+                        ", output_padding ", output_padding, " would be ", oh, "x", ow, " (must be positive)");
+    // The convolution this layer is the adjoint of: from the output image back to the input grid.
+    geom_ = make_conv_geometry(ImageShape{out_channels, oh, ow}, kernel, stride, padding, "ConvTranspose2d");
+    require<ShapeError>(geom_.out_height == in.height && geom_.out_width == in.width,
+                        "ConvTranspose2d: internal geometry mismatch");  // holds whenever output_padding < stride
   }
+
 
   void plan(Index n) {
     if (n == batch_) return;
     const Index P = geom_.positions(), PK = geom_.patch_size(), C = in_.channels;
     const std::size_t per_observation = static_cast<std::size_t>(P * (PK + 2 * C)) * sizeof(T);
     chunk_ = workspace_chunk(n, per_observation, workspace_limit_);
-    cols_.resize(chunk_ * P * PK);
-    rows_.resize(chunk_ * P * C);
-    drows_.resize(chunk_ * P * C);
+    ensure_shape(cols_, chunk_ * P * PK, 1);
+    ensure_shape(rows_, chunk_ * P * C, 1);
+    ensure_shape(drows_, chunk_ * P * C, 1);
     batch_ = n;
     rows_hold_batch_ = false;
   }
 
+  Ctx* ctx_;
   ImageShape in_;
   ConvGeometry geom_;
   Index out_channels_, output_padding_;
@@ -226,17 +231,22 @@ private:
   VectorMap<T> bias_{nullptr, 0};
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
-  const Matrix<T>* input_ = nullptr;
-  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
-  Matrix<T> output_;
-  Matrix<T> input_grad_;
+  const Array* input_ = nullptr;
+  typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  Array output_;
+  Array input_grad_;
 
   // Workspaces: patch matrix ((chunk·H·W) × C_out·k·k, reused for its gradient in backward), the
   // stacked input and its gradient ((chunk·H·W) × C_in).
-  std::size_t workspace_limit_ = default_conv_workspace_bytes;
+  std::size_t workspace_limit_ = detail::conv_workspace_limit<Ctx>();
   Index batch_ = -1, chunk_ = 0;
   bool rows_hold_batch_ = false;
-  Vector<T> cols_, rows_, drows_;
+  Array cols_, rows_, drows_, bias_sum_;
 };
+
+/// The CPU's transposed 2-D convolution layer.
+template <typename T>
+using ConvTranspose2d = BasicConvTranspose2d<T, HostContext>;
+
 
 }  // namespace mlvae

@@ -19,15 +19,19 @@
 namespace mlvae {
 
 namespace detail {
-/// Whether layer P writes max(·, 0) of its output into a following Relu<T> itself
+/// Whether layer P writes max(·, 0) of its output into a following ReLU itself
 /// (P::forward_relu / P::backward_relu, marked by P::fuses_relu).
 template <typename P, typename = void>
 struct has_fused_relu : std::false_type {};
 template <typename P>
 struct has_fused_relu<P, std::enable_if_t<P::fuses_relu>> : std::true_type {};
+/// Whether layer A is a ReLU (on any context).
+template <typename A>
+struct is_relu : std::false_type {};
+template <typename T, typename Ctx>
+struct is_relu<BasicElementwise<T, activation::ReluOp, Ctx>> : std::true_type {};
 template <typename P, typename A>
-inline constexpr bool fuses_with_v =
-    has_fused_relu<P>::value && std::is_same_v<A, Relu<typename P::Scalar>>;
+inline constexpr bool fuses_with_v = has_fused_relu<P>::value && is_relu<A>::value;
 
 /// The array a layer takes and returns: its `Array` when it names one (a device layer's
 /// DeviceArray, device/layers.hpp), else Matrix<Scalar>.
