@@ -171,44 +171,63 @@ TEST_CASE("device: Conv2d fused with its ReLU and a CPU layer working in chunks 
   CHECK(detail::fuses_with_v<BasicConv2d<float, DefaultContext>, BasicElementwise<float, activation::ReluOp, DefaultContext>>);
 }
 
-TEST_CASE("device: group posterior and its backward match the CPU functions for equal and unequal groups") {
-  DefaultContext ctx;
-  const Index dims = 3, n = 9;
+TEST_CASE("device: the content path (product and mean, Ada, per-observation samples) equals the CPU's") {
+  // One definition (model/content_path.hpp's kernels) evaluated on the host and on a device context:
+  // samples, per-column KLs and both gradients agree to rounding for every content option.
+  const Index dims = 3, n = 7;
+  const std::vector<Index> offsets{0, 2, 3, 5, 7};  // pairs and a lone observation (Ada needs pairs)
   const Matrix<double> mean = random_matrix<double>(dims, n, 7);
-  const Matrix<double> logvar = random_matrix<double>(dims, n, 8, 3.0);  // wide range of precisions
-  const Matrix<double> dgm = random_matrix<double>(dims, 3, 9), dgl = random_matrix<double>(dims, 3, 10);
-  for (const std::vector<Index>& offsets : {std::vector<Index>{0, 3, 6, 9}, std::vector<Index>{0, 1, 5, 9}}) {
-    Matrix<double> gm, gl;
-    group_posterior(mean, logvar, offsets, gm, gl);
-    Matrix<double> dmean = Matrix<double>::Zero(dims, n), dlogvar = Matrix<double>::Zero(dims, n);
-    group_posterior_backward(mean, logvar, offsets, gm, gl, dgm, dgl, dmean, dlogvar);
-
-    device::DeviceArray<double, DefaultContext> m(ctx), l(ctx), g1(ctx), g2(ctx), d1(ctx), d2(ctx), o1(ctx), o2(ctx);
-    m.upload(mean);
-    l.upload(logvar);
-    d1.upload(dgm);
-    d2.upload(dgl);
-    g1.resize(dims, 3);
-    g2.resize(dims, 3);
-    o1.resize(dims, n);
-    o2.resize(dims, n);
-    device::GroupPosteriorWorkspace<double, DefaultContext> ws(ctx);
-    const device::GroupRanges layout(offsets);
-    CHECK((layout.uniform_size == 3) == (offsets[1] == 3));
-    device::group_posterior(ctx.device(), layout, dims, m.tensor(), l.tensor(), ws, g1.tensor(), g2.tensor());
-    device::group_posterior_backward(ctx.device(), layout, dims, m.tensor(), l.tensor(), g1.tensor(), g2.tensor(),
-                                     d1.tensor(), d2.tensor(), ws, o1.tensor(), o2.tensor());
-    Matrix<double> gm_dev, gl_dev, dm_dev, dl_dev;
-    g1.download(gm_dev);
-    g2.download(gl_dev);
-    o1.download(dm_dev);
-    o2.download(dl_dev);
-    INFO("first group size ", offsets[1]);
-    CHECK(relative_distance(gm_dev, gm) < 1e-12);
-    CHECK(relative_distance(gl_dev, gl) < 1e-12);
-    CHECK(relative_distance(dm_dev, dmean) < 1e-12);
-    CHECK(relative_distance(dl_dev, dlogvar) < 1e-12);
-  }
+  const Matrix<double> logvar = random_matrix<double>(dims, n, 8, 3.0);  // a wide range of precisions
+  const Matrix<double> dz = random_matrix<double>(dims, n, 9);
+  Eigen::ThreadPool pool(2);
+  for (const bool product : {true, false})
+    for (const bool adaptive : {false, true})
+      for (const bool per_observation : {false, true}) {
+        ContentPathOptions o;
+        o.aggregation = product ? ContentAggregation::Product : ContentAggregation::Mean;
+        o.adaptive = adaptive;
+        o.sample_per_observation = per_observation;
+        INFO("product ", product, " adaptive ", adaptive, " per observation ", per_observation);
+        ContentPath<double> cpu;
+        Rng rng(5);
+        const Rng start = rng;
+        Matrix<double> z(dims, n);
+        const double kl = cpu.forward(mean, logvar, offsets, o, rng, z);
+        Matrix<double> dmean(dims, n), dlogvar(dims, n);
+        cpu.backward(mean, logvar, offsets, dz, 0.3, dmean, dlogvar);
+        // The device reads the same standard normals the CPU path drew.
+        Rng replay = start;
+        Matrix<double> eps(dims, ContentPath<double>::per_group_noise(o) ? Index(offsets.size()) - 1 : n);
+        replay.fill_normal(eps);
+        auto on_device = [&](auto& ctx) {
+          using Ctx = std::decay_t<decltype(ctx)>;
+          device::DeviceArray<double, Ctx> m(ctx), l(ctx), e(ctx), g(ctx), zd(ctx), kld(ctx), dm(ctx), dl(ctx);
+          m.upload(mean);
+          l.upload(logvar);
+          e.upload(eps);
+          g.upload(dz);
+          zd.resize(dims, n);
+          kld.resize(1, n);
+          dm.resize(dims, n);
+          dl.resize(dims, n);
+          BasicContentPath<double, Ctx> path(ctx);
+          path.forward({m.data(), dims}, {l.data(), dims}, dims, offsets, o, e.data(), zd.data(), dims, kld.data());
+          path.backward({m.data(), dims}, {l.data(), dims}, {g.data(), dims}, 0.3, dm.data(), dl.data(), dims);
+          Matrix<double> z_dev, kl_dev, dm_dev, dl_dev;
+          zd.download(z_dev);
+          kld.download(kl_dev);
+          dm.download(dm_dev);
+          dl.download(dl_dev);
+          CHECK(relative_distance(z_dev, z) < 1e-12);
+          CHECK(kl_dev.sum() == doctest::Approx(kl).epsilon(1e-12));
+          CHECK(relative_distance(dm_dev, dmean) < 1e-12);
+          CHECK(relative_distance(dl_dev, dlogvar) < 1e-12);
+        };
+        DefaultContext plain;
+        on_device(plain);
+        PoolContext threaded(Eigen::ThreadPoolDevice(&pool, 2));
+        on_device(threaded);
+      }
 }
 
 TEST_CASE("device: counter-based normals are standard normal and depend only on key and index") {
@@ -248,8 +267,9 @@ void check_step_matches(Ctx& ctx, Model& model, const Matrix<float>& x, const st
   const Rng noise(21);
   for (int step = 0; step < 2; ++step) {
     Matrix<float> es, ec;
-    cpu_noise(noise, model.style_size(), model.content_size(), x.cols(), static_cast<Index>(offsets.size()) - 1, es,
-              ec);
+    const bool per_group = ContentPath<float>::per_group_noise(model.options().content);
+    cpu_noise(noise, model.style_size(), model.content_size(), x.cols(),
+              per_group ? static_cast<Index>(offsets.size()) - 1 : x.cols(), es, ec);
     Rng r = noise;
     const LossTerms cpu_terms = model.forward_backward(x, offsets, r);
     const double cpu_norm = adam.step(model.parameters().values, model.parameters().gradients);
@@ -642,21 +662,54 @@ TEST_CASE("device: options the device step does not compute are refused by name 
     CHECK(message.rfind(option, 0) == 0);  // the option first, then the device
     CHECK(message.find(") is not supported on cpu: ") != std::string::npos);
   };
-  refused([](auto& m) { m.options().content.aggregation = ContentAggregation::Mean; }, "the GVAE content path");
-  refused([](auto& m) { m.options().content.adaptive = true; }, "adaptive content sharing");
-  refused([](auto& m) { m.options().content.sample_per_observation = true; }, "one content sample per observation");
   refused([](auto& m) { m.options().cycle_weight = 1.0f; }, "the reverse-cycle loss");
-  // The paper's ML-VAE is accepted; an option switched on after the model was put on the device is
-  // refused at the next step, never computed as the plain ML-VAE.
+  // The ML-VAE family is accepted; an option switched on after the model was put on the device is
+  // refused at the next step, never computed as something else.
   auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
   Rng rng(1);
   model.initialize(rng);
   device::DeviceMLVAE<decltype(model), DefaultContext> dev(ctx, model);
   dev.upload_batch(mlvae_test::toy_data<float>(8, 2));
   CHECK(std::isfinite(dev.forward_backward({0, 4, 8}, 1).terms.loss));
-  dev.options().content.aggregation = ContentAggregation::Mean;
-  CHECK_THROWS_WITH_AS(dev.forward_backward({0, 4, 8}, 1), mlvae_test::contains("the GVAE content path"),
+  dev.options().cycle_weight = 0.5f;
+  CHECK_THROWS_WITH_AS(dev.forward_backward({0, 4, 8}, 1), mlvae_test::contains("the reverse-cycle loss"),
                        ArgumentError);
+}
+
+TEST_CASE("device: GVAE, Ada-ML-VAE, Ada-GVAE and per-observation content samples step as the CPU model") {
+  // The content path is one definition (model/content_path.hpp) run by both: one complete step of
+  // each variant on DefaultDevice and ThreadPoolDevice equals the CPU model's.
+  const Matrix<float> x = mlvae_test::toy_data<float>(12, 5);
+  Eigen::ThreadPool pool(2);
+  struct Variant {
+    const char* name;
+    ContentAggregation aggregation;
+    bool adaptive, per_observation;
+  };
+  for (const Variant v : {Variant{"GVAE", ContentAggregation::Mean, false, false},
+                          Variant{"Ada-ML-VAE", ContentAggregation::Product, true, false},
+                          Variant{"Ada-GVAE", ContentAggregation::Mean, true, false},
+                          Variant{"ML-VAE, a content sample per observation", ContentAggregation::Product, false, true},
+                          Variant{"GVAE, a content sample per observation", ContentAggregation::Mean, false, true}}) {
+    INFO(v.name);
+    MLVAEOptions<float> o;
+    o.content.aggregation = v.aggregation;
+    o.content.adaptive = v.adaptive;
+    o.content.sample_per_observation = v.per_observation;
+    // Pairs and one lone observation for Ada; groups of 4 and 3 otherwise.
+    const std::vector<Index> offsets = v.adaptive ? std::vector<Index>{0, 2, 4, 5, 7, 9, 11, 12}
+                                                  : std::vector<Index>{0, 4, 8, 12};
+    {
+      DefaultContext ctx;
+      auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
+      check_step_matches(ctx, model, x, offsets);
+    }
+    {
+      PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
+      auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
+      check_step_matches(ctx, model, x, offsets);
+    }
+  }
 }
 
 TEST_CASE("device matrix: each model family on each CPU device context runs the step or is refused by name") {

@@ -47,6 +47,24 @@ void elementwise(Ctx& ctx, DeviceArray<T, Ctx>& out, F f, const In&... ins) {
   assign(ctx.device(), out.tensor(), f(ins.tensor()...));
 }
 
+/// A kernel f(r, c) as an Eigen Tensor generator (the coordinates of the element it computes).
+template <typename F>
+struct KernelGenerator {
+  F f;  ///< the kernel
+  /// Element (row, column).
+  EIGEN_DEVICE_FUNC auto operator()(const Eigen::array<Index, 2>& at) const {
+    return f(at[0], at[1]);
+  }
+};
+/// out(r, c) = f(r, c) for the rows x cols matrix at `out` (leading dimension `ld`) on the device:
+/// the device's generate_at (nn/gemm.hpp has the host's), for kernels written once.
+template <typename T, typename Ctx, typename F>
+void generate_at(Ctx& ctx, T* out, Index rows, Index cols, Index ld, const F& f) {
+  TensorMatrix<T> all(out, ld, cols);
+  assign(ctx.device(), all.slice(Dims2{0, 0}, Dims2{rows, cols}),
+         TensorMatrix<T>(out, rows, cols).generate(KernelGenerator<F>{f}));
+}
+
 /// Maps a CPU layer type to the same layer on a device (`type`). Every layer of nn/ and Sequential
 /// stacks of them have one; a layer without one stops compilation with a clear message.
 template <typename Layer, typename Ctx>

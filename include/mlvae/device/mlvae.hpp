@@ -35,28 +35,24 @@ struct StepResult {
 };
 
 /// Refuses, with an error naming the option and the device, every ML-VAE option the device step
-/// does not compute: the device layer runs the paper's ML-VAE (product of Gaussians, one content
-/// sample per group, no cycle loss) in float32. Called when a model is put on a device and at every
-/// step, so a model is never trained as something other than what was asked for.
+/// does not compute: the device layer runs the ML-VAE family (every content path of
+/// model/content_path.hpp: product or mean, Ada, one content sample per group or per observation)
+/// without the cycle loss, in float32. Called when a model is put on a device and at every step, so
+/// a model is never trained as something other than what was asked for.
 /// @throws ArgumentError "<option> is not supported on <device>: ...".
 template <typename T>
 void require_device_supports(const MLVAEOptions<T>& o, Precision precision, const std::string& device) {
   const char* refused = nullptr;
-  if (o.content.aggregation != ContentAggregation::Product)
-    refused = "the GVAE content path (arithmetic-mean aggregation, --model gvae / ada-gvae)";
-  else if (o.content.adaptive)
-    refused = "adaptive content sharing (Ada-ML-VAE / Ada-GVAE, --model ada-mlvae / ada-gvae)";
-  else if (o.content.sample_per_observation)
-    refused = "one content sample per observation (--content-sample observation)";
-  else if (o.cycle_weight != T(0))
+  if (o.cycle_weight != T(0))
     refused = "the reverse-cycle loss (cycle_weight != 0, --cycle)";
   else if (precision != Precision::Float32)
     refused = "bfloat16 products (--precision bf16)";
   if (refused != nullptr)
     raise_error<ArgumentError>(mlvae::detail::concat(refused, " is not supported on ", device,
-                                      ": the device step computes the ML-VAE of Bouchacourt et al. (product of "
-                                      "Gaussians, one content sample per group, no cycle loss) in float32; train "
-                                      "this model on the CPU (--device cpu)"));
+                                      ": the device step computes the ML-VAE family (ML-VAE, GVAE, Ada, content "
+                                      "samples per group or per observation) without the cycle loss, in float32; "
+                                      "train this model on the CPU (--device cpu)"))
+    ;
 }
 
 /// Column j of a gathered batch is column index[j] of the data (both in device memory).
@@ -89,6 +85,7 @@ private:
   using ContentHead = mirror<decltype(std::declval<CpuModel&>().content_head())>;
   using Decoder = mirror<decltype(std::declval<CpuModel&>().decoder())>;
   using Likelihood = std::decay_t<decltype(std::declval<const CpuModel&>().likelihood())>;
+  using ContentPathOf = BasicContentPath<Scalar, Ctx>;
 
 public:
   /// Mirrors `cpu` in `ctx` (which must outlive this) and uploads its parameters.
@@ -102,10 +99,9 @@ public:
         options_(cpu.options()),
         style_size_(cpu.style_size()),
         content_size_(cpu.content_size()),
-        values_(ctx), gradients_(ctx), x_(ctx), eps_style_(ctx), eps_content_(ctx), group_mean_(ctx),
-        group_logvar_(ctx), z_(ctx), content_sample_(ctx), d_out_(ctx), d_style_out_(ctx), d_content_sample_(ctx),
-        d_group_mean_(ctx), d_group_logvar_(ctx), d_content_out_(ctx), d_features_(ctx), readback_(ctx),
-        group_ws_(ctx), staging_(ctx), readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
+        values_(ctx), gradients_(ctx), x_(ctx), eps_style_(ctx), eps_content_(ctx), z_(ctx), d_out_(ctx),
+        d_style_out_(ctx), d_content_out_(ctx), d_features_(ctx), readback_(ctx), content_(ctx), staging_(ctx),
+        readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
     require_device_supports(cpu.options(), cpu.precision(), ctx.describe());
     const Index n = cpu.parameters().size();
     require<ShapeError>(trunk_.parameter_count() + style_head_.parameter_count() + content_head_.parameter_count() +
@@ -215,8 +211,8 @@ public:
     draw_noise(offsets, noise_key);
     return run(offsets, true);
   }
-  /// Forward and backward pass with given noise (S x N style, C x G content), e.g. the noise a CPU
-  /// model draws from its Rng, to compare the two.
+  /// Forward and backward pass with given noise (S x N style; C x G content, or C x N with Ada or
+  /// one content sample per observation), e.g. the noise a CPU model draws from its Rng, to compare the two.
   StepResult forward_backward(const std::vector<Index>& offsets, const Matrix<T>& eps_style,
                               const Matrix<T>& eps_content) {
     set_noise(offsets, eps_style, eps_content);
@@ -241,9 +237,8 @@ public:
   /// forward_backward(offsets, key) for key = *device_key; read it with read_step_result().
   void queue_forward_backward(const std::vector<Index>& offsets, const std::uint64_t* device_key) {
     check_offsets(offsets);
-    const Index groups = static_cast<Index>(offsets.size()) - 1;
     eps_style_.resize(style_size_, x_.cols());
-    eps_content_.resize(content_size_, groups);
+    eps_content_.resize(content_size_, content_noise_columns(offsets));
     fill_normal_at(ctx_->device(), device_key, 0, eps_style_.tensor());
     fill_normal_at(ctx_->device(), device_key, 1, eps_content_.tensor());
     queue_run(offsets, true);
@@ -255,7 +250,7 @@ public:
   }
   /// The squared-gradient-norm partial sums of the last queued step (device memory), for
   /// DeviceAdam::queue_step; gradient_norm_partial_count() of them.
-  const T* gradient_norm_partials() const { return readback_.data() + 2 * last_n_ + last_groups_; }
+  const T* gradient_norm_partials() const { return readback_.data() + 3 * last_n_; }
   /// How many partial sums gradient_norm_partials() holds (0 before a backward pass).
   Index gradient_norm_partial_count() const { return last_chunks_; }
 
@@ -320,22 +315,26 @@ private:
     check_group_offsets(offsets, x_.cols(), "DeviceMLVAE");
   }
 
+  // Content noise columns: one per group, or one per observation (Ada, or a sample per observation).
+  Index content_noise_columns(const std::vector<Index>& offsets) const {
+    return ContentPathOf::per_group_noise(options_.content) ? static_cast<Index>(offsets.size()) - 1 : x_.cols();
+  }
+
   void draw_noise(const std::vector<Index>& offsets, std::uint64_t key) {
     check_offsets(offsets);
-    const Index groups = static_cast<Index>(offsets.size()) - 1;
     eps_style_.resize(style_size_, x_.cols());
-    eps_content_.resize(content_size_, groups);
+    eps_content_.resize(content_size_, content_noise_columns(offsets));
     fill_normal(ctx_->device(), stream_key(key, 0), eps_style_.tensor());
     fill_normal(ctx_->device(), stream_key(key, 1), eps_content_.tensor());
   }
 
   void set_noise(const std::vector<Index>& offsets, const Matrix<T>& eps_style, const Matrix<T>& eps_content) {
     check_offsets(offsets);
-    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    const Index units = content_noise_columns(offsets);
     require<ShapeError>(eps_style.rows() == style_size_ && eps_style.cols() == x_.cols() &&
-                            eps_content.rows() == content_size_ && eps_content.cols() == groups,
+                            eps_content.rows() == content_size_ && eps_content.cols() == units,
                         "DeviceMLVAE: expected noise ", style_size_, "x", x_.cols(), " and ", content_size_, "x",
-                        groups, ", found ", eps_style.rows(), "x", eps_style.cols(), " and ", eps_content.rows(), "x",
+                        units, ", found ", eps_style.rows(), "x", eps_style.cols(), " and ", eps_content.rows(), "x",
                         eps_content.cols());
     eps_style_.upload(eps_style);
     eps_content_.upload(eps_content);
@@ -350,9 +349,11 @@ private:
   void queue_run(const std::vector<Index>& offsets, bool backward) {
     require_device_supports(options_, Precision::Float32, ctx_->describe());
     const auto& d = ctx_->device();
-    const GroupRanges layout(offsets);
-    const Index n = x_.cols(), groups = layout.groups, S = style_size_, C = content_size_;
+    const Index n = x_.cols(), groups = static_cast<Index>(offsets.size()) - 1, S = style_size_, C = content_size_;
     const Index chunks = backward ? norm_partial_count(values_.rows()) : 0;
+    // The readback block: per column log-likelihood, style KL and content KL, then the norm partials.
+    readback_.resize(3 * n + chunks, 1);
+    T* rb = readback_.data();
 
     // Encoder: trunk, then both heads; [mean; log-variance] split by row slices.
     const auto& h = trunk_.forward(x_);
@@ -360,29 +361,19 @@ private:
     const auto& co = content_head_.forward(h);
     const auto s_mean = so.tensor().slice(Dims2{0, 0}, Dims2{S, n});
     const auto s_logvar = so.tensor().slice(Dims2{S, 0}, Dims2{S, n});
-    const auto c_mean = co.tensor().slice(Dims2{0, 0}, Dims2{C, n});
-    const auto c_logvar = co.tensor().slice(Dims2{C, 0}, Dims2{C, n});
+    const ColumnsView<T> c_mean{co.data(), 2 * C}, c_logvar{co.data() + C, 2 * C};
 
-    group_mean_.resize(C, groups);
-    group_logvar_.resize(C, groups);
-    auto gm = group_mean_.tensor();
-    auto gl = group_logvar_.tensor();
-    group_posterior(d, layout, C, c_mean, c_logvar, group_ws_, gm, gl);
-
-    // Reparameterised samples: a style per observation, a content per group copied to its members.
+    // Reparameterised samples: a style per observation; the content path (model/content_path.hpp,
+    // the same kernels as the CPU model) writes the content rows of z and the content KL per column.
     z_.resize(S + C, n);
     reparameterize(d, s_mean, s_logvar, eps_style_.tensor(), z_.tensor().slice(Dims2{0, 0}, Dims2{S, n}));
-    content_sample_.resize(C, groups);
-    reparameterize(d, gm, gl, eps_content_.tensor(), content_sample_.tensor());
-    expand_groups(d, layout, C, content_sample_.tensor(), z_.tensor().slice(Dims2{S, 0}, Dims2{C, n}));
+    content_.forward(c_mean, c_logvar, C, offsets, options_.content, eps_content_.data(), z_.data() + S, S + C,
+                     rb + 2 * n);
 
-    // Decoder and the three terms, per column, into the readback block [ll | KL_s | KL_c | norms].
+    // Decoder and the other two terms, per column.
     const auto& out = decoder_.forward(z_);
-    readback_.resize(2 * n + groups + chunks, 1);
-    T* rb = readback_.data();
     TensorLikelihood<Likelihood>::log_likelihood(d, likelihood_, x_.tensor(), out.tensor(), TensorVector<T>(rb, n));
     kl_to_standard_normal(d, s_mean, s_logvar, TensorVector<T>(rb + n, n));
-    kl_to_standard_normal(d, gm, gl, TensorVector<T>(rb + 2 * n, groups));
 
     if (backward) {
       // loss = −(1/G) [Σ log p − β_s Σ KL_s − β_c Σ KL_c] (model/mlvae.hpp).
@@ -396,26 +387,16 @@ private:
       sample_and_kl_backward(d, s_mean, s_logvar, eps_style_.tensor(), dz.tensor().slice(Dims2{0, 0}, Dims2{S, n}),
                              T(w * options_.style_kl_weight), d_style_out_.tensor().slice(Dims2{0, 0}, Dims2{S, n}),
                              d_style_out_.tensor().slice(Dims2{S, 0}, Dims2{S, n}));
-
-      // The content sample is shared by its group: its gradient is the sum over the members.
-      d_content_sample_.resize(C, groups);
-      group_sums(d, layout, C, dz.tensor().slice(Dims2{S, 0}, Dims2{C, n}), d_content_sample_.tensor());
-      d_group_mean_.resize(C, groups);
-      d_group_logvar_.resize(C, groups);
-      sample_and_kl_backward(d, gm, gl, eps_content_.tensor(), d_content_sample_.tensor(),
-                             T(w * options_.content_kl_weight), d_group_mean_.tensor(), d_group_logvar_.tensor());
       d_content_out_.resize(2 * C, n);
-      group_posterior_backward(d, layout, C, c_mean, c_logvar, gm, gl, d_group_mean_.tensor(),
-                               d_group_logvar_.tensor(), group_ws_,
-                               d_content_out_.tensor().slice(Dims2{0, 0}, Dims2{C, n}),
-                               d_content_out_.tensor().slice(Dims2{C, 0}, Dims2{C, n}));
+      content_.backward(c_mean, c_logvar, ColumnsView<T>{dz.data() + S, S + C}, T(w * options_.content_kl_weight),
+                        d_content_out_.data(), d_content_out_.data() + C, 2 * C);
 
       const auto& ds = style_head_.backward(d_style_out_);
       const auto& dc = content_head_.backward(d_content_out_);
       d_features_.resize(ds.rows(), n);
       assign(d, d_features_.tensor(), ds.tensor() + dc.tensor());
       trunk_.backward(d_features_, false);
-      squared_norm_partials(d, gradients_.data(), gradients_.rows(), rb + 2 * n + groups);
+      squared_norm_partials(d, gradients_.data(), gradients_.rows(), rb + 3 * n);
     }
     last_n_ = n;
     last_groups_ = groups;
@@ -433,8 +414,8 @@ private:
     double rec = 0, kls = 0, klc = 0, norm2 = 0;
     for (Index j = 0; j < n; ++j) rec += static_cast<double>(host[j]);
     for (Index j = 0; j < n; ++j) kls += static_cast<double>(host[n + j]);
-    for (Index g = 0; g < groups; ++g) klc += static_cast<double>(host[2 * n + g]);
-    for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[2 * n + groups + c]);
+    for (Index j = 0; j < n; ++j) klc += static_cast<double>(host[2 * n + j]);
+    for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[3 * n + c]);
 
     StepResult result;
     result.terms = LossTerms::from_sums(rec, kls, klc, static_cast<double>(options_.style_kl_weight),
@@ -452,10 +433,9 @@ private:
   MLVAEOptions<T> options_;
   Index style_size_, content_size_;
   DeviceArray<T, Ctx> values_, gradients_;
-  DeviceArray<T, Ctx> x_, eps_style_, eps_content_, group_mean_, group_logvar_, z_, content_sample_;
-  DeviceArray<T, Ctx> d_out_, d_style_out_, d_content_sample_, d_group_mean_, d_group_logvar_, d_content_out_,
-      d_features_, readback_;
-  GroupPosteriorWorkspace<T, Ctx> group_ws_;
+  DeviceArray<T, Ctx> x_, eps_style_, eps_content_, z_;
+  DeviceArray<T, Ctx> d_out_, d_style_out_, d_content_out_, d_features_, readback_;
+  ContentPathOf content_;
   HostStaging<T, Ctx> staging_, readback_host_;
   HostStaging<Index, Ctx> index_staging_;  // gather_batch's column indices on their way to the device
   DeviceArray<Index, Ctx> index_dev_;

@@ -2,13 +2,12 @@
 /// mlvae/device/ops.hpp — the math of an ML-VAE step written once as Eigen Tensor expressions,
 /// evaluated with `.device(d)` on any Eigen device (DefaultDevice, ThreadPoolDevice, GpuDevice):
 /// activations and their backward, reparameterisation, KL to N(0, I), the likelihoods and their
-/// gradients, the product-of-Gaussians group posterior and its backward, per-column, per-row and
-/// per-group (CSR column range) sums, the counter-based normal generator, the fused Adam update and
-/// the gradient-norm partial sums. The formulas are those of dist/, nn/activations.hpp and
+/// gradients, the counter-based normal generator, the fused Adam update and the gradient-norm
+/// partial sums (the content path's kernels are model/content_path.hpp's, shared with the CPU). The formulas are those of dist/, nn/activations.hpp and
 /// optim/adam.hpp (docs/elbo.md), which stay the CPU reference.
 ///
-/// Reductions are only ever partial reductions over the first or the last dimension of a matrix
-/// (or over the short middle dimension of a group reshape); no full reduction and no reduction of
+/// Reductions are only ever partial reductions over the first or the last dimension of a matrix;
+/// no full reduction and no reduction of
 /// double on the GPU: Eigen 3.4.0's generic GPU reduction reduces recursively (a tree) inside one
 /// thread and can overflow its stack on long inputs. Totals (loss terms, the gradient norm) are
 /// finished on the host from at most a few thousand partial sums, in a fixed order.
@@ -140,127 +139,6 @@ void sample_and_kl_backward(const D& d, const M& mean, const L& logvar, const E&
   assign(d, dmean, dz + kl_weight * mean);
   assign(d, dlogvar,
          gaussian_terms::sample_logvar_gradient(logvar, eps, dz) + gaussian_terms::kl_logvar_gradient(logvar, kl_weight));
-}
-
-// ---- Groups (CSR column ranges) ----------------------------------------------------------------
-
-/// The group layout of a minibatch: CSR offsets, and the common group size when all are equal
-/// (then a group reduction is one reshape-and-reduce; otherwise one reduction per group).
-struct GroupRanges {
-  const std::vector<Index>* offsets = nullptr;  ///< the CSR offsets (not owned)
-  Index groups = 0;                             ///< G
-  Index columns = 0;                            ///< N = offsets.back()
-  Index uniform_size = 0;                       ///< the common group size, 0 when sizes differ
-
-  /// The layout of `offsets` (validated by check_group_offsets beforehand).
-  explicit GroupRanges(const std::vector<Index>& o)
-      : offsets(&o), groups(static_cast<Index>(o.size()) - 1), columns(o.back()) {
-    uniform_size = o[1] - o[0];
-    for (std::size_t g = 1; g + 1 < o.size(); ++g)
-      if (o[g + 1] - o[g] != uniform_size) uniform_size = 0;
-  }
-  /// First column of group g.
-  Index begin(Index g) const { return (*offsets)[static_cast<std::size_t>(g)]; }
-  /// Members of group g.
-  Index size(Index g) const { return (*offsets)[static_cast<std::size_t>(g + 1)] - begin(g); }
-};
-
-/// out (rows x G) = Σ over each group's columns of `in` (rows x N).
-template <typename D, typename In, typename Out>
-void group_sums(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
-  if (layout.uniform_size > 0) {
-    assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).sum(Dims1{1}));
-    return;
-  }
-  for (Index g = 0; g < layout.groups; ++g)
-    assign(d, out.chip(g, 1), in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).sum(Dims1{1}));
-}
-
-/// out (rows x G) = max over each group's columns of `in` (rows x N).
-template <typename D, typename In, typename Out>
-void group_maxima(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
-  if (layout.uniform_size > 0) {
-    assign(d, out, in.reshape(Dims3{rows, layout.uniform_size, layout.groups}).maximum(Dims1{1}));
-    return;
-  }
-  for (Index g = 0; g < layout.groups; ++g)
-    assign(d, out.chip(g, 1), in.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}).maximum(Dims1{1}));
-}
-
-/// out (rows x N): every column of group g is column g of `in` (rows x G).
-template <typename D, typename In, typename Out>
-void expand_groups(const D& d, const GroupRanges& layout, Index rows, const In& in, Out&& out) {
-  if (layout.uniform_size > 0) {
-    assign(d, out, in.reshape(Dims3{rows, 1, layout.groups})
-                        .broadcast(Dims3{1, layout.uniform_size, 1})
-                        .reshape(Dims2{rows, layout.columns}));
-    return;
-  }
-  for (Index g = 0; g < layout.groups; ++g)
-    assign(d, out.slice(Dims2{0, layout.begin(g)}, Dims2{rows, layout.size(g)}),
-           in.chip(g, 1).reshape(Dims2{rows, 1}).broadcast(Dims2{1, layout.size(g)}));
-}
-
-/// Workspaces of the device group posterior (rows x N and rows x G), owned by the caller.
-template <typename T, typename Ctx>
-struct GroupPosteriorWorkspace {
-  DeviceArray<T, Ctx> expanded_a, expanded_b, expanded_c, expanded_d;  ///< rows x N
-  DeviceArray<T, Ctx> weights, weighted, group_a, group_b;             ///< rows x N, rows x N, rows x G, rows x G
-  /// Empty workspaces in `ctx`.
-  explicit GroupPosteriorWorkspace(Ctx& ctx)
-      : expanded_a(ctx), expanded_b(ctx), expanded_c(ctx), expanded_d(ctx), weights(ctx), weighted(ctx),
-        group_a(ctx), group_b(ctx) {}
-  /// Sizes every buffer for `rows` dimensions, N columns and G groups.
-  void resize(Index rows, Index n, Index groups) {
-    for (auto* a : {&expanded_a, &expanded_b, &expanded_c, &expanded_d, &weights, &weighted}) a->resize(rows, n);
-    group_a.resize(rows, groups);
-    group_b.resize(rows, groups);
-  }
-};
-
-/// Product-of-Gaussians group posterior (dist/group_posterior.hpp) on a device: with
-/// m_G = max_i (−logvar_i), w_i = e^{−logvar_i − m_G}:
-///   mean_G = Σ w_i mean_i / Σ w_i,   logvar_G = −(m_G + log Σ w_i).
-template <typename D, typename T, typename Ctx, typename M, typename L, typename GM, typename GL>
-void group_posterior(const D& d, const GroupRanges& layout, Index rows, const M& mean, const L& logvar,
-                     GroupPosteriorWorkspace<T, Ctx>& ws, GM&& group_mean, GL&& group_logvar) {
-  ws.resize(rows, layout.columns, layout.groups);
-  auto max_precision = ws.group_a.tensor();
-  group_maxima(d, layout, rows, -logvar, max_precision);
-  auto expanded_max = ws.expanded_a.tensor();
-  expand_groups(d, layout, rows, max_precision, expanded_max);
-  auto w = ws.weights.tensor();
-  assign(d, w, (-logvar - expanded_max).exp());
-  auto wm = ws.weighted.tensor();
-  assign(d, wm, w * mean);
-  auto weight_sum = ws.group_b.tensor();
-  group_sums(d, layout, rows, w, weight_sum);
-  group_sums(d, layout, rows, wm, group_mean);
-  assign(d, group_mean, group_mean / weight_sum);
-  assign(d, group_logvar, -(max_precision + weight_sum.log()));
-}
-
-/// Backward of group_posterior, WRITING dmean and dlogvar (rows x N) from dgroup_mean and
-/// dgroup_logvar (rows x G); with w_i = e^{logvar_G − logvar_i}:
-///   dmean_i = w_i dmean_G,   dlogvar_i = w_i (dlogvar_G − (mean_i − mean_G) dmean_G).
-template <typename D, typename T, typename Ctx, typename M, typename L, typename GM, typename GL, typename DGM,
-          typename DGL, typename DM, typename DL>
-void group_posterior_backward(const D& d, const GroupRanges& layout, Index rows, const M& mean, const L& logvar,
-                              const GM& group_mean, const GL& group_logvar, const DGM& dgroup_mean,
-                              const DGL& dgroup_logvar, GroupPosteriorWorkspace<T, Ctx>& ws, DM&& dmean, DL&& dlogvar) {
-  ws.resize(rows, layout.columns, layout.groups);
-  auto e_mean = ws.expanded_a.tensor();
-  auto e_logvar = ws.expanded_b.tensor();
-  auto e_dmean = ws.expanded_c.tensor();
-  auto e_dlogvar = ws.expanded_d.tensor();
-  expand_groups(d, layout, rows, group_mean, e_mean);
-  expand_groups(d, layout, rows, group_logvar, e_logvar);
-  expand_groups(d, layout, rows, dgroup_mean, e_dmean);
-  expand_groups(d, layout, rows, dgroup_logvar, e_dlogvar);
-  auto w = ws.weights.tensor();
-  assign(d, w, (e_logvar - logvar).exp());
-  assign(d, dmean, w * e_dmean);
-  assign(d, dlogvar, w * (e_dlogvar - (mean - e_mean) * e_dmean));
 }
 
 // ---- Noise -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 /// members' content estimates are aggregated (ML-VAE product of Gaussians, GVAE arithmetic mean),
 /// which dimensions are shared (all, or per pair by the Ada threshold τ = ½(max_d KL_d + min_d KL_d)
 /// of Locatello et al. 2020), and whether one content sample is drawn per group or per observation.
+/// Written once for every device (kernels evaluated by a context's generate_at).
 ///
 /// Per group g and dimension d the content of member i is the aggregate q_G,d when (d, g) is shared,
 /// else the member's own estimate q_i,d. The KL of a shared dimension is counted once per group (the
@@ -18,10 +19,10 @@
 #include "mlvae/core/types.hpp"
 #include "mlvae/model/batch_shard.hpp"
 #include "mlvae/dist/group_posterior.hpp"
+#include "mlvae/nn/gemm.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace mlvae {
@@ -44,173 +45,335 @@ struct ContentPathOptions {
   bool sample_per_observation = false;
 };
 
-/// Arithmetic-mean group posterior (GVAE): mean of means, log of the mean variance. dims x G out.
-template <typename T, typename M, typename L>
-void group_mean_posterior(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar,
-                          const std::vector<Index>& offsets, Matrix<T>& group_mean, Matrix<T>& group_logvar) {
-  check_group_offsets(offsets, mean.cols(), "group_mean_posterior");
-  const Index dims = mean.rows(), groups = static_cast<Index>(offsets.size()) - 1;
-  ensure_shape(group_mean, dims, groups);
-  ensure_shape(group_logvar, dims, groups);
-  for (Index g = 0; g < groups; ++g) {
-    const Index b = offsets[static_cast<std::size_t>(g)], e = offsets[static_cast<std::size_t>(g) + 1];
-    const T n = T(e - b);
-    for (Index d = 0; d < dims; ++d) {
-      T top = logvar(d, b);
-      for (Index i = b + 1; i < e; ++i) top = std::max(top, T(logvar(d, i)));
-      T m = 0, v = 0;
-      for (Index i = b; i < e; ++i) {
-        m += mean(d, i);
-        v += std::exp(logvar(d, i) - top);
-      }
-      group_mean(d, g) = m / n;
-      group_logvar(d, g) = top + std::log(v / n);
-    }
-  }
-}
-
-/// Backward of group_mean_posterior: ADDS dLoss/dmean and dLoss/dlogvar of every member.
-template <typename T, typename L, typename DM, typename DL>
-void group_mean_posterior_backward(const Eigen::MatrixBase<L>& logvar, const std::vector<Index>& offsets,
-                                   const Matrix<T>& group_logvar, const Matrix<T>& dgroup_mean,
-                                   const Matrix<T>& dgroup_logvar, Eigen::MatrixBase<DM>& dmean,
-                                   Eigen::MatrixBase<DL>& dlogvar) {
-  const Index dims = logvar.rows(), groups = static_cast<Index>(offsets.size()) - 1;
-  for (Index g = 0; g < groups; ++g) {
-    const Index b = offsets[static_cast<std::size_t>(g)], e = offsets[static_cast<std::size_t>(g) + 1];
-    const T n = T(e - b);
-    for (Index i = b; i < e; ++i)
-      for (Index d = 0; d < dims; ++d) {
-        dmean(d, i) += dgroup_mean(d, g) / n;
-        dlogvar(d, i) += dgroup_logvar(d, g) * std::exp(logvar(d, i) - group_logvar(d, g)) / n;
-      }
-  }
-}
-
 /// KL(N(m1, e^l1) ‖ N(m2, e^l2)) of one dimension.
 template <typename T>
-T gaussian_kl(T m1, T l1, T m2, T l2) {
-  return T(0.5) * (l2 - l1 + (std::exp(l1) + (m1 - m2) * (m1 - m2)) / std::exp(l2) - T(1));
+EIGEN_DEVICE_FUNC T gaussian_kl(T m1, T l1, T m2, T l2) {
+  using Eigen::numext::exp;
+  return T(0.5) * (l2 - l1 + (exp(l1) + (m1 - m2) * (m1 - m2)) / exp(l2) - T(1));
 }
 
-/// The content path of a group model: forward (aggregate, select shared dimensions, sample, KL) and
-/// backward (to the members' content means and log-variances). Holds its workspaces.
+// The content path's kernels: functors of plain values and pointers into one device's memory, each
+// computing one element from what it reads, evaluated by generate_at (nn/gemm.hpp on the host,
+// device/layers.hpp on a device). Written once: the CPU model and every device run these.
+
+/// Whether dimension d of group g is shared (1) or not (0): always without Ada; with Ada, for a
+/// pair, when its symmetric KL is below τ = ½(max_d + min_d) of that pair (a lone observation
+/// shares all: its aggregate is its own estimate).
 template <typename T>
-class ContentPath {
+struct ContentShared {
+  ColumnsView<T> mean, logvar;  ///< the members' estimates (dims x N)
+  const Index* offsets;         ///< CSR group offsets
+  Index dims;                   ///< C
+  bool adaptive;                ///< Ada threshold, else share every dimension
+  /// The symmetric KL between a pair's two members (columns b, b + 1) in dimension d.
+  EIGEN_DEVICE_FUNC T symmetric_kl(Index d, Index b) const {
+    return T(0.5) * (gaussian_kl<T>(mean(d, b), logvar(d, b), mean(d, b + 1), logvar(d, b + 1)) +
+                     gaussian_kl<T>(mean(d, b + 1), logvar(d, b + 1), mean(d, b), logvar(d, b)));
+  }
+  /// Element (d, g).
+  EIGEN_DEVICE_FUNC T operator()(Index d, Index g) const {
+    const Index b = offsets[g];
+    if (!adaptive || offsets[g + 1] - b == 1) return T(1);
+    T lo = symmetric_kl(0, b), hi = lo;
+    for (Index j = 1; j < dims; ++j) {
+      const T k = symmetric_kl(j, b);
+      lo = Eigen::numext::mini(lo, k);
+      hi = Eigen::numext::maxi(hi, k);
+    }
+    return symmetric_kl(d, b) < T(0.5) * (hi + lo) ? T(1) : T(0);
+  }
+};
+
+/// The standard normal that element (d, i) of the content sample uses: its group's (one sample per
+/// group), its group's first member's (a shared dimension under Ada), or its own.
+template <typename T>
+struct ContentNoise {
+  ColumnsView<T> eps;       ///< C x G when per_group, else C x N
+  ColumnsView<T> shared;    ///< C x G
+  const Index* offsets;     ///< CSR group offsets
+  const Index* group_of;    ///< the group of every column
+  bool per_group;           ///< one sample per group (no Ada, not per observation)
+  bool per_observation;     ///< one sample per observation
+  /// The noise of (d, i).
+  EIGEN_DEVICE_FUNC T operator()(Index d, Index i) const {
+    const Index g = group_of[i];
+    if (per_group) return eps(d, g);
+    return (shared(d, g) > T(0) && !per_observation) ? eps(d, offsets[g]) : eps(d, i);
+  }
+};
+
+/// Element (d, i) of the content sample: the group's posterior in a shared dimension, the member's
+/// own estimate otherwise, reparameterised with ContentNoise.
+template <typename T>
+struct ContentSample {
+  ColumnsView<T> mean, logvar, group_mean, group_logvar, shared;  ///< C x N, C x N, then C x G
+  ContentNoise<T> noise;                                          ///< the noise of each element
+  /// Element (d, i).
+  EIGEN_DEVICE_FUNC T operator()(Index d, Index i) const {
+    const Index g = noise.group_of[i];
+    const bool sh = shared(d, g) > T(0);
+    const T m = sh ? group_mean(d, g) : mean(d, i), l = sh ? group_logvar(d, g) : logvar(d, i);
+    return m + Eigen::numext::exp(T(0.5) * l) * noise(d, i);
+  }
+};
+
+/// The content KL of column i (a 1 x N kernel): a shared dimension's KL is counted once per group
+/// (at its first member), an unshared one once per member; KL(N(m, e^l) ‖ N(0, 1)) = ½(m² + e^l − 1 − l).
+template <typename T>
+struct ContentKl {
+  ColumnsView<T> mean, logvar, group_mean, group_logvar, shared;  ///< C x N, C x N, then C x G
+  const Index* offsets;                                           ///< CSR group offsets
+  const Index* group_of;                                          ///< the group of every column
+  Index dims;                                                     ///< C
+  /// Element (0, i).
+  EIGEN_DEVICE_FUNC T operator()(Index, Index i) const {
+    using Eigen::numext::exp;
+    const Index g = group_of[i];
+    const bool first = offsets[g] == i;
+    T sum = 0;
+    for (Index d = 0; d < dims; ++d) {
+      if (shared(d, g) > T(0)) {
+        if (first) sum += T(0.5) * (group_mean(d, g) * group_mean(d, g) + exp(group_logvar(d, g)) - T(1) - group_logvar(d, g));
+      } else {
+        sum += T(0.5) * (mean(d, i) * mean(d, i) + exp(logvar(d, i)) - T(1) - logvar(d, i));
+      }
+    }
+    return sum;
+  }
+};
+
+/// dLoss/d(group mean) (or, with `log_variance`, d(group log-variance)) of element (d, g): the sum
+/// over the members of the sample's gradient `dz`, plus the weighted KL's; 0 in an unshared dimension.
+template <typename T>
+struct ContentGroupGradient {
+  ColumnsView<T> dz, group_mean, group_logvar, shared;  ///< C x N, then C x G
+  ContentNoise<T> noise;                                ///< the noise of each element
+  T kl_weight;                                          ///< β_c / G
+  bool log_variance;                                    ///< which output
+  /// Element (d, g).
+  EIGEN_DEVICE_FUNC T operator()(Index d, Index g) const {
+    using Eigen::numext::exp;
+    if (!(shared(d, g) > T(0))) return T(0);
+    const Index b = noise.offsets[g], e = noise.offsets[g + 1];
+    T acc = 0;
+    if (!log_variance) {
+      for (Index i = b; i < e; ++i) acc += dz(d, i);
+      return acc + kl_weight * group_mean(d, g);
+    }
+    const T half_sd = T(0.5) * exp(T(0.5) * group_logvar(d, g));
+    for (Index i = b; i < e; ++i) acc += dz(d, i) * noise(d, i) * half_sd;
+    return acc + kl_weight * T(0.5) * (exp(group_logvar(d, g)) - T(1));
+  }
+};
+
+/// dLoss/d(member mean) (or d(member log-variance)) of element (d, i): through the aggregate in a
+/// shared dimension (GroupAggregateBackward), else through the member's own sample and KL.
+template <typename T>
+struct ContentMemberGradient {
+  ColumnsView<T> mean, logvar, dz, shared;  ///< C x N, then C x G
+  ContentNoise<T> noise;                    ///< the noise of each element
+  GroupAggregateBackward<T> aggregate;      ///< the aggregation's backward (same output)
+  T kl_weight;                              ///< β_c / G
+  bool log_variance;                        ///< which output
+  /// Element (d, i).
+  EIGEN_DEVICE_FUNC T operator()(Index d, Index i) const {
+    using Eigen::numext::exp;
+    if (shared(d, noise.group_of[i]) > T(0)) return aggregate(d, i);
+    if (!log_variance) return dz(d, i) + kl_weight * mean(d, i);
+    return dz(d, i) * noise(d, i) * T(0.5) * exp(T(0.5) * logvar(d, i)) +
+           kl_weight * T(0.5) * (exp(logvar(d, i)) - T(1));
+  }
+};
+
+/// The content path of a group model: forward (aggregate, select shared dimensions, sample, KL) and
+/// backward (to the members' content means and log-variances), written once for every device: the
+/// work is the kernels above, evaluated by the context `Ctx` (HostContext on the CPU; a device
+/// context, device/). Holds its workspaces. ContentPath<T> is the CPU's.
+template <typename T, typename Ctx = HostContext>
+class BasicContentPath {
+public:
+  /// The context's array of T.
+  using Array = typename Ctx::template Array<T>;
+  /// The context's array of indices.
+  using IndexArray = typename Ctx::template Array<Index>;
+
+  /// A content path on the host.
+  BasicContentPath() : BasicContentPath(HostContext::instance()) {}
+  /// A content path on `ctx` (which must outlive it).
+  explicit BasicContentPath(Ctx& ctx)
+      : ctx_(&ctx), group_mean_(detail::make_array<Array>(ctx)), group_logvar_(detail::make_array<Array>(ctx)),
+        shared_(detail::make_array<Array>(ctx)), d_group_mean_(detail::make_array<Array>(ctx)),
+        d_group_logvar_(detail::make_array<Array>(ctx)), layout_(detail::make_array<IndexArray>(ctx)) {}
+
+  /// Whether the forward pass reads one noise column per group (one sample per group, no Ada)
+  /// rather than one per observation.
+  static bool per_group_noise(const ContentPathOptions& o) { return !o.sample_per_observation && !o.adaptive; }
+
+  /// Forward on the context's memory. `mean`, `logvar`: the members' content estimates (C x N);
+  /// `offsets`: the groups (checked here: Ada needs pairs or single observations); `eps`: standard
+  /// normals, C x G when per_group_noise(options), else C x N (contiguous). Writes the content sample
+  /// of every observation into `z` (C x N, leading dimension z_ld) and the content KL of every
+  /// column into `kl` (N, contiguous; a shared dimension's once per group, at its first member).
+  void forward(ColumnsView<T> mean, ColumnsView<T> logvar, Index dims, const std::vector<Index>& offsets,
+               const ContentPathOptions& options, const T* eps, T* z, Index z_ld, T* kl) {
+    options_ = options;
+    dims_ = dims;
+    set_layout(offsets, options.adaptive);
+    const Index n = offsets.back(), groups = static_cast<Index>(offsets.size()) - 1;
+    const bool product = options.aggregation == ContentAggregation::Product;
+    ensure_shape(group_mean_, dims, groups);
+    ensure_shape(group_logvar_, dims, groups);
+    ensure_shape(shared_, dims, groups);
+    GroupAggregate<T> aggregate{mean, logvar, offsets_on_context(), product, false};
+    generate_at(*ctx_, group_mean_.data(), dims, groups, dims, aggregate);
+    aggregate.log_variance = true;
+    generate_at(*ctx_, group_logvar_.data(), dims, groups, dims, aggregate);
+    generate_at(*ctx_, shared_.data(), dims, groups, dims,
+                ContentShared<T>{mean, logvar, offsets_on_context(), dims, options.adaptive});
+    eps_ = {eps, dims};
+    generate_at(*ctx_, z, dims, n, z_ld,
+                ContentSample<T>{mean, logvar, view(group_mean_), view(group_logvar_), view(shared_), noise()});
+    generate_at(*ctx_, kl, 1, n, 1,
+                ContentKl<T>{mean, logvar, view(group_mean_), view(group_logvar_), view(shared_),
+                             offsets_on_context(), group_of_on_context(), dims});
+  }
+
+  /// Backward of the last forward (same `mean`, `logvar`): `dz` = dLoss/dz (C x N), `kl_weight`
+  /// multiplies the KL sum in the loss. WRITES dLoss/dmean and dLoss/dlogvar of the members'
+  /// estimates (C x N at `dmean` / `dlogvar`, leading dimension d_ld).
+  void backward(ColumnsView<T> mean, ColumnsView<T> logvar, ColumnsView<T> dz, T kl_weight, T* dmean, T* dlogvar,
+                Index d_ld) {
+    const Index C = dims_, n = group_of_count_, groups = group_count_;
+    ensure_shape(d_group_mean_, C, groups);
+    ensure_shape(d_group_logvar_, C, groups);
+    ContentGroupGradient<T> group{dz, view(group_mean_), view(group_logvar_), view(shared_), noise(), kl_weight, false};
+    generate_at(*ctx_, d_group_mean_.data(), C, groups, C, group);
+    group.log_variance = true;
+    generate_at(*ctx_, d_group_logvar_.data(), C, groups, C, group);
+    const bool product = options_.aggregation == ContentAggregation::Product;
+    GroupAggregateBackward<T> aggregate{mean,
+                                        logvar,
+                                        view(group_mean_),
+                                        view(group_logvar_),
+                                        view(d_group_mean_),
+                                        view(d_group_logvar_),
+                                        offsets_on_context(),
+                                        group_of_on_context(),
+                                        product,
+                                        false};
+    ContentMemberGradient<T> member{mean, logvar, dz, view(shared_), noise(), aggregate, kl_weight, false};
+    generate_at(*ctx_, dmean, C, n, d_ld, member);
+    member.log_variance = member.aggregate.log_variance = true;
+    generate_at(*ctx_, dlogvar, C, n, d_ld, member);
+  }
+
+  /// The group posteriors of the last forward (C x G, context memory).
+  const Array& group_mean() const { return group_mean_; }
+  /// Log-variances of the group posteriors of the last forward (C x G).
+  const Array& group_logvar() const { return group_logvar_; }
+  /// 1 where dimension d of group g was shared in the last forward, else 0 (C x G).
+  const Array& shared() const { return shared_; }
+
+private:
+  static ColumnsView<T> view(const Array& a) { return {a.data(), a.rows()}; }
+  const Index* offsets_on_context() const { return layout_.data(); }
+  const Index* group_of_on_context() const { return layout_.data() + group_count_ + 1; }
+  ContentNoise<T> noise() const {
+    return {eps_, view(shared_), offsets_on_context(), group_of_on_context(), per_group_noise(options_),
+            options_.sample_per_observation};
+  }
+
+  // The batch's offsets and every column's group, in the context's memory (copied only when they change).
+  void set_layout(const std::vector<Index>& offsets, bool adaptive) {
+    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    if (adaptive)
+      for (Index g = 0; g < groups; ++g) {
+        const Index size = offsets[static_cast<std::size_t>(g) + 1] - offsets[static_cast<std::size_t>(g)];
+        require<ArgumentError>(size <= 2, "ContentPath (adaptive, Ada-ML-VAE / Ada-GVAE): every group must be a pair ",
+                               "(or a single observation), group ", g, " has ", size, " members");
+      }
+    if (offsets == offsets_) return;
+    offsets_ = offsets;
+    group_count_ = groups;
+    group_of_count_ = offsets.back();
+    layout_host_.resize(groups + 1 + group_of_count_, 1);
+    for (Index g = 0; g <= groups; ++g) layout_host_(g) = offsets[static_cast<std::size_t>(g)];
+    const std::vector<Index> group_of = detail::group_of_columns(offsets);
+    for (Index i = 0; i < group_of_count_; ++i) layout_host_(groups + 1 + i) = group_of[static_cast<std::size_t>(i)];
+    if constexpr (std::is_same_v<Ctx, HostContext>)
+      layout_ = layout_host_;
+    else
+      layout_.upload(layout_host_);
+  }
+
+  Ctx* ctx_;
+  ContentPathOptions options_;
+  Index dims_ = 0, group_count_ = 0, group_of_count_ = 0;
+  ColumnsView<T> eps_;
+  Array group_mean_, group_logvar_, shared_, d_group_mean_, d_group_logvar_;
+  std::vector<Index> offsets_;
+  Matrix<Index> layout_host_;  // [offsets (G + 1) | group of every column (N)]
+  IndexArray layout_;          // the same in the context's memory
+};
+
+/// The CPU's content path, with the host model's Eigen-facing calls.
+template <typename T>
+class ContentPath : public BasicContentPath<T, HostContext> {
+  using Base = BasicContentPath<T, HostContext>;
+
 public:
   /// Forward. `mean`, `logvar`: the members' content estimates (C x N). Draws its noise from `rng`
   /// (C x G normals when one sample per group and not adaptive, else C x N) and writes the content
-  /// sample of every observation into `z` (C x N). Returns Σ of the content KLs (shared dimensions once per
-  /// group, unshared ones once per member).
+  /// sample of every observation into `z` (C x N). Returns Σ of the content KLs (shared dimensions once
+  /// per group, unshared ones once per member).
   /// With a `shard` (model/batch_shard.hpp) the batch is a slice of a larger one: the noise drawn is
   /// the slice's part of the whole batch's content noise, the rest of which is skipped.
   template <typename M, typename L, typename Z>
   double forward(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar,
                  const std::vector<Index>& offsets, const ContentPathOptions& options, Rng& rng,
                  Eigen::MatrixBase<Z>& z, const BatchShard& shard = {}) {
-    options_ = options;
+    check_group_offsets(offsets, mean.cols(), "ContentPath");
     const Index C = mean.rows(), n = mean.cols(), groups = static_cast<Index>(offsets.size()) - 1;
-    if (options.aggregation == ContentAggregation::Product)
-      group_posterior(mean, logvar, offsets, group_mean_, group_logvar_);
-    else
-      group_mean_posterior(mean, logvar, offsets, group_mean_, group_logvar_);
-    // Shared mask (C x G): all dimensions, or the Ada threshold per pair.
-    shared_.setOnes(C, groups);
-    if (options.adaptive) {
-      for (Index g = 0; g < groups; ++g) {
-        const Index b = offsets[static_cast<std::size_t>(g)], size = offsets[static_cast<std::size_t>(g) + 1] - b;
-        require<ArgumentError>(size <= 2, "ContentPath (adaptive, Ada-ML-VAE / Ada-GVAE): every group must be a pair ",
-                               "(or a single observation), group ", g, " has ", size, " members");
-        if (size == 1) continue;  // a lone observation: its aggregate is its own estimate
-        Vector<T> kl(C);
-        for (Index d = 0; d < C; ++d)
-          kl(d) = T(0.5) * (gaussian_kl<T>(mean(d, b), logvar(d, b), mean(d, b + 1), logvar(d, b + 1)) +
-                            gaussian_kl<T>(mean(d, b + 1), logvar(d, b + 1), mean(d, b), logvar(d, b)));
-        const T tau = T(0.5) * (kl.maxCoeff() + kl.minCoeff());
-        for (Index d = 0; d < C; ++d) shared_(d, g) = kl(d) < tau ? T(1) : T(0);
-      }
-    }
-    per_group_noise_ = !options.sample_per_observation && !options.adaptive;
-    const Index units = per_group_noise_ ? groups : n;
-    const Index first = per_group_noise_ ? shard.first_group : shard.first_column;
-    const Index global_units = shard.whole() ? units : (per_group_noise_ ? shard.global_groups : shard.global_columns);
+    const bool per_group = Base::per_group_noise(options);
+    const Index units = per_group ? groups : n;
+    const Index first = per_group ? shard.first_group : shard.first_column;
+    const Index global_units = shard.whole() ? units : (per_group ? shard.global_groups : shard.global_columns);
     ensure_shape(eps_, C, units);
     skip_normals(rng, std::int64_t{first} * C);
     rng.fill_normal(eps_);
     skip_normals(rng, std::int64_t{global_units - first - units} * C);
-    // Effective posterior of every observation, and its sample.
-    ensure_shape(eff_mean_, C, n);
-    ensure_shape(eff_logvar_, C, n);
-    ensure_shape(eff_eps_, C, n);
-    double kl_sum = 0;
-    for (Index g = 0; g < groups; ++g) {
-      const Index b = offsets[static_cast<std::size_t>(g)], e = offsets[static_cast<std::size_t>(g) + 1];
-      for (Index d = 0; d < C; ++d) {
-        const bool sh = shared_(d, g) > T(0);
-        if (sh) kl_sum += kl_one(group_mean_(d, g), group_logvar_(d, g));
-        for (Index i = b; i < e; ++i) {
-          eff_mean_(d, i) = sh ? group_mean_(d, g) : T(mean(d, i));
-          eff_logvar_(d, i) = sh ? group_logvar_(d, g) : T(logvar(d, i));
-          // One sample per group: every member uses the noise of the group (or of its first member).
-          eff_eps_(d, i) = per_group_noise_ ? eps_(d, g) : ((sh && !options.sample_per_observation) ? eps_(d, b) : eps_(d, i));
-          if (!sh) kl_sum += kl_one(T(mean(d, i)), T(logvar(d, i)));
-        }
-      }
-    }
-    z.derived() = eff_mean_ + (T(0.5) * eff_logvar_.array()).exp().matrix().cwiseProduct(eff_eps_);
-    return kl_sum;
+    ensure_shape(kl_, 1, n);
+    Base::forward({mean.derived().data(), mean.derived().outerStride()},
+                  {logvar.derived().data(), logvar.derived().outerStride()}, C, offsets, options, eps_.data(),
+                  z.derived().data(), z.derived().outerStride(), kl_.data());
+    double sum = 0;
+    for (Index i = 0; i < n; ++i) sum += static_cast<double>(kl_(i));
+    return sum;
   }
 
-  /// Backward of the last forward: `dz` = dLoss/dz (C x N), `kl_weight` multiplies the KL sum in the loss.
-  /// ADDS dLoss/dmean and dLoss/dlogvar of the members' estimates.
+  /// Backward of the last forward (same estimates and `offsets`): `dz` = dLoss/dz (C x N), `kl_weight`
+  /// multiplies the KL sum in the loss. WRITES dLoss/dmean and dLoss/dlogvar of the members'
+  /// estimates (row blocks of one matrix, as the model's heads produce them, or matrices of their own
+  /// with one leading dimension).
   template <typename M, typename L, typename DZ, typename DM, typename DL>
   void backward(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar, const std::vector<Index>& offsets,
                 const Eigen::MatrixBase<DZ>& dz, T kl_weight, Eigen::MatrixBase<DM>& dmean,
                 Eigen::MatrixBase<DL>& dlogvar) {
-    const Index C = mean.rows(), groups = static_cast<Index>(offsets.size()) - 1;
-    d_group_mean_.setZero(C, groups);
-    d_group_logvar_.setZero(C, groups);
-    for (Index g = 0; g < groups; ++g) {
-      const Index b = offsets[static_cast<std::size_t>(g)], e = offsets[static_cast<std::size_t>(g) + 1];
-      for (Index d = 0; d < C; ++d) {
-        const bool sh = shared_(d, g) > T(0);
-        for (Index i = b; i < e; ++i) {
-          const T dm = dz(d, i);
-          const T dl = dz(d, i) * eff_eps_(d, i) * T(0.5) * std::exp(T(0.5) * eff_logvar_(d, i));
-          if (sh) {
-            d_group_mean_(d, g) += dm;
-            d_group_logvar_(d, g) += dl;
-          } else {  // own estimate: reparameterisation and its own KL
-            dmean(d, i) += dm + kl_weight * T(mean(d, i));
-            dlogvar(d, i) += dl + kl_weight * T(0.5) * (std::exp(T(logvar(d, i))) - T(1));
-          }
-        }
-        if (sh) {
-          d_group_mean_(d, g) += kl_weight * group_mean_(d, g);
-          d_group_logvar_(d, g) += kl_weight * T(0.5) * (std::exp(group_logvar_(d, g)) - T(1));
-        }
-      }
-    }
-    if (options_.aggregation == ContentAggregation::Product)
-      group_posterior_backward(mean, logvar, offsets, group_mean_, group_logvar_, d_group_mean_, d_group_logvar_, dmean,
-                               dlogvar);
-    else
-      group_mean_posterior_backward(logvar, offsets, group_logvar_, d_group_mean_, d_group_logvar_, dmean, dlogvar);
+    require<ArgumentError>(offsets.back() == mean.cols() && dz.rows() == mean.rows() && dz.cols() == mean.cols(),
+                           "ContentPath::backward: expected the forward's ", mean.rows(), "x", mean.cols(),
+                           " layout, found offsets over ", offsets.back(), " columns and dz ", dz.rows(), "x",
+                           dz.cols());
+    require<ShapeError>(dmean.derived().outerStride() == dlogvar.derived().outerStride(),
+                        "ContentPath::backward: dmean and dlogvar must have one leading dimension");
+    Base::backward({mean.derived().data(), mean.derived().outerStride()},
+                   {logvar.derived().data(), logvar.derived().outerStride()},
+                   {dz.derived().data(), dz.derived().outerStride()}, kl_weight, dmean.derived().data(),
+                   dlogvar.derived().data(), dmean.derived().outerStride());
   }
 
-  /// The group posteriors of the last forward (C x G).
-  const Matrix<T>& group_mean() const { return group_mean_; }
-  /// Log-variances of the group posteriors of the last forward (C x G).
-  const Matrix<T>& group_logvar() const { return group_logvar_; }
-  /// 1 where dimension d of group g was shared in the last forward, else 0 (C x G).
-  const Matrix<T>& shared() const { return shared_; }
-
 private:
-  static double kl_one(T m, T l) { return 0.5 * static_cast<double>(m * m + std::exp(l) - T(1) - l); }
-
-  ContentPathOptions options_;
-  bool per_group_noise_ = true;
-  Matrix<T> group_mean_, group_logvar_, shared_, eps_, eff_mean_, eff_logvar_, eff_eps_, d_group_mean_, d_group_logvar_;
+  Matrix<T> eps_;
+  RowVector<T> kl_;
 };
 
 }  // namespace mlvae

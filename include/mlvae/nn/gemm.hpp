@@ -466,6 +466,14 @@ template <typename T>
 void set_columns(HostContext&, Matrix<T>& out, const T* v) {
   out.colwise() = Eigen::Map<const Vector<T>>(v, out.rows());
 }
+/// out(r, c) = f(r, c) for the rows x cols matrix at `out` (leading dimension `ld`): a kernel written
+/// once for every device (a functor of plain values and pointers, e.g. model/content_path.hpp's),
+/// each element computed independently from what it reads; on the host the columns go in order.
+template <typename T, typename F>
+void generate_at(HostContext&, T* out, Index rows, Index cols, Index ld, const F& f) {
+  for (Index c = 0; c < cols; ++c)
+    for (Index r = 0; r < rows; ++r) out[r + c * ld] = f(r, c);
+}
 /// acc (rows) += the sum of each row of `dy` (rows x N); `scratch` is not needed on the host.
 template <typename T>
 void add_row_sums(HostContext&, T* acc, const Matrix<T>& dy, Matrix<T>& /*scratch*/) {
