@@ -171,7 +171,7 @@ TEST_CASE("device: Conv2d fused with its ReLU and a CPU layer working in chunks 
   CHECK(detail::fuses_with_v<BasicConv2d<float, DefaultContext>, BasicElementwise<float, activation::ReluOp, DefaultContext>>);
 }
 
-TEST_CASE("device: the content path (product and mean, Ada, per-observation samples) equals the CPU's") {
+TEST_CASE("device: the content path (product and mean - Ada - per-observation samples) equals the CPU's") {
   // One definition (model/content_path.hpp's kernels) evaluated on the host and on a device context:
   // samples, per-column KLs and both gradients agree to rounding for every content option.
   const Index dims = 3, n = 7;
@@ -676,7 +676,7 @@ TEST_CASE("device: options the device step does not compute are refused by name 
                        ArgumentError);
 }
 
-TEST_CASE("device: GVAE, Ada-ML-VAE, Ada-GVAE and per-observation content samples step as the CPU model") {
+TEST_CASE("device: GVAE - Ada-ML-VAE - Ada-GVAE and per-observation content samples step as the CPU model") {
   // The content path is one definition (model/content_path.hpp) run by both: one complete step of
   // each variant on DefaultDevice and ThreadPoolDevice equals the CPU model's.
   const Matrix<float> x = mlvae_test::toy_data<float>(12, 5);
