@@ -1,7 +1,7 @@
 // GPU tests of the device layer (CTest label `gpu`): the CUDA context runs the same device code
 // that tests/test_device.cpp checks on Eigen's CPU devices. On a machine without a usable GPU this
 // program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
-// and conv28 ML-VAE steps against the CPU model, counter-based noise against the host, no device
+// and conv28 ML-VAE steps (and the GVAE, Ada and per-observation content paths) against the CPU model, counter-based noise against the host, no device
 // allocation in steady-state training, the CPU -> GPU -> CPU round trip of the training state, and
 // the host-free step captured in a CUDA graph against the synchronising step.
 // `--quick` trains 1 steady-state epoch instead of 5: the same code paths in a fifth of the steps,
@@ -51,7 +51,8 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::v
   const Index groups = static_cast<Index>(offsets.size()) - 1;
   Rng noise(9);
   Rng copy = noise;
-  Matrix<float> es(model.style_size(), x.cols()), ec(model.content_size(), groups);
+  const bool per_group = ContentPath<float>::per_group_noise(model.options().content);
+  Matrix<float> es(model.style_size(), x.cols()), ec(model.content_size(), per_group ? groups : x.cols());
   copy.fill_normal(es);
   copy.fill_normal(ec);
   auto gpu = device::to_device(model, ctx);
@@ -91,6 +92,17 @@ int main(int argc, char** argv) {
     step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5), {0, 8, 16, 24, 32}, "MLP");
     step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5), {0, 3, 16, 17, 32}, "MLP");
     step_matches_cpu(ctx, make_conv28_mlvae<float>(4, 5), {0, 8, 16}, "conv28");
+    // The other content paths of the ML-VAE family (model/content_path.hpp's kernels on the GPU).
+    {
+      MLVAEOptions<float> gvae, ada, per_observation;
+      gvae.content.aggregation = ContentAggregation::Mean;
+      ada.content.adaptive = true;
+      per_observation.content.sample_per_observation = true;
+      step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, gvae), {0, 3, 16, 17, 32}, "MLP GVAE");
+      step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, ada), {0, 2, 4, 5, 7, 9, 11, 13, 15, 16}, "MLP Ada");
+      step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, per_observation), {0, 8, 16, 24, 32},
+                       "MLP content per observation");
+    }
 
     // Counter-based normals: the same numbers as on the host, up to libm vs CUDA math.
     {
