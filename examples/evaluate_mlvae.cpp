@@ -42,7 +42,7 @@ using example::Index;
 using example::T;
 using Mat = mlvae::Matrix<T>;
 
-struct Options {
+struct Options : example::ModelOptions {  // sizes, likelihood, Adam rate, sampler shape
   int epochs = 10;
   std::uint64_t seed = 1;
   std::string seeds;  // e.g. "1,2,3": overrides --seed
@@ -50,13 +50,7 @@ struct Options {
   std::string held_out;  // e.g. "7,8,9": group keys left out of training
   Index samples = 100;   // K
   Index ll_images = 1000;
-  Index group_size = 16, groups_per_batch = 16;
   Index knn_k = 5;
-  double learning_rate = 1e-3;
-  Index hidden = 500, style = 10, content = 10;
-  int layers = 1;
-  std::string likelihood = "auto";
-  double variance = 1.0;
   example::DataOptions data;
   std::string out_dir = "out/evaluate_mlvae";
   bool quiet = false;
@@ -668,7 +662,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--knn", opt.knn_k, "neighbours of the k-NN classifier")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", opt.learning_rate, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-  example::add_model_options(app, opt.hidden, opt.layers, opt.style, opt.content, opt.likelihood, opt.variance, "",
+  example::add_model_options(app, opt, "",
                     " (the VAE gets style + content)");
   opt.data.add_to(app);
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();

@@ -265,12 +265,27 @@ inline void add_device_option(CLI::App& app, std::string& device, const std::str
       ->capture_default_str();
 }
 
+/// The model's sizes, observation model and the shared training settings of every example that
+/// trains the MLP ML-VAE (train_mlvae, evaluate_mlvae): their option structs derive from it, and
+/// add_model_options defines the command-line options once.
+struct ModelOptions {
+  Index hidden = 500, style = 10, content = 10;  ///< --hidden, --style, --content
+  int layers = 1;                                ///< --layers
+  std::string likelihood = "auto";               ///< --likelihood
+  double variance = 1.0;                         ///< --variance
+  double learning_rate = 1e-3;                   ///< --lr (defined by each example, its help differs)
+  Index group_size = 16, groups_per_batch = 16;  ///< the sampler's shape (idem)
+};
+
 /// Adds the model's size and observation-model options (--hidden, --layers, --style, --content,
 /// --likelihood, --variance), defined once for every example that trains the MLP ML-VAE.
 /// `size_note` follows the size options' help (e.g. " (mlp)"), `content_note` --content's.
-inline void add_model_options(CLI::App& app, Index& hidden, int& layers, Index& style, Index& content,
-                              std::string& likelihood, double& variance, const std::string& size_note = "",
+inline void add_model_options(CLI::App& app, ModelOptions& m, const std::string& size_note = "",
                               const std::string& content_note = "") {
+  Index &hidden = m.hidden, &style = m.style, &content = m.content;
+  int& layers = m.layers;
+  std::string& likelihood = m.likelihood;
+  double& variance = m.variance;
   app.add_option("--hidden", hidden, "hidden units per layer" + size_note)
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--layers", layers, "hidden layers in the encoder trunk and in the decoder" + size_note)

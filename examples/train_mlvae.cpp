@@ -31,18 +31,11 @@ namespace {
 using example::Index;
 using example::T;
 
-struct Options {
+struct Options : example::ModelOptions {  // sizes, likelihood, Adam rate, sampler shape
   int epochs = 10;
-  Index groups_per_batch = 16;
-  Index group_size = 16;
   Index max_group_size = 0;  // 0: fixed size
   std::uint64_t seed = 1;
   int threads = 0;
-  double learning_rate = 1e-3;
-  Index hidden = 500, style = 10, content = 10;
-  int layers = 1;
-  std::string likelihood = "auto";
-  double variance = 1.0;
   example::DataOptions data;
   std::string out_dir = "out/train_mlvae";
   bool quiet = false;
@@ -416,7 +409,7 @@ int main(int argc, char** argv) {
                  "upscaled to 64x64)")
       ->check(CLI::IsMember({"mlp", "conv28", "conv64"}))
       ->capture_default_str();
-  example::add_model_options(app, opt.hidden, opt.layers, opt.style, opt.content, opt.likelihood, opt.variance, " (mlp)");
+  example::add_model_options(app, opt, " (mlp)");
   opt.data.add_to(app);
   app.add_option("--out", opt.out_dir, "output directory")->capture_default_str();
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
