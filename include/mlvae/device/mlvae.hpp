@@ -272,12 +272,7 @@ public:
   /// The likelihood's mean (e.g. pixel probabilities) for host codes style (S x N) and content
   /// (C x N), decoded on the device (MLVAE::decode_mean's signature).
   void decode_mean(const Matrix<T>& style, const Matrix<T>& content, Matrix<T>& mean) {
-    require<ShapeError>(style.rows() == style_size_ && content.rows() == content_size_ && style.cols() == content.cols(),
-                        "DeviceMLVAE::decode_mean: expected style ", style_size_, "xN and content ", content_size_,
-                        "xN, found ", style.rows(), "x", style.cols(), " and ", content.rows(), "x", content.cols());
-    host_out_.resize(style_size_ + content_size_, style.cols());
-    host_out_.topRows(style_size_) = style;
-    host_out_.bottomRows(content_size_) = content;
+    mlvae::detail::stack_codes(style, content, style_size_, content_size_, host_out_, "DeviceMLVAE::decode_mean");
     z_.upload(host_out_);
     const auto& out = decoder_.forward(z_);
     d_out_.resize(data_size(), style.cols());

@@ -29,6 +29,20 @@
 
 namespace mlvae {
 
+namespace detail {
+/// z = [style; content] for decoding, after checking the codes: style S x N, content C x N.
+/// Throws ShapeError naming `where` otherwise.
+template <typename T>
+void stack_codes(const Matrix<T>& style, const Matrix<T>& content, Index S, Index C, Matrix<T>& z, const char* where) {
+  require<ShapeError>(style.rows() == S && content.rows() == C && style.cols() == content.cols(), where,
+                      ": expected style ", S, "xN and content ", C, "xN, found ", style.rows(), "x", style.cols(),
+                      " and ", content.rows(), "x", content.cols());
+  ensure_shape(z, S + C, style.cols());
+  z.topRows(S) = style;
+  z.bottomRows(C) = content;
+}
+}  // namespace detail
+
 /// KL weights of the ML-VAE objective (1 and 1 give the ELBO of the paper).
 template <typename T>
 struct MLVAEOptions {
@@ -182,12 +196,7 @@ public:
 
   /// The likelihood's mean (e.g. pixel probabilities) for latent codes: style (S x N), content (C x N).
   void decode_mean(const Matrix<T>& style, const Matrix<T>& content, Matrix<T>& mean) {
-    require<ShapeError>(style.rows() == style_size_ && content.rows() == content_size_ && style.cols() == content.cols(),
-                        "MLVAE::decode_mean: expected style ", style_size_, "xN and content ", content_size_,
-                        "xN, found ", style.rows(), "x", style.cols(), " and ", content.rows(), "x", content.cols());
-    ensure_shape(z_, style_size_ + content_size_, style.cols());
-    z_.topRows(style_size_) = style;
-    z_.bottomRows(content_size_) = content;
+    detail::stack_codes(style, content, style_size_, content_size_, z_, "MLVAE::decode_mean");
     likelihood_.mean(decoder_.forward(z_), mean);
   }
 

@@ -90,13 +90,9 @@ public:
   }
   /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
   /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
-  void set_precision(Precision p) {
-    forward_gemm_.set_precision(p);
-    weight_grad_gemm_.set_precision(p);
-    input_grad_gemm_.set_precision(p);
-  }
+  void set_precision(Precision p) { products_.set_precision(p); }
   /// The arithmetic of the layer's products.
-  Precision precision() const { return forward_gemm_.precision(); }
+  Precision precision() const { return products_.precision(); }
 
   /// Observations per chunk chosen for the current batch size (0 before the first forward).
   Index chunk_size() const { return chunk_; }
@@ -176,7 +172,7 @@ private:
     for (Index start = 0; start < n; start += chunk_) {
       const Index count = std::min(chunk_, n - start);
       im2col(*ctx_, geom_, x.data() + start * input_size(), count, cols_.data());
-      ctx_->gemm(forward_gemm_, Transpose::No, Transpose::Yes, count * P, OC, PK, cols_.data(), count * P,
+      ctx_->gemm(products_.forward, Transpose::No, Transpose::Yes, count * P, OC, PK, cols_.data(), count * P,
                  weight_.data(), OC, rows_.data(), count * P, false);  // y = cols Wᵀ
       positions_to_channels(*ctx_, static_cast<const T*>(rows_.data()), P, OC, count, bias_.data(), relu,
                             output.data() + start * output_size());
@@ -198,11 +194,11 @@ private:
       if (!cols_hold_batch_) im2col(*ctx_, geom_, input_->data() + start * input_size(), count, cols_.data());
       channels_to_positions(*ctx_, dy.data() + offset, relu_out ? relu_out->data() + offset : nullptr, P, OC, count,
                             rows_.data());
-      ctx_->gemm(weight_grad_gemm_, Transpose::Yes, Transpose::No, OC, PK, count * P, rows_.data(), count * P,
+      ctx_->gemm(products_.weight_grad, Transpose::Yes, Transpose::No, OC, PK, count * P, rows_.data(), count * P,
                  cols_.data(), count * P, weight_grad_.data(), OC, true);  // dW += dyᵀ cols
       add_column_sums(*ctx_, bias_grad_.data(), static_cast<const T*>(rows_.data()), count * P, OC, bias_sum_);
       if (need_input_gradient) {
-        ctx_->gemm(input_grad_gemm_, Transpose::No, Transpose::No, count * P, PK, OC, rows_.data(), count * P,
+        ctx_->gemm(products_.input_grad, Transpose::No, Transpose::No, count * P, PK, OC, rows_.data(), count * P,
                    weight_.data(), OC, dcols_.data(), count * P, false);  // dcols = dy W
         col2im(*ctx_, geom_, static_cast<const T*>(dcols_.data()), count, input_grad_.data() + start * input_size(),
                true);
@@ -233,7 +229,7 @@ private:
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
   const Array* input_ = nullptr;
-  typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  LayerProducts<T, Ctx> products_;
   Array output_;
   Array input_grad_;
 

@@ -92,13 +92,9 @@ public:
   }
   /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
   /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
-  void set_precision(Precision p) {
-    forward_gemm_.set_precision(p);
-    weight_grad_gemm_.set_precision(p);
-    input_grad_gemm_.set_precision(p);
-  }
+  void set_precision(Precision p) { products_.set_precision(p); }
   /// The arithmetic of the layer's products.
-  Precision precision() const { return forward_gemm_.precision(); }
+  Precision precision() const { return products_.precision(); }
 
   /// Observations per chunk chosen for the current batch size (0 before the first forward).
   Index chunk_size() const { return chunk_; }
@@ -134,7 +130,7 @@ public:
       const Index count = std::min(chunk_, n - start);
       channels_to_positions(*ctx_, x.data() + start * input_size(), static_cast<const T*>(nullptr), P, C, count,
                             rows_.data());
-      ctx_->gemm(forward_gemm_, Transpose::No, Transpose::No, count * P, PK, C, rows_.data(), count * P,
+      ctx_->gemm(products_.forward, Transpose::No, Transpose::No, count * P, PK, C, rows_.data(), count * P,
                  weight_.data(), C, cols_.data(), count * P, false);  // cols = xs W
       col2im(*ctx_, geom_, static_cast<const T*>(cols_.data()), count, output_.data() + start * output_size(), false);
     }
@@ -158,10 +154,10 @@ public:
         channels_to_positions(*ctx_, input_->data() + start * input_size(), static_cast<const T*>(nullptr), P, C,
                               count, rows_.data());
       im2col(*ctx_, geom_, dy.data() + start * output_size(), count, cols_.data());  // dcols
-      ctx_->gemm(weight_grad_gemm_, Transpose::Yes, Transpose::No, C, PK, count * P, rows_.data(), count * P,
+      ctx_->gemm(products_.weight_grad, Transpose::Yes, Transpose::No, C, PK, count * P, rows_.data(), count * P,
                  cols_.data(), count * P, weight_grad_.data(), C, true);  // dW += xsᵀ dcols
       if (need_input_gradient) {
-        ctx_->gemm(input_grad_gemm_, Transpose::No, Transpose::Yes, count * P, C, PK, cols_.data(), count * P,
+        ctx_->gemm(products_.input_grad, Transpose::No, Transpose::Yes, count * P, C, PK, cols_.data(), count * P,
                    weight_.data(), C, drows_.data(), count * P, false);  // dxs = dcols Wᵀ
         positions_to_channels(*ctx_, static_cast<const T*>(drows_.data()), P, C, count, static_cast<const T*>(nullptr),
                               false, input_grad_.data() + start * input_size());
@@ -232,7 +228,7 @@ private:
   MatrixMap<T> weight_grad_{nullptr, 0, 0};
   VectorMap<T> bias_grad_{nullptr, 0};
   const Array* input_ = nullptr;
-  typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  LayerProducts<T, Ctx> products_;
   Array output_;
   Array input_grad_;
 

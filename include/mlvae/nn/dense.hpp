@@ -57,13 +57,9 @@ public:
 
   /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
   /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
-  void set_precision(Precision p) {
-    forward_gemm_.set_precision(p);
-    weight_grad_gemm_.set_precision(p);
-    input_grad_gemm_.set_precision(p);
-  }
+  void set_precision(Precision p) { products_.set_precision(p); }
   /// The arithmetic of the layer's products.
-  Precision precision() const { return forward_gemm_.precision(); }
+  Precision precision() const { return products_.precision(); }
 
   /// Initialises W with the layer's Init scheme and sets b to zero (host memory).
   void initialize(Rng& rng) {
@@ -79,7 +75,7 @@ public:
     const Index n = x.cols();
     ensure_shape(output_, out_, n);
     set_columns(*ctx_, output_, bias_.data());  // y = b
-    ctx_->gemm(forward_gemm_, Transpose::No, Transpose::No, out_, n, in_, weight_.data(), out_, x.data(), in_,
+    ctx_->gemm(products_.forward, Transpose::No, Transpose::No, out_, n, in_, weight_.data(), out_, x.data(), in_,
                output_.data(), out_, true);  // y += W x
     return output_;
   }
@@ -91,12 +87,12 @@ public:
     require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), described(*this), ": expected gradient ", out_,
                         "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
     const Index n = dy.cols();
-    ctx_->gemm(weight_grad_gemm_, Transpose::No, Transpose::Yes, out_, in_, n, dy.data(), out_, input_->data(), in_,
+    ctx_->gemm(products_.weight_grad, Transpose::No, Transpose::Yes, out_, in_, n, dy.data(), out_, input_->data(), in_,
                weight_grad_.data(), out_, true);  // dW += dy xᵀ
     add_row_sums(*ctx_, bias_grad_.data(), dy, bias_sum_);  // db += Σ_columns dy
     if (need_input_gradient) {
       ensure_shape(input_grad_, in_, n);
-      ctx_->gemm(input_grad_gemm_, Transpose::Yes, Transpose::No, in_, n, out_, weight_.data(), out_, dy.data(), out_,
+      ctx_->gemm(products_.input_grad, Transpose::Yes, Transpose::No, in_, n, out_, weight_.data(), out_, dy.data(), out_,
                  input_grad_.data(), in_, false);  // dx = Wᵀ dy
     }
     return input_grad_;
@@ -133,7 +129,7 @@ private:
   VectorMap<T> bias_grad_{nullptr, 0};
   const Array* input_ = nullptr;
   Array output_, input_grad_, bias_sum_;
-  typename Ctx::template GemmSite<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  LayerProducts<T, Ctx> products_;
 };
 
 /// The CPU's fully connected layer.
@@ -180,7 +176,7 @@ public:
     ensure_shape(output_, oa + ob, x.cols());
     output_.topRows(oa).colwise() = a.bias();
     output_.bottomRows(ob).colwise() = b.bias();
-    forward_gemm_.run(Transpose::No, Transpose::No, weight_, x, output_, true);
+    products_.forward.run(Transpose::No, Transpose::No, weight_, x, output_, true);
     return output_;
   }
 
@@ -192,13 +188,13 @@ public:
                         ", found ", dy.rows(), "x", dy.cols());
     const Index oa = a.output_size(), ob = b.output_size();
     ensure_shape(weight_grad_, oa + ob, a.input_size());
-    weight_grad_gemm_.run(Transpose::No, Transpose::Yes, dy, *input_, weight_grad_, false);  // dW = dy xᵀ
+    products_.weight_grad.run(Transpose::No, Transpose::Yes, dy, *input_, weight_grad_, false);  // dW = dy xᵀ
     a.weight_gradient() += weight_grad_.topRows(oa);
     b.weight_gradient() += weight_grad_.bottomRows(ob);
     a.bias_gradient() += dy.topRows(oa).rowwise().sum();
     b.bias_gradient() += dy.bottomRows(ob).rowwise().sum();
     ensure_shape(input_grad_, a.input_size(), dy.cols());
-    input_grad_gemm_.run(Transpose::Yes, Transpose::No, weight_, dy, input_grad_, false);  // dx = Wᵀ dy
+    products_.input_grad.run(Transpose::Yes, Transpose::No, weight_, dy, input_grad_, false);  // dx = Wᵀ dy
     return input_grad_;
   }
 
@@ -207,18 +203,14 @@ public:
 
   /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
   /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
-  void set_precision(Precision p) {
-    forward_gemm_.set_precision(p);
-    weight_grad_gemm_.set_precision(p);
-    input_grad_gemm_.set_precision(p);
-  }
+  void set_precision(Precision p) { products_.set_precision(p); }
   /// The arithmetic of the layer's products.
-  Precision precision() const { return forward_gemm_.precision(); }
+  Precision precision() const { return products_.precision(); }
 
 private:
   const Matrix<T>* input_ = nullptr;
   Matrix<T> weight_, weight_grad_, output_, input_grad_;
-  Gemm<T> forward_gemm_, weight_grad_gemm_, input_grad_gemm_;
+  LayerProducts<T, HostContext> products_;
 };
 
 }  // namespace mlvae

@@ -439,6 +439,23 @@ struct HostContext {
   }
 };
 
+/// The three products of a layer with parameters — forward, weight gradient, input gradient — each
+/// with its own call-site state on context `Ctx`, and their common arithmetic.
+template <typename T, typename Ctx>
+struct LayerProducts {
+  typename Ctx::template GemmSite<T> forward;      ///< y from x
+  typename Ctx::template GemmSite<T> weight_grad;  ///< dW
+  typename Ctx::template GemmSite<T> input_grad;   ///< dx
+  /// Float32 or BFloat16 for all three (nn/gemm_bf16.hpp; ArgumentError where unavailable).
+  void set_precision(Precision p) {
+    forward.set_precision(p);
+    weight_grad.set_precision(p);
+    input_grad.set_precision(p);
+  }
+  /// The arithmetic of the products.
+  Precision precision() const { return forward.precision(); }
+};
+
 namespace detail {
 /// An empty array of type A on `ctx`: a device's DeviceArray is bound to its context, a Matrix is not.
 template <typename A, typename Ctx>
