@@ -48,14 +48,19 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--held-out", default="7,8,9")
+    ap.add_argument("--splits", default="test,unseen", help="which splits (e.g. one per process, in parallel)")
+    ap.add_argument("--no-header", action="store_true", help="omit the CSV header (to append to a file)")
     args = ap.parse_args()
     xtr = idx(f"{args.data}/train-images-idx3-ubyte.gz").reshape(60000, -1).astype(np.float64) / 255
     ytr = idx(f"{args.data}/train-labels-idx1-ubyte.gz").astype(int)
     xte = idx(f"{args.data}/t10k-images-idx3-ubyte.gz").reshape(10000, -1).astype(np.float64) / 255
     yte = idx(f"{args.data}/t10k-labels-idx1-ubyte.gz").astype(int)
     held = [int(c) for c in args.held_out.split(",")]
-    print("probe,split,k,seed,accuracy")
+    if not args.no_header:
+        print("probe,split,k,seed,accuracy")
     for split, keep in (("test", lambda y: ~np.isin(y, held)), ("unseen", lambda y: np.isin(y, held))):
+        if split not in args.splits.split(","):
+            continue
         ftr, fte = keep(ytr), keep(yte)
         x_fit, y_fit, x_eval, y_eval = xtr[ftr], ytr[ftr], xte[fte], yte[fte]
         mu, sd = x_fit.mean(axis=0), x_fit.std(axis=0) + 1e-8
