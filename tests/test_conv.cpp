@@ -398,7 +398,8 @@ TEST_CASE("gradient check: complete conv ML-VAE loss") {
     for (Index k = 0; k < values.size(); ++k) values(k) += 0.05 * init.normal();  // no zero biases
     Rng data(2);
     const Mat x = uniform_batch(64, 5, data);
-    const auto [result, analytic] = mlvae_test::check_model_gradient(model, Rng(3), x, offsets);
+    const auto [result, analytic] =
+        mlvae_test::check_model_gradient(mlvae_test::large_loss_check(), model, Rng(3), x, offsets);
     INFO(result.report());
     CHECK(result.passed);
     CHECK(result.checked == model.parameters().size());

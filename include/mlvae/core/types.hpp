@@ -48,5 +48,11 @@ template <typename Derived>
 void ensure_shape(Eigen::PlainObjectBase<Derived>& m, Index rows, Index cols) {
   if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
 }
+/// A Map is a view of memory sized by its owner: it must already be rows x cols (not resized).
+template <typename P, int Options, typename Stride>
+void ensure_shape(Eigen::Map<P, Options, Stride>& m, Index rows, Index cols) {
+  eigen_assert(m.rows() == rows && m.cols() == cols);
+  (void)m, (void)rows, (void)cols;
+}
 
 }  // namespace mlvae

@@ -45,6 +45,8 @@ void assign(const D& d, L&& lhs, const R& rhs) {
 
 template <typename T, typename Ctx>
 class DeviceArray;
+template <typename T, typename Ctx>
+struct DeviceParameterStore;
 
 /// Allocation counts of a context (each call to the wrapped allocator counts once).
 struct AllocationCounts {
@@ -68,6 +70,9 @@ public:
   /// The array a layer keeps and returns on this device.
   template <typename T>
   using Array = DeviceArray<T, CpuContext>;
+  /// A model's parameters and gradients on this device.
+  template <typename T>
+  using Parameters = DeviceParameterStore<T, CpuContext>;
 
   /// A context on a default-constructed device (Eigen::DefaultDevice).
   CpuContext() = default;
@@ -213,6 +218,31 @@ template <typename T, typename Ctx>
 void ensure_shape(DeviceArray<T, Ctx>& a, Index rows, Index cols) {
   a.resize(rows, cols);
 }
+
+/// A model's parameters and their gradients in device memory: nn/layer.hpp's ParameterStore on a
+/// device (the same members, so bind_layers and a model written once use either).
+template <typename T, typename Ctx>
+struct DeviceParameterStore {
+  /// An empty store on `ctx` (which must outlive it).
+  explicit DeviceParameterStore(Ctx& ctx) : values(ctx), gradients(ctx), ctx_(&ctx) {}
+  DeviceArray<T, Ctx> values;     ///< the parameters (n x 1), each layer's slice contiguous
+  DeviceArray<T, Ctx> gradients;  ///< dLoss/dvalues, same layout
+
+  /// Number of scalar parameters.
+  Index size() const { return values.rows(); }
+  /// Resizes both arrays to `n` and sets them to zero (invalidates bound layer views).
+  void resize(Index n) {
+    values.resize(n, 1);
+    gradients.resize(n, 1);
+    ctx_->device().memset(values.data(), 0, static_cast<std::size_t>(n) * sizeof(T));
+    zero_gradients();
+  }
+  /// Sets every gradient to zero (queued on the device).
+  void zero_gradients() { ctx_->device().memset(gradients.data(), 0, static_cast<std::size_t>(size()) * sizeof(T)); }
+
+private:
+  Ctx* ctx_;
+};
 
 /// An owning host staging buffer from a context (pinned memory on the GPU, so uploads from it are
 /// asynchronous), with a Matrix view. Reallocated only when a shape needs more elements.

@@ -85,6 +85,9 @@ public:
   /// The array a layer keeps and returns on this device.
   template <typename T>
   using Array = DeviceArray<T, CudaContext>;
+  /// A model's parameters and gradients on this device.
+  template <typename T>
+  using Parameters = DeviceParameterStore<T, CudaContext>;
 
   /// Opens CUDA device `index`; throws mlvae::Error "no CUDA device found" when there is none, and
   /// ArgumentError when `index` is not a visible device.

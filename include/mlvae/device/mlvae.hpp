@@ -1,10 +1,10 @@
 /// @file
-/// mlvae/device/mlvae.hpp — an ML-VAE training step on a device (device/context.hpp): the device
-/// mirror of model/mlvae.hpp. Parameters, gradients and every workspace live on the device; a step
-/// uploads the minibatch (through host staging memory, pinned on the GPU) and downloads one small
-/// block: the per-column loss terms and the per-chunk squared gradient norms, from which the host
-/// forms LossTerms and the gradient norm in a fixed order. The math is device/ops.hpp's, the same
-/// formulas as the CPU model (docs/elbo.md), which stays the reference.
+/// mlvae/device/mlvae.hpp — an ML-VAE on a device (device/context.hpp): model/mlvae.hpp's MLVAE on
+/// the device's context, with the device's driver of its step. Parameters, gradients and every
+/// workspace live on the device; a step uploads the minibatch (through host staging memory, pinned
+/// on the GPU) or gathers it there, and downloads one small block: the per-column loss terms and
+/// the per-chunk squared gradient norms, from which the host forms LossTerms and the gradient norm
+/// in a fixed order.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -65,8 +65,11 @@ struct ColumnGather {
   EIGEN_DEVICE_FUNC T operator()(const Eigen::array<Index, 2>& at) const { return data[index[at[1]] * rows + at[0]]; }
 };
 
-/// The device mirror of an MLVAE (model/mlvae.hpp) built from CPU layers that have device
-/// mirrors (device/layers.hpp): same parameter layout, same objective, same gradients.
+/// An ML-VAE on a device: model/mlvae.hpp's MLVAE itself on context `Ctx` (the same class, whose
+/// step, compute_step, is written once), built from a CPU model (same layers on the device, same
+/// parameter layout, same options), with the device's driver around that step: the batch uploaded
+/// through staging memory or gathered on the device, counter-based noise, and one readback per
+/// step (the per-column terms and the gradient-norm partial sums).
 template <typename CpuModel, typename Ctx>
 class DeviceMLVAE {
 public:
@@ -74,53 +77,32 @@ public:
   using Scalar = typename CpuModel::Scalar;
   /// Shorthand.
   using T = Scalar;
-  /// The CPU model type this mirrors.
+  /// The CPU model type this copies.
   using Cpu = CpuModel;
 
 private:
   template <typename L>
-  using mirror = device_layer_t<std::decay_t<L>, Ctx>;
-  using Trunk = mirror<decltype(std::declval<CpuModel&>().trunk())>;
-  using StyleHead = mirror<decltype(std::declval<CpuModel&>().style_head())>;
-  using ContentHead = mirror<decltype(std::declval<CpuModel&>().content_head())>;
-  using Decoder = mirror<decltype(std::declval<CpuModel&>().decoder())>;
+  using on_device = device_layer_t<std::decay_t<L>, Ctx>;
+  using Trunk = on_device<decltype(std::declval<CpuModel&>().trunk())>;
+  using StyleHead = on_device<decltype(std::declval<CpuModel&>().style_head())>;
+  using ContentHead = on_device<decltype(std::declval<CpuModel&>().content_head())>;
+  using Decoder = on_device<decltype(std::declval<CpuModel&>().decoder())>;
   using Likelihood = std::decay_t<decltype(std::declval<const CpuModel&>().likelihood())>;
-  using ContentPathOf = BasicContentPath<Scalar, Ctx>;
 
 public:
-  /// Mirrors `cpu` in `ctx` (which must outlive this) and uploads its parameters.
+  /// The model on the device: MLVAE on context Ctx.
+  using Model = MLVAE<T, Trunk, StyleHead, ContentHead, Decoder, Likelihood, Ctx>;
+
+  /// Builds the model of `cpu` in `ctx` (which must outlive this) and uploads its parameters.
+  /// Throws ArgumentError naming the option when the device cannot compute one (require_device_supports).
   DeviceMLVAE(Ctx& ctx, CpuModel& cpu)
-      : ctx_(&ctx),
-        trunk_(ctx, cpu.trunk()),
-        style_head_(ctx, cpu.style_head()),
-        content_head_(ctx, cpu.content_head()),
-        decoder_(ctx, cpu.decoder()),
-        likelihood_(cpu.likelihood()),
-        options_(cpu.options()),
-        style_size_(cpu.style_size()),
-        content_size_(cpu.content_size()),
-        values_(ctx), gradients_(ctx), x_(ctx), eps_style_(ctx), eps_content_(ctx), z_(ctx), d_out_(ctx),
-        d_style_out_(ctx), d_content_out_(ctx), d_features_(ctx), readback_(ctx), content_(ctx), staging_(ctx),
-        readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
-    require_device_supports(cpu.options(), cpu.precision(), ctx.describe());
-    const Index n = cpu.parameters().size();
-    require<ShapeError>(trunk_.parameter_count() + style_head_.parameter_count() + content_head_.parameter_count() +
-                                decoder_.parameter_count() ==
-                            n,
-                        "DeviceMLVAE: the device layers hold a different parameter count than the model (", n, ")");
-    values_.resize(n, 1);
-    gradients_.resize(n, 1);
-    T* v = values_.data();
-    T* g = gradients_.data();
-    auto bind = [&](auto& layer) {
-      layer.bind(v, g);
-      v += layer.parameter_count();
-      g += layer.parameter_count();
-    };
-    bind(trunk_);
-    bind(style_head_);
-    bind(content_head_);
-    bind(decoder_);
+      : model_((require_device_supports(cpu.options(), cpu.precision(), ctx.describe()), ctx),
+               Trunk(ctx, cpu.trunk()), StyleHead(ctx, cpu.style_head()), ContentHead(ctx, cpu.content_head()),
+               Decoder(ctx, cpu.decoder()), cpu.likelihood(), cpu.options()),
+        x_(ctx), eps_style_(ctx), eps_content_(ctx), z_(ctx), readback_(ctx), staging_(ctx), readback_host_(ctx),
+        index_staging_(ctx), index_dev_(ctx) {
+    require<ShapeError>(model_.parameters().size() == cpu.parameters().size(), "DeviceMLVAE: the device layers hold ",
+                        model_.parameters().size(), " parameters, the model ", cpu.parameters().size());
     upload_parameters(cpu.parameters().values);
   }
 
@@ -128,36 +110,38 @@ public:
   DeviceMLVAE& operator=(const DeviceMLVAE&) = delete;
 
   /// The context the model lives in.
-  Ctx& context() { return *ctx_; }
+  Ctx& context() { return model_.context(); }
   /// The context (device) the model lives on.
-  const Ctx& context() const { return *ctx_; }
+  const Ctx& context() const { return model_.context(); }
+  /// The MLVAE on the device.
+  Model& model() { return model_; }
   /// Features per observation.
-  Index data_size() const { return trunk_.input_size(); }
+  Index data_size() const { return model_.data_size(); }
   /// Style dimensions.
-  Index style_size() const { return style_size_; }
+  Index style_size() const { return model_.style_size(); }
   /// Content dimensions.
-  Index content_size() const { return content_size_; }
+  Index content_size() const { return model_.content_size(); }
   /// Number of parameters.
-  Index parameter_count() const { return values_.rows(); }
+  Index parameter_count() const { return model_.parameters().size(); }
   /// Parameters on the device (parameter_count() x 1), in the CPU model's order.
-  DeviceArray<T, Ctx>& parameters() { return values_; }
+  DeviceArray<T, Ctx>& parameters() { return model_.parameters().values; }
   /// Gradients on the device, same layout.
-  DeviceArray<T, Ctx>& gradients() { return gradients_; }
+  DeviceArray<T, Ctx>& gradients() { return model_.parameters().gradients; }
   /// The model's options (copied from the CPU model at construction). The KL weights may be changed;
-  /// an option this device layer does not run is refused at the next step (require_device_supports).
-  MLVAEOptions<T>& options() { return options_; }
+  /// an option this device does not run is refused at the next step (require_device_supports).
+  MLVAEOptions<T>& options() { return model_.options(); }
 
   /// Copies host parameter values (the CPU model's layout) to the device.
   void upload_parameters(const Vector<T>& values) {
-    require<ShapeError>(values.size() == values_.rows(), "DeviceMLVAE: expected ", values_.rows(),
+    require<ShapeError>(values.size() == parameter_count(), "DeviceMLVAE: expected ", parameter_count(),
                         " parameter values, found ", values.size());
-    ctx_->upload(values_.data(), values.data(), static_cast<std::size_t>(values.size()) * sizeof(T));
-    ctx_->synchronize();
+    context().upload(parameters().data(), values.data(), static_cast<std::size_t>(values.size()) * sizeof(T));
+    context().synchronize();
   }
   /// Copies the device parameters into `values` (resized), e.g. the CPU model's parameters().values.
-  void download_parameters(Vector<T>& values) const { values_.download(values); }
+  void download_parameters(Vector<T>& values) { parameters().download(values); }
   /// Copies the device gradients of the last backward pass into `gradients` (resized).
-  void download_gradients(Vector<T>& gradients) const { gradients_.download(gradients); }
+  void download_gradients(Vector<T>& gradients) { this->gradients().download(gradients); }
 
   /// Host staging memory for a rows x cols minibatch: fill it, then commit_batch().
   MatrixMap<T> batch_staging(Index cols) {
@@ -171,7 +155,7 @@ public:
     require<ArgumentError>(std::isfinite(static_cast<double>(x.sum())) || x.allFinite(),
                            "DeviceMLVAE: the input batch contains NaN or infinite values");
     x_.resize(x.rows(), x.cols());
-    ctx_->upload(x_.data(), staging_.data(), static_cast<std::size_t>(x_.size()) * sizeof(T));
+    context().upload(x_.data(), staging_.data(), static_cast<std::size_t>(x_.size()) * sizeof(T));
   }
   /// Stages and uploads a host minibatch (data_size() x N).
   void upload_batch(const Matrix<T>& x) {
@@ -198,9 +182,9 @@ public:
       staged[j] = c;
     }
     index_dev_.resize(n, 1);
-    ctx_->upload(index_dev_.data(), staged, static_cast<std::size_t>(n) * sizeof(Index));
+    context().upload(index_dev_.data(), staged, static_cast<std::size_t>(n) * sizeof(Index));
     x_.resize(data_size(), n);
-    assign(ctx_->device(), x_.tensor(),
+    assign(context().device(), x_.tensor(),
            x_.tensor().generate(ColumnGather<T>{data.data(), index_dev_.data(), data_size()}));
   }
 
@@ -236,11 +220,9 @@ public:
   /// download, and no allocation once a step of the same shape has run. Its result equals
   /// forward_backward(offsets, key) for key = *device_key; read it with read_step_result().
   void queue_forward_backward(const std::vector<Index>& offsets, const std::uint64_t* device_key) {
-    check_offsets(offsets);
-    eps_style_.resize(style_size_, x_.cols());
-    eps_content_.resize(content_size_, content_noise_columns(offsets));
-    fill_normal_at(ctx_->device(), device_key, 0, eps_style_.tensor());
-    fill_normal_at(ctx_->device(), device_key, 1, eps_content_.tensor());
+    shape_noise(offsets);
+    fill_normal_at(context().device(), device_key, 0, eps_style_.tensor());
+    fill_normal_at(context().device(), device_key, 1, eps_content_.tensor());
     queue_run(offsets, true);
   }
   /// Waits for the device and returns the loss terms and gradient norm of the last queued step.
@@ -260,24 +242,24 @@ public:
   void encode(const Matrix<T>& x, Matrix<T>& style_mean, Matrix<T>& style_logvar, Matrix<T>& content_mean,
               Matrix<T>& content_logvar) {
     upload_batch(x);
-    const auto& h = trunk_.forward(x_);
-    style_head_.forward(h).download(host_out_);
-    style_mean = host_out_.topRows(style_size_);
-    style_logvar = host_out_.bottomRows(style_size_);
-    content_head_.forward(h).download(host_out_);
-    content_mean = host_out_.topRows(content_size_);
-    content_logvar = host_out_.bottomRows(content_size_);
+    const auto& h = model_.trunk().forward(x_);
+    model_.style_head().forward(h).download(host_out_);
+    style_mean = host_out_.topRows(style_size());
+    style_logvar = host_out_.bottomRows(style_size());
+    model_.content_head().forward(h).download(host_out_);
+    content_mean = host_out_.topRows(content_size());
+    content_logvar = host_out_.bottomRows(content_size());
   }
 
   /// The likelihood's mean (e.g. pixel probabilities) for host codes style (S x N) and content
   /// (C x N), decoded on the device (MLVAE::decode_mean's signature).
   void decode_mean(const Matrix<T>& style, const Matrix<T>& content, Matrix<T>& mean) {
-    mlvae::detail::stack_codes(style, content, style_size_, content_size_, host_out_, "DeviceMLVAE::decode_mean");
+    mlvae::detail::stack_codes(style, content, style_size(), content_size(), host_out_, "DeviceMLVAE::decode_mean");
     z_.upload(host_out_);
-    const auto& out = decoder_.forward(z_);
-    d_out_.resize(data_size(), style.cols());
-    TensorLikelihood<Likelihood>::mean(ctx_->device(), likelihood_, out.tensor(), d_out_.tensor());
-    d_out_.download(mean);
+    const auto& out = model_.decoder().forward(z_);
+    eps_style_.resize(data_size(), style.cols());  // scratch for the mean
+    TensorLikelihood<Likelihood>::mean(context().device(), likelihood(), out.tensor(), eps_style_.tensor());
+    eps_style_.download(mean);
   }
 
   /// The decoder as the evaluation code uses it (eval/likelihood.hpp): forward(z) of host codes
@@ -288,10 +270,10 @@ public:
     explicit HostDecoder(DeviceMLVAE& model) : model_(&model) {}
     /// Decoder output for host codes z ((S + C) x N), downloaded to the host.
     const Matrix<T>& forward(const Matrix<T>& z) {
-      require<ShapeError>(z.rows() == model_->style_size_ + model_->content_size_, "DeviceMLVAE decoder: expected ",
-                          model_->style_size_ + model_->content_size_, " latent rows, found ", z.rows());
+      require<ShapeError>(z.rows() == model_->style_size() + model_->content_size(), "DeviceMLVAE decoder: expected ",
+                          model_->style_size() + model_->content_size(), " latent rows, found ", z.rows());
       model_->z_.upload(z);
-      model_->decoder_.forward(model_->z_).download(model_->host_out_);
+      model_->model_.decoder().forward(model_->z_).download(model_->host_out_);
       return model_->host_out_;
     }
 
@@ -302,35 +284,35 @@ public:
   /// eval/likelihood.hpp's importance-sampled log-likelihood run its decoder passes on the device.
   HostDecoder decoder() { return HostDecoder(*this); }
   /// The observation model (evaluated on the host by the evaluation code).
-  const Likelihood& likelihood() const { return likelihood_; }
+  const Likelihood& likelihood() const { return model_.likelihood(); }
 
 private:
-  void check_offsets(const std::vector<Index>& offsets) const {
-    require<ShapeError>(x_.cols() > 0, "DeviceMLVAE: no batch uploaded (call upload_batch or commit_batch first)");
-    check_group_offsets(offsets, x_.cols(), "DeviceMLVAE");
-  }
-
   // Content noise columns: one per group, or one per observation (Ada, or a sample per observation).
   Index content_noise_columns(const std::vector<Index>& offsets) const {
-    return ContentPathOf::per_group_noise(options_.content) ? static_cast<Index>(offsets.size()) - 1 : x_.cols();
+    return BasicContentPath<T, Ctx>::per_group_noise(model_.options().content) ? static_cast<Index>(offsets.size()) - 1
+                                                                               : x_.cols();
+  }
+  // Checks the batch and sizes the noise arrays.
+  void shape_noise(const std::vector<Index>& offsets) {
+    require<ShapeError>(x_.cols() > 0, "DeviceMLVAE: no batch uploaded (call upload_batch or commit_batch first)");
+    check_group_offsets(offsets, x_.cols(), "DeviceMLVAE");
+    eps_style_.resize(style_size(), x_.cols());
+    eps_content_.resize(content_size(), content_noise_columns(offsets));
   }
 
   void draw_noise(const std::vector<Index>& offsets, std::uint64_t key) {
-    check_offsets(offsets);
-    eps_style_.resize(style_size_, x_.cols());
-    eps_content_.resize(content_size_, content_noise_columns(offsets));
-    fill_normal(ctx_->device(), stream_key(key, 0), eps_style_.tensor());
-    fill_normal(ctx_->device(), stream_key(key, 1), eps_content_.tensor());
+    shape_noise(offsets);
+    fill_normal(context().device(), stream_key(key, 0), eps_style_.tensor());
+    fill_normal(context().device(), stream_key(key, 1), eps_content_.tensor());
   }
 
   void set_noise(const std::vector<Index>& offsets, const Matrix<T>& eps_style, const Matrix<T>& eps_content) {
-    check_offsets(offsets);
-    const Index units = content_noise_columns(offsets);
-    require<ShapeError>(eps_style.rows() == style_size_ && eps_style.cols() == x_.cols() &&
-                            eps_content.rows() == content_size_ && eps_content.cols() == units,
-                        "DeviceMLVAE: expected noise ", style_size_, "x", x_.cols(), " and ", content_size_, "x",
-                        units, ", found ", eps_style.rows(), "x", eps_style.cols(), " and ", eps_content.rows(), "x",
-                        eps_content.cols());
+    shape_noise(offsets);
+    require<ShapeError>(eps_style.rows() == eps_style_.rows() && eps_style.cols() == eps_style_.cols() &&
+                            eps_content.rows() == eps_content_.rows() && eps_content.cols() == eps_content_.cols(),
+                        "DeviceMLVAE: expected noise ", eps_style_.rows(), "x", eps_style_.cols(), " and ",
+                        eps_content_.rows(), "x", eps_content_.cols(), ", found ", eps_style.rows(), "x",
+                        eps_style.cols(), " and ", eps_content.rows(), "x", eps_content.cols());
     eps_style_.upload(eps_style);
     eps_content_.upload(eps_content);
   }
@@ -340,59 +322,16 @@ private:
     return finish();
   }
 
-  // Queues the step (noise already drawn) up to the readback block; no host synchronisation.
+  // Queues the model's step (noise already drawn) and the gradient-norm partial sums into the
+  // readback block [log p (N) | style KL (N) | content KL (N) | norm partials]; no host synchronisation.
   void queue_run(const std::vector<Index>& offsets, bool backward) {
-    require_device_supports(options_, Precision::Float32, ctx_->describe());
-    const auto& d = ctx_->device();
-    const Index n = x_.cols(), groups = static_cast<Index>(offsets.size()) - 1, S = style_size_, C = content_size_;
-    const Index chunks = backward ? norm_partial_count(values_.rows()) : 0;
-    // The readback block: per column log-likelihood, style KL and content KL, then the norm partials.
+    require_device_supports(model_.options(), Precision::Float32, context().describe());
+    const Index n = x_.cols(), groups = static_cast<Index>(offsets.size()) - 1;
+    const Index chunks = backward ? norm_partial_count(parameter_count()) : 0;
     readback_.resize(3 * n + chunks, 1);
-    T* rb = readback_.data();
-
-    // Encoder: trunk, then both heads; [mean; log-variance] split by row slices.
-    const auto& h = trunk_.forward(x_);
-    const auto& so = style_head_.forward(h);
-    const auto& co = content_head_.forward(h);
-    const auto s_mean = so.tensor().slice(Dims2{0, 0}, Dims2{S, n});
-    const auto s_logvar = so.tensor().slice(Dims2{S, 0}, Dims2{S, n});
-    const ColumnsView<T> c_mean{co.data(), 2 * C}, c_logvar{co.data() + C, 2 * C};
-
-    // Reparameterised samples: a style per observation; the content path (model/content_path.hpp,
-    // the same kernels as the CPU model) writes the content rows of z and the content KL per column.
-    z_.resize(S + C, n);
-    reparameterize(d, s_mean, s_logvar, eps_style_.tensor(), z_.tensor().slice(Dims2{0, 0}, Dims2{S, n}));
-    content_.forward(c_mean, c_logvar, C, offsets, options_.content, eps_content_.data(), z_.data() + S, S + C,
-                     rb + 2 * n);
-
-    // Decoder and the other two terms, per column.
-    const auto& out = decoder_.forward(z_);
-    TensorLikelihood<Likelihood>::log_likelihood(d, likelihood_, x_.tensor(), out.tensor(), TensorVector<T>(rb, n));
-    kl_to_standard_normal(d, s_mean, s_logvar, TensorVector<T>(rb + n, n));
-
-    if (backward) {
-      // loss = −(1/G) [Σ log p − β_s Σ KL_s − β_c Σ KL_c] (model/mlvae.hpp).
-      set_zero(d, gradients_.data(), gradients_.rows());
-      const T w = T(1) / T(groups);
-      d_out_.resize(out.rows(), n);
-      TensorLikelihood<Likelihood>::gradient(d, likelihood_, x_.tensor(), out.tensor(), -w, d_out_.tensor());
-      const auto& dz = decoder_.backward(d_out_);
-
-      d_style_out_.resize(2 * S, n);
-      sample_and_kl_backward(d, s_mean, s_logvar, eps_style_.tensor(), dz.tensor().slice(Dims2{0, 0}, Dims2{S, n}),
-                             T(w * options_.style_kl_weight), d_style_out_.tensor().slice(Dims2{0, 0}, Dims2{S, n}),
-                             d_style_out_.tensor().slice(Dims2{S, 0}, Dims2{S, n}));
-      d_content_out_.resize(2 * C, n);
-      content_.backward(c_mean, c_logvar, ColumnsView<T>{dz.data() + S, S + C}, T(w * options_.content_kl_weight),
-                        d_content_out_.data(), d_content_out_.data() + C, 2 * C);
-
-      const auto& ds = style_head_.backward(d_style_out_);
-      const auto& dc = content_head_.backward(d_content_out_);
-      d_features_.resize(ds.rows(), n);
-      assign(d, d_features_.tensor(), ds.tensor() + dc.tensor());
-      trunk_.backward(d_features_, false);
-      squared_norm_partials(d, gradients_.data(), gradients_.rows(), rb + 3 * n);
-    }
+    model_.compute_step(x_, offsets, eps_style_.data(), eps_content_.data(), groups, backward, readback_.data());
+    if (backward)
+      squared_norm_partials(context().device(), gradients().data(), parameter_count(), readback_.data() + 3 * n);
     last_n_ = n;
     last_groups_ = groups;
     last_chunks_ = chunks;
@@ -401,36 +340,24 @@ private:
   // The one download of the step, then the totals on the host in a fixed order.
   StepResult finish() {
     const Index n = last_n_, groups = last_groups_, chunks = last_chunks_;
-    const T* rb = readback_.data();
     readback_host_.resize(readback_.rows(), 1);
-    ctx_->download(readback_host_.data(), rb, static_cast<std::size_t>(readback_.rows()) * sizeof(T));
-    ctx_->synchronize();
+    context().download(readback_host_.data(), readback_.data(), static_cast<std::size_t>(readback_.rows()) * sizeof(T));
+    context().synchronize();
     const T* host = readback_host_.data();
-    double rec = 0, kls = 0, klc = 0, norm2 = 0;
-    for (Index j = 0; j < n; ++j) rec += static_cast<double>(host[j]);
-    for (Index j = 0; j < n; ++j) kls += static_cast<double>(host[n + j]);
-    for (Index j = 0; j < n; ++j) klc += static_cast<double>(host[2 * n + j]);
+    double sums[3] = {0, 0, 0}, norm2 = 0;
+    for (int k = 0; k < 3; ++k)
+      for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(host[k * n + j]);
     for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[3 * n + c]);
-
+    const MLVAEOptions<T>& o = model_.options();
     StepResult result;
-    result.terms = LossTerms::from_sums(rec, kls, klc, static_cast<double>(options_.style_kl_weight),
-                                        static_cast<double>(options_.content_kl_weight), groups, n, groups, n);
+    result.terms = LossTerms::from_sums(sums[0], sums[1], sums[2], static_cast<double>(o.style_kl_weight),
+                                        static_cast<double>(o.content_kl_weight), groups, n, groups, n);
     result.gradient_norm = std::sqrt(norm2);
     return result;
   }
 
-  Ctx* ctx_;
-  Trunk trunk_;
-  StyleHead style_head_;
-  ContentHead content_head_;
-  Decoder decoder_;
-  Likelihood likelihood_;
-  MLVAEOptions<T> options_;
-  Index style_size_, content_size_;
-  DeviceArray<T, Ctx> values_, gradients_;
-  DeviceArray<T, Ctx> x_, eps_style_, eps_content_, z_;
-  DeviceArray<T, Ctx> d_out_, d_style_out_, d_content_out_, d_features_, readback_;
-  ContentPathOf content_;
+  Model model_;
+  DeviceArray<T, Ctx> x_, eps_style_, eps_content_, z_, readback_;
   HostStaging<T, Ctx> staging_, readback_host_;
   HostStaging<Index, Ctx> index_staging_;  // gather_batch's column indices on their way to the device
   DeviceArray<Index, Ctx> index_dev_;

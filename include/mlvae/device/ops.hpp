@@ -1,9 +1,9 @@
 /// @file
 /// mlvae/device/ops.hpp — the math of an ML-VAE step written once as Eigen Tensor expressions,
 /// evaluated with `.device(d)` on any Eigen device (DefaultDevice, ThreadPoolDevice, GpuDevice):
-/// activations and their backward, reparameterisation, KL to N(0, I), the likelihoods and their
-/// gradients, the counter-based normal generator, the fused Adam update and the gradient-norm
-/// partial sums (the content path's kernels are model/content_path.hpp's, shared with the CPU). The formulas are those of dist/, nn/activations.hpp and
+/// the likelihoods and their gradients, the counter-based normal generator, the fused Adam update
+/// and the gradient-norm partial sums (the Gaussian and content-path kernels are
+/// model/content_path.hpp's, shared with the CPU). The formulas are those of dist/ and
 /// optim/adam.hpp (docs/elbo.md), which stay the CPU reference.
 ///
 /// Reductions are only ever partial reductions over the first or the last dimension of a matrix;
@@ -116,29 +116,17 @@ struct TensorLikelihood<GaussianLearnedVarianceLikelihood<T>> {
   }
 };
 
-// ---- Gaussians ---------------------------------------------------------------------------------
-
-/// Per-column KL(N(mean, diag e^{logvar}) ‖ N(0, I)) = ½ Σ_rows (μ² + σ² − 1 − log σ²) into `kl` (N).
-template <typename D, typename M, typename L, typename K>
-void kl_to_standard_normal(const D& d, const M& mean, const L& logvar, K&& kl) {
-  assign(d, kl, gaussian_terms::kl_to_standard_normal(mean, logvar).sum(Dims1{0}));
-}
-
-/// z = mean + e^{½ logvar} ⊙ eps.
-template <typename D, typename M, typename L, typename E, typename Z>
-void reparameterize(const D& d, const M& mean, const L& logvar, const E& eps, Z&& z) {
-  assign(d, z, gaussian_terms::sample(mean, logvar, eps));
-}
-
-/// Backward of a reparameterised sample and its weighted KL term together, WRITING (not adding)
-///   dmean = dz + w μ,   dlogvar = dz ⊙ eps ⊙ ½ e^{½ logvar} + w ½ (e^{logvar} − 1)
-/// (dist/gaussian.hpp's reparameterize_backward plus kl_to_standard_normal_backward).
-template <typename D, typename M, typename L, typename E, typename DZ, typename T, typename DM, typename DL>
-void sample_and_kl_backward(const D& d, const M& mean, const L& logvar, const E& eps, const DZ& dz, T kl_weight,
-                            DM&& dmean, DL&& dlogvar) {
-  assign(d, dmean, dz + kl_weight * mean);
-  assign(d, dlogvar,
-         gaussian_terms::sample_logvar_gradient(logvar, eps, dz) + gaussian_terms::kl_logvar_gradient(logvar, kl_weight));
+/// The per-column log-likelihood of a model's step into `log_likelihood` (N, device memory) and,
+/// with `grad`, weight · its gradient with respect to the decoder output: the devices' form of
+/// dist/likelihood.hpp's likelihood_columns (a model written once calls either).
+template <typename Likelihood, typename T, typename Ctx>
+void likelihood_columns(Ctx& ctx, const Likelihood& likelihood, const DeviceArray<T, Ctx>& x,
+                        const DeviceArray<T, Ctx>& out, T weight, T* log_likelihood, DeviceArray<T, Ctx>* grad) {
+  TensorLikelihood<Likelihood>::log_likelihood(ctx.device(), likelihood, x.tensor(), out.tensor(),
+                                               TensorVector<T>(log_likelihood, x.cols()));
+  if (grad == nullptr) return;
+  grad->resize(out.rows(), out.cols());
+  TensorLikelihood<Likelihood>::gradient(ctx.device(), likelihood, x.tensor(), out.tensor(), weight, grad->tensor());
 }
 
 // ---- Noise -------------------------------------------------------------------------------------
@@ -245,9 +233,9 @@ template <typename D, typename T>
 void adam_update(const D& d, const AdamCoefficients<T>& k, Index n, T* values, const T* gradients, T* m, T* v) {
   TensorVector<const T> g(gradients, n);
   TensorVector<T> mt(m, n), vt(v, n), p(values, n);
-  assign(d, mt, k.beta1 * mt + (T(1) - k.beta1) * k.scale * g);
-  assign(d, vt, k.beta2 * vt + (T(1) - k.beta2) * (k.scale * g).square());
-  assign(d, p, p - k.lr * ((mt * k.c1) / ((vt * k.c2).sqrt() + k.eps) + k.weight_decay * p));
+  assign(d, mt, adam_terms::first_moment(mt, g, k.beta1, k.scale));
+  assign(d, vt, adam_terms::second_moment(vt, g, k.beta2, k.scale));
+  assign(d, p, adam_terms::parameter(p, mt, vt, k.c1, k.c2, k));
 }
 
 /// The value held at `at` (device memory) for every index: a scalar that a queued expression reads
@@ -270,18 +258,13 @@ struct AdamCoefficientsAt {
   double clip = 0, beta1 = 0.9, beta2 = 0.999;
   /// Coefficient j.
   EIGEN_DEVICE_FUNC T operator()(Index j) const {
-    using std::pow;
     using std::sqrt;
     const double n2 = static_cast<double>(*norm2);
     const bool ok = (Eigen::numext::isfinite)(n2);
     if (j == 3) return ok ? T(1) : T(0);
     if (!ok) return T(1);
-    if (j == 0) {
-      const double norm = sqrt(n2);
-      return (clip > 0 && norm > clip) ? T(clip / norm) : T(1);
-    }
-    const double t = *step;
-    return T(1) / T(1 - pow(j == 1 ? beta1 : beta2, t));
+    if (j == 0) return AdamCoefficients<T>::clip_factor(clip, sqrt(n2));
+    return AdamCoefficients<T>::bias_correction(j == 1 ? beta1 : beta2, *step);
   }
 };
 
@@ -318,9 +301,9 @@ void adam_update_on_device(const D& d, const AdamCoefficients<T>& fixed, double 
   const auto c1 = g.nullaryExpr(ValueAt<T>{work + 1});
   const auto c2 = g.nullaryExpr(ValueAt<T>{work + 2});
   const auto update = g.nullaryExpr(ValueAt<T>{work + 3}) > T(0);
-  assign(d, mt, update.select(fixed.beta1 * mt + (T(1) - fixed.beta1) * scale * g, mt));
-  assign(d, vt, update.select(fixed.beta2 * vt + (T(1) - fixed.beta2) * (scale * g).square(), vt));
-  assign(d, p, update.select(p - fixed.lr * ((mt * c1) / ((vt * c2).sqrt() + fixed.eps) + fixed.weight_decay * p), p));
+  assign(d, mt, update.select(adam_terms::first_moment(mt, g, fixed.beta1, scale), mt));
+  assign(d, vt, update.select(adam_terms::second_moment(vt, g, fixed.beta2, scale), vt));
+  assign(d, p, update.select(adam_terms::parameter(p, mt, vt, c1, c2, fixed), p));
 }
 
 /// Sets n device elements to zero.

@@ -69,8 +69,8 @@ struct BernoulliLikelihood {
   static auto mean_terms(const L& l) { return ew::sigmoid(l); }
 
   /// log p(x | logits) per column: the column sums of log_p_terms.
-  template <typename X, typename O>
-  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, RowVector<T>& out) const {
+  template <typename X, typename O, typename Out>
+  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, Out& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, logits, x.rows());
     ensure_shape(out, 1, x.cols());
     parallel_columns(x.cols(), x.rows(), [&](Index begin, Index end) {
@@ -93,9 +93,9 @@ struct BernoulliLikelihood {
   /// computed once (into `grad` as scratch, while the column is in cache) and gives both
   /// log p = x ℓ − max(ℓ, 0) − log1p(e) and sigmoid(ℓ) = 1/(1+e) (ℓ ≥ 0) or e/(1+e) (ℓ < 0).
   /// Writes `out` (1 x batch) and `grad` = weight (x − sigmoid(ℓ)); tests/test_fused_kernels.cpp.
-  template <typename X, typename O>
+  template <typename X, typename O, typename Out>
   void log_likelihood_and_gradient(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& logits, T weight,
-                                   RowVector<T>& out, Matrix<T>& grad) const {
+                                   Out& out, Matrix<T>& grad) const {
     detail::check_likelihood_shapes<T>(name, -1, x, logits, x.rows());
     ensure_shape(out, 1, x.cols());
     ensure_shape(grad, logits.rows(), logits.cols());
@@ -159,8 +159,8 @@ struct GaussianLikelihood {
 
   /// log p(x | μ) per column, −½ Σ ((x − μ)²/σ² + log 2πσ²), into `out` (1 x batch).
   /// Throws ShapeError unless μ has the shape of x.
-  template <typename X, typename O>
-  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, RowVector<T>& out) const {
+  template <typename X, typename O, typename Out>
+  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& mu, Out& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, mu, x.rows());
     ensure_shape(out, 1, x.cols());
     out = log_p_from_squared_error(squared_error_terms(x.array(), mu.array()).colwise().sum(), x.rows());
@@ -210,8 +210,8 @@ struct GaussianLearnedVarianceLikelihood {
 
   /// log p(x | μ, σ²) per column, −½ Σ ((x − μ)²/σ² + log σ² + log 2π), into `out` (1 x batch).
   /// Throws ShapeError unless the decoder output is 2·rows(x) x cols(x).
-  template <typename X, typename O>
-  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, RowVector<T>& out) const {
+  template <typename X, typename O, typename Out>
+  void log_likelihood(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<O>& out_rows, Out& out) const {
     detail::check_likelihood_shapes<T>(name, -1, x, out_rows, 2 * x.rows());
     const Index d = x.rows();
     ensure_shape(out, 1, x.cols());
@@ -232,27 +232,43 @@ struct GaussianLearnedVarianceLikelihood {
   void mean(const Eigen::MatrixBase<O>& out_rows, Matrix<T>& out) const { out = out_rows.topRows(out_rows.rows() / 2); }
 };
 
+struct HostContext;  // nn/gemm.hpp
+
 namespace detail {
 template <typename L, typename = void>
 struct has_fused_log_likelihood : std::false_type {};
 template <typename L>
-struct has_fused_log_likelihood<L, std::void_t<decltype(&L::template log_likelihood_and_gradient<Matrix<typename L::Scalar>,
-                                                                                                  Matrix<typename L::Scalar>>)>>
-    : std::true_type {};
+struct has_fused_log_likelihood<
+    L, std::void_t<decltype(std::declval<const L&>().log_likelihood_and_gradient(
+           std::declval<const Matrix<typename L::Scalar>&>(), std::declval<const Matrix<typename L::Scalar>&>(),
+           typename L::Scalar(), std::declval<RowVector<typename L::Scalar>&>(),
+           std::declval<Matrix<typename L::Scalar>&>()))>> : std::true_type {};
 }  // namespace detail
 
 /// The per-column log-likelihood and weight · its gradient with respect to the decoder output, through the
 /// likelihood's fused log_likelihood_and_gradient() when it has one, else its two separate passes.
-template <typename Likelihood, typename X, typename O, typename T>
+template <typename Likelihood, typename X, typename O, typename T, typename Out>
 void log_likelihood_and_gradient(const Likelihood& likelihood, const Eigen::MatrixBase<X>& x,
-                                 const Eigen::MatrixBase<O>& out, T weight, RowVector<T>& log_likelihood,
-                                 Matrix<T>& grad) {
+                                 const Eigen::MatrixBase<O>& out, T weight, Out& log_likelihood, Matrix<T>& grad) {
   if constexpr (detail::has_fused_log_likelihood<Likelihood>::value) {
     likelihood.log_likelihood_and_gradient(x, out, weight, log_likelihood, grad);
   } else {
     likelihood.log_likelihood(x, out, log_likelihood);
     likelihood.gradient(x, out, weight, grad);
   }
+}
+
+/// The per-column log-likelihood of a model's step into `log_likelihood` (N values) and, with `grad`,
+/// weight · its gradient with respect to the decoder output in the same pass: the host's form of an
+/// operation every device supplies (device/ops.hpp has the devices').
+template <typename Likelihood, typename T>
+void likelihood_columns(HostContext&, const Likelihood& likelihood, const Matrix<T>& x, const Matrix<T>& out, T weight,
+                        T* log_likelihood, Matrix<T>* grad) {
+  Eigen::Map<RowVector<T>> columns(log_likelihood, x.cols());
+  if (grad != nullptr)
+    log_likelihood_and_gradient(likelihood, x, out, weight, columns, *grad);
+  else
+    likelihood.log_likelihood(x, out, columns);
 }
 
 }  // namespace mlvae

@@ -52,6 +52,50 @@ EIGEN_DEVICE_FUNC T gaussian_kl(T m1, T l1, T m2, T l2) {
   return T(0.5) * (l2 - l1 + (exp(l1) + (m1 - m2) * (m1 - m2)) / exp(l2) - T(1));
 }
 
+/// Element (r, c) of a reparameterised diagonal Gaussian sample: mean + e^{½ logvar} · eps.
+template <typename T>
+struct GaussianSample {
+  ColumnsView<T> mean, logvar, eps;  ///< dims x N each
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
+    return mean(r, c) + Eigen::numext::exp(T(0.5) * logvar(r, c)) * eps(r, c);
+  }
+};
+
+/// KL(N(mean, diag e^{logvar}) ‖ N(0, I)) of column c (a 1 x N kernel) = ½ Σ_d (μ² + e^l − 1 − l).
+template <typename T>
+struct GaussianKl {
+  ColumnsView<T> mean, logvar;  ///< dims x N each
+  Index dims;                   ///< rows summed
+  /// KL of one dimension.
+  EIGEN_DEVICE_FUNC static T term(T m, T l) { return T(0.5) * (m * m + Eigen::numext::exp(l) - T(1) - l); }
+  /// Element (0, c).
+  EIGEN_DEVICE_FUNC T operator()(Index, Index c) const {
+    T sum = 0;
+    for (Index d = 0; d < dims; ++d) sum += term(mean(d, c), logvar(d, c));
+    return sum;
+  }
+};
+
+/// Backward of a reparameterised sample and its weighted KL together: dLoss/dmean (or, with
+/// `log_variance`, dLoss/dlogvar) of element (r, c), given dz = dLoss/dz:
+///   dmean = dz + w μ,   dlogvar = dz · eps · ½ e^{½ logvar} + w · ½ (e^{logvar} − 1).
+template <typename T>
+struct GaussianSampleGradient {
+  ColumnsView<T> mean, logvar, eps, dz;  ///< dims x N each
+  T kl_weight;                           ///< w, the KL's weight in the loss
+  bool log_variance;                     ///< which output
+  /// The gradient at one element from its values (also used by the content path's unshared dimensions).
+  EIGEN_DEVICE_FUNC static T of(T m, T l, T e, T g, T w, bool log_variance) {
+    using Eigen::numext::exp;
+    return log_variance ? g * e * T(0.5) * exp(T(0.5) * l) + w * T(0.5) * (exp(l) - T(1)) : g + w * m;
+  }
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
+    return of(mean(r, c), logvar(r, c), eps(r, c), dz(r, c), kl_weight, log_variance);
+  }
+};
+
 // The content path's kernels: functors of plain values and pointers into one device's memory, each
 // computing one element from what it reads, evaluated by generate_at (nn/gemm.hpp on the host,
 // device/layers.hpp on a device). Written once: the CPU model and every device run these.
@@ -127,15 +171,14 @@ struct ContentKl {
   Index dims;                                                     ///< C
   /// Element (0, i).
   EIGEN_DEVICE_FUNC T operator()(Index, Index i) const {
-    using Eigen::numext::exp;
     const Index g = group_of[i];
     const bool first = offsets[g] == i;
     T sum = 0;
     for (Index d = 0; d < dims; ++d) {
       if (shared(d, g) > T(0)) {
-        if (first) sum += T(0.5) * (group_mean(d, g) * group_mean(d, g) + exp(group_logvar(d, g)) - T(1) - group_logvar(d, g));
+        if (first) sum += GaussianKl<T>::term(group_mean(d, g), group_logvar(d, g));
       } else {
-        sum += T(0.5) * (mean(d, i) * mean(d, i) + exp(logvar(d, i)) - T(1) - logvar(d, i));
+        sum += GaussianKl<T>::term(mean(d, i), logvar(d, i));
       }
     }
     return sum;
@@ -177,11 +220,8 @@ struct ContentMemberGradient {
   bool log_variance;                        ///< which output
   /// Element (d, i).
   EIGEN_DEVICE_FUNC T operator()(Index d, Index i) const {
-    using Eigen::numext::exp;
     if (shared(d, noise.group_of[i]) > T(0)) return aggregate(d, i);
-    if (!log_variance) return dz(d, i) + kl_weight * mean(d, i);
-    return dz(d, i) * noise(d, i) * T(0.5) * exp(T(0.5) * logvar(d, i)) +
-           kl_weight * T(0.5) * (exp(logvar(d, i)) - T(1));
+    return GaussianSampleGradient<T>::of(mean(d, i), logvar(d, i), noise(d, i), dz(d, i), kl_weight, log_variance);
   }
 };
 

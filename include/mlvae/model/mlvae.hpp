@@ -63,25 +63,52 @@ struct MLVAEOptions {
 /// ML-VAE over layer stacks: `Trunk` maps an observation to features, `StyleHead` and `ContentHead`
 /// map features to [mean; log-variance] (2·style and 2·content rows), `Decoder` maps
 /// [style; content] to the `Likelihood`'s parameters. All four follow the layer contract
-/// (nn/layer.hpp). The model owns one ParameterStore: trunk, style head, content head, decoder.
+/// (nn/layer.hpp). The model owns one parameter store: trunk, style head, content head, decoder.
+///
+/// Written once for every device: `Ctx` is HostContext (the CPU, the default) or a device context
+/// (device/context.hpp), whose layers are the same nn/ classes on that context. The step's
+/// arithmetic (compute_step) is the same code on both; the host form adds its drivers (noise from an
+/// Rng, shards, the cycle loss, bf16 products), device/mlvae.hpp's DeviceMLVAE the device's (batch
+/// upload or gather, counter-based noise, one readback).
 template <typename T, typename Trunk, typename StyleHead, typename ContentHead, typename Decoder,
-          typename Likelihood = BernoulliLikelihood<T>>
+          typename Likelihood = BernoulliLikelihood<T>, typename Ctx = HostContext>
 class MLVAE {
+  static constexpr bool on_host = std::is_same_v<Ctx, HostContext>;
+
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
+  /// The context's array: Matrix<T> on the host.
+  using Array = typename Ctx::template Array<T>;
+  /// Parameters and gradients: ParameterStore<T> on the host.
+  using Parameters = typename Ctx::template Parameters<T>;
 
   /// Takes ownership of the layers and binds them to the model's ParameterStore (uninitialised: call initialize()).
   /// Throws ShapeError when the trunk, heads, decoder and likelihood sizes do not fit together (odd head outputs,
   /// an empty content latent, decoder input ≠ style + content, decoder output ≠ Likelihood::output_rows(data_size())).
   MLVAE(Trunk trunk, StyleHead style_head, ContentHead content_head, Decoder decoder, Likelihood likelihood = {},
         MLVAEOptions<T> options = {})
-      : trunk_(std::move(trunk)),
+      : MLVAE(HostContext::instance(), std::move(trunk), std::move(style_head), std::move(content_head),
+              std::move(decoder), std::move(likelihood), options) {}
+
+  /// The same on context `ctx` (which must outlive the model), from layers on that context.
+  MLVAE(Ctx& ctx, Trunk trunk, StyleHead style_head, ContentHead content_head, Decoder decoder,
+        Likelihood likelihood = {}, MLVAEOptions<T> options = {})
+      : ctx_(&ctx),
+        trunk_(std::move(trunk)),
         style_head_(std::move(style_head)),
         content_head_(std::move(content_head)),
         decoder_(std::move(decoder)),
         likelihood_(std::move(likelihood)),
-        options_(options) {
+        options_(options),
+        params_(detail::make_array<Parameters>(ctx)),
+        content_(ctx),
+        z_(detail::make_array<Array>(ctx)),
+        d_out_(detail::make_array<Array>(ctx)),
+        d_style_out_(detail::make_array<Array>(ctx)),
+        d_content_out_(detail::make_array<Array>(ctx)),
+        d_features_(detail::make_array<Array>(ctx)),
+        d_z_content_(detail::make_array<Array>(ctx)) {
     require<ShapeError>(style_head_.input_size() == trunk_.output_size() &&
                             content_head_.input_size() == trunk_.output_size(),
                         "MLVAE: the trunk outputs ", trunk_.output_size(), " features but the style head expects ",
@@ -114,15 +141,17 @@ public:
   /// Dimension of the content latent c.
   Index content_size() const { return content_size_; }
   /// Every parameter and its gradient, in store order trunk, style head, content head, decoder.
-  ParameterStore<T>& parameters() { return params_; }
+  Parameters& parameters() { return params_; }
   /// Every parameter and its gradient (read-only).
-  const ParameterStore<T>& parameters() const { return params_; }
+  const Parameters& parameters() const { return params_; }
   /// The observation model.
   const Likelihood& likelihood() const { return likelihood_; }
   /// The KL weights, modifiable (e.g. for KL annealing).
   MLVAEOptions<T>& options() { return options_; }
   /// The KL weights.
   const MLVAEOptions<T>& options() const { return options_; }
+  /// The context the model runs on.
+  Ctx& context() const { return *ctx_; }
   /// The shared encoder trunk.
   Trunk& trunk() { return trunk_; }
   /// The shared encoder trunk (read-only).
@@ -200,6 +229,88 @@ public:
     likelihood_.mean(decoder_.forward(z_), mean);
   }
 
+  /// The step's arithmetic on the context's memory, for every device: encoder, reparameterised style
+  /// samples from `eps_style` (S x N), the content path (model/content_path.hpp) from `eps_content`
+  /// (C x G, or C x N with Ada or a sample per observation), decoder and likelihood; with `backward`,
+  /// OVERWRITES the gradients with those of loss = −(1/G)[Σ_i log p − β_s Σ_i KL_s − β_c Σ KL_c],
+  /// G = `normaliser_groups` (the whole batch's group count). Writes the per-column terms into the
+  /// context's memory at `terms` (3N: log p of each column, then its style KL, then its content KL)
+  /// and queues everything: no host synchronisation (the drivers read `terms`). `x` and the noise
+  /// are the caller's and must stay valid until the step has run; the batch layout is checked here.
+  void compute_step(const Array& x, const std::vector<Index>& offsets, const T* eps_style, const T* eps_content,
+                    Index normaliser_groups, bool backward, T* terms) {
+    check_group_offsets(offsets, x.cols(), "MLVAE");
+    const Index n = x.cols(), S = style_size_, C = content_size_;
+
+    // Encoder: trunk, then both heads on the same features (one stacked product on the host when both
+    // are one Dense layer: rows [0, 2S) style, [2S, 2S+2C) content; nn/dense.hpp, StackedDense).
+    const Array& h = trunk_.forward(x);
+    const Array* so = nullptr;
+    const Array* co = nullptr;
+    if constexpr (stacked_heads) {
+      so = co = &heads_.forward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_), h);
+    } else {
+      so = &style_head_.forward(h);
+      co = &content_head_.forward(h);
+    }
+    const Index c0 = stacked_heads ? 2 * S : 0;
+    s_mean_ = {so->data(), so->rows()};
+    s_logvar_ = {so->data() + S, so->rows()};
+    c_mean_ = {co->data() + c0, co->rows()};
+    c_logvar_ = {co->data() + c0 + C, co->rows()};
+    eps_style_ = {eps_style, S};
+
+    // Reparameterised samples: one style per observation; the content path writes the content rows of
+    // z and each column's content KL.
+    ensure_shape(z_, S + C, n);
+    generate_at(*ctx_, z_.data(), S, n, S + C, GaussianSample<T>{s_mean_, s_logvar_, eps_style_});
+    content_.forward(c_mean_, c_logvar_, C, offsets, options_.content, eps_content, z_.data() + S, S + C, terms + 2 * n);
+
+    // Decoder, the log-likelihood (with its gradient in the same pass) and the style KL, per column.
+    const Array& out = decoder_.forward(z_);
+    const T w = T(1) / T(normaliser_groups);
+    likelihood_columns(*ctx_, likelihood_, x, out, -w, terms, backward ? &d_out_ : nullptr);
+    generate_at(*ctx_, terms + n, 1, n, 1, GaussianKl<T>{s_mean_, s_logvar_, S});
+    if (!backward) return;
+
+    // Backward: through the decoder, the style samples and KLs, the content path, the heads, the trunk.
+    params_.zero_gradients();
+    const Array& dz = decoder_.backward(d_out_);
+    const ColumnsView<T> dz_style{dz.data(), dz.rows()}, dz_content{dz.data() + S, dz.rows()};
+    T* d_style = nullptr;  // [dmean; dlogvar] of the style, then of the content (one matrix when stacked)
+    T* d_content = nullptr;
+    Index d_ld = 0;
+    if constexpr (stacked_heads) {
+      ensure_shape(d_heads_out_, 2 * S + 2 * C, n);
+      d_style = d_heads_out_.data();
+      d_content = d_style + c0;
+      d_ld = 2 * S + 2 * C;
+    } else {
+      ensure_shape(d_style_out_, 2 * S, n);
+      ensure_shape(d_content_out_, 2 * C, n);
+      d_style = d_style_out_.data();
+      d_content = d_content_out_.data();
+    }
+    GaussianSampleGradient<T> style{s_mean_, s_logvar_, eps_style_, dz_style, T(w * options_.style_kl_weight), false};
+    generate_at(*ctx_, d_style, S, n, stacked_heads ? d_ld : 2 * S, style);
+    style.log_variance = true;
+    generate_at(*ctx_, d_style + S, S, n, stacked_heads ? d_ld : 2 * S, style);
+    content_.backward(c_mean_, c_logvar_, dz_content, T(w * options_.content_kl_weight), d_content, d_content + C,
+                      stacked_heads ? d_ld : 2 * C);
+
+    if constexpr (stacked_heads) {
+      trunk_.backward(heads_.backward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_),
+                                      d_heads_out_),
+                      false);
+    } else {
+      const Array& ds = style_head_.backward(d_style_out_);
+      const Array& dc = content_head_.backward(d_content_out_);
+      ensure_shape(d_features_, ds.rows(), n);
+      elementwise(*ctx_, d_features_, [](const auto& a, const auto& b) { return a + b; }, ds, dc);
+      trunk_.backward(d_features_, false);
+    }
+  }
+
 private:
   void check_input(const Matrix<T>& x) const {
     require<ShapeError>(x.rows() == data_size(), "MLVAE: expected observations with ", data_size(),
@@ -210,6 +321,17 @@ private:
                            "MLVAE: the input batch contains NaN or infinite values");
   }
 
+  // `rows` normals for each of the `units` columns this slice owns, out of the whole batch's
+  // `global_units` starting at `first`: the rest of the stream is skipped, so slices draw disjoint parts.
+  static void draw_slice(Rng& rng, Matrix<T>& eps, Index rows, Index units, Index first, Index global_units) {
+    ensure_shape(eps, rows, units);
+    skip_normals(rng, std::int64_t{first} * rows);
+    rng.fill_normal(eps);
+    skip_normals(rng, std::int64_t{global_units - first - units} * rows);
+  }
+
+  // The host's driver of compute_step: noise from `rng` (style, then content, then the cycle's), the
+  // terms summed in double, and the reverse-cycle loss.
   LossTerms run(const Matrix<T>& x, const std::vector<Index>& offsets, Rng& rng, bool backward,
                 const BatchShard& shard) {
     check_input(x);
@@ -221,102 +343,37 @@ private:
     // The whole batch's sizes: the normaliser and the layout of its noise stream.
     const Index global_n = shard.whole() ? n : shard.global_columns;
     const Index global_groups = shard.whole() ? groups : shard.global_groups;
-
-    // Encoder: trunk, then both heads on the same features (one stacked product when both are one
-    // Dense layer: rows [0, 2S) style, [2S, 2S+2C) content; nn/dense.hpp, StackedDense).
-    const Matrix<T>& h = trunk_.forward(x);
-    const Matrix<T>& so = stacked_heads ? heads_forward(h) : style_head_.forward(h);
-    const Matrix<T>& co = stacked_heads ? so : content_head_.forward(h);
-    const Index c0 = stacked_heads ? 2 * S : 0;
-    const auto s_mean = so.middleRows(0, S);
-    const auto s_logvar = so.middleRows(S, S);
-    const auto c_mean = co.middleRows(c0, C);
-    const auto c_logvar = co.middleRows(c0 + C, C);
-
-    // Reparameterised samples: one style per observation; the content path (q(c_G | X_G), the product
-    // of the members' Gaussians by default) draws its noise after the style's.
-    ensure_shape(eps_style_, S, n);
-    skip_normals(rng, std::int64_t{shard.first_column} * S);
-    rng.fill_normal(eps_style_);
-    skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * S);
-    ensure_shape(z_, S + C, n);
-    auto z_style = z_.topRows(S);
-    reparameterize(s_mean, s_logvar, eps_style_, z_style);
-    auto z_content = z_.bottomRows(C);
-    const double klc = content_.forward(c_mean, c_logvar, offsets, options_.content, rng, z_content, shard);
-
-    // Decoder and the three terms.
-    const Matrix<T>& out = decoder_.forward(z_);
-    const T w = T(1) / T(global_groups);
-    if (backward)  // the log-likelihood and its gradient in one pass (dist/likelihood.hpp)
-      log_likelihood_and_gradient(likelihood_, x, out, -w, log_likelihood_, d_out_);
-    else
-      likelihood_.log_likelihood(x, out, log_likelihood_);
-    kl_to_standard_normal<T>(s_mean, s_logvar, kl_style_);
-
-    LossTerms terms = LossTerms::from_sums(
-        static_cast<double>(log_likelihood_.sum()), static_cast<double>(kl_style_.sum()), klc,
-        static_cast<double>(options_.style_kl_weight), static_cast<double>(options_.content_kl_weight), groups, n,
-        global_groups, global_n);
     const bool cycle = options_.cycle_weight > T(0) && groups > 1;
     // The reverse cycle pairs each group with the next one of the batch: a slice cannot reproduce it.
     require<ArgumentError>(!cycle || shard.whole(), "MLVAE: the cycle-consistency loss (cycle_weight ",
                            options_.cycle_weight, ") pairs groups across the whole batch and cannot be split into ",
                            "shards (data-parallel or sharded training); train it in one process without shards");
-    if (cycle) {
-      ensure_shape(eps_cycle_, S, groups);
-      rng.fill_normal(eps_cycle_);
-    }
-    if (!backward) {
-      if (cycle) terms.loss += cycle_loss(groups, n, offsets, false);
-      return terms;
-    }
 
-    // Backward. loss = −(1/G) [Σ_i log p − β_s Σ_i KL_s − β_c Σ_G KL_c].
-    params_.zero_gradients();
-    const Matrix<T>& dz = decoder_.backward(d_out_);
-
-    Matrix<T>& d_style = stacked_heads ? d_heads_out_ : d_style_out_;
-    Matrix<T>& d_content = stacked_heads ? d_heads_out_ : d_content_out_;
-    ensure_shape(d_style, stacked_heads ? 2 * S + 2 * C : 2 * S, n);
-    d_style.setZero();
-    auto ds_mean = d_style.middleRows(0, S);
-    auto ds_logvar = d_style.middleRows(S, S);
-    reparameterize_backward(s_logvar, eps_style_, dz.topRows(S), ds_mean, ds_logvar);
-    kl_to_standard_normal_backward(s_mean, s_logvar, T(w * options_.style_kl_weight), ds_mean, ds_logvar);
-
-    // Content: through the samples (shared ones summed over the group), the KLs and the aggregation.
-    d_z_content_ = dz.bottomRows(C);
-    if (!stacked_heads) {
-      ensure_shape(d_content, 2 * C, n);
-      d_content.setZero();
-    }
-    auto dc_mean = d_content.middleRows(c0, C);
-    auto dc_logvar = d_content.middleRows(c0 + C, C);
-    content_.backward(c_mean, c_logvar, offsets, d_z_content_, T(w * options_.content_kl_weight), dc_mean, dc_logvar);
-
-    if constexpr (stacked_heads) {
-      trunk_.backward(heads_.backward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_),
-                                      d_heads_out_),
-                      false);
-    } else {
-      ensure_shape(d_features_, trunk_.output_size(), n);
-      d_features_ = style_head_.backward(d_style_out_);
-      d_features_ += content_head_.backward(d_content_out_);
-      trunk_.backward(d_features_, false);
-    }
+    draw_slice(rng, eps_style_host_, S, n, shard.first_column, global_n);
+    const bool per_group = BasicContentPath<T, Ctx>::per_group_noise(options_.content);
+    draw_slice(rng, eps_content_host_, C, per_group ? groups : n, per_group ? shard.first_group : shard.first_column,
+               per_group ? global_groups : global_n);
+    ensure_shape(terms_host_, 3 * n, 1);
+    compute_step(x, offsets, eps_style_host_.data(), eps_content_host_.data(), global_groups, backward,
+                 terms_host_.data());
+    double sums[3] = {0, 0, 0};
+    for (int k = 0; k < 3; ++k)
+      for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(terms_host_(k * n + j));
+    LossTerms terms = LossTerms::from_sums(sums[0], sums[1], sums[2], static_cast<double>(options_.style_kl_weight),
+                                           static_cast<double>(options_.content_kl_weight), groups, n, global_groups,
+                                           global_n);
     if (!cycle) return terms;
 
-    // Reverse cycle: its loss and the encoder's gradient, which reaches the content samples (d_z_content_,
-    // C x N); then once more through the content path (the encoder re-run on x for its caches).
-    terms.loss += cycle_loss(groups, n, offsets, true);
-    const Matrix<T>& h2 = trunk_.forward(x);
-    const Matrix<T>& co2 = content_head_.forward(h2);
-    ensure_shape(d_content_out_, 2 * C, n);  // not shaped yet when the heads were stacked
-    d_content_out_.setZero();
-    auto dc_mean2 = d_content_out_.topRows(C);
-    auto dc_logvar2 = d_content_out_.bottomRows(C);
-    content_.backward(co2.topRows(C), co2.bottomRows(C), offsets, d_z_content_, T(0), dc_mean2, dc_logvar2);
+    ensure_shape(eps_cycle_, S, groups);
+    rng.fill_normal(eps_cycle_);
+    terms.loss += cycle_loss(groups, n, offsets, backward);
+    if (!backward) return terms;
+    // The cycle's gradient reaches the content samples (d_z_content_, C x N): once more through the
+    // content path (the encoder re-run on x for its caches).
+    const Matrix<T>& co2 = content_head_.forward(trunk_.forward(x));
+    ensure_shape(d_content_out_, 2 * C, n);
+    content_.backward({co2.data(), co2.rows()}, {co2.data() + C, co2.rows()}, {d_z_content_.data(), C}, T(0),
+                      d_content_out_.data(), d_content_out_.data() + C, 2 * C);
     trunk_.backward(content_head_.backward(d_content_out_), false);
     return terms;
   }
@@ -368,15 +425,11 @@ private:
     }
   }
 
+  // Both heads as one product: on the host, when each is one Dense layer.
   static constexpr bool stacked_heads =
-      detail::is_single_dense<StyleHead, T>::value && detail::is_single_dense<ContentHead, T>::value;
-  const Matrix<T>& heads_forward(const Matrix<T>& h) {
-    if constexpr (stacked_heads)
-      return heads_.forward(detail::single_dense<T>(style_head_), detail::single_dense<T>(content_head_), h);
-    else
-      return h;  // not reached
-  }
+      on_host && detail::is_single_dense<StyleHead, T>::value && detail::is_single_dense<ContentHead, T>::value;
 
+  Ctx* ctx_;
   Trunk trunk_;
   StyleHead style_head_;
   ContentHead content_head_;
@@ -384,16 +437,17 @@ private:
   Likelihood likelihood_;
   MLVAEOptions<T> options_;
   Index style_size_ = 0, content_size_ = 0;
-  ParameterStore<T> params_;
+  Parameters params_;
   Precision precision_ = Precision::Float32;
 
-  // Workspaces, resized only when the batch shape changes.
-  ContentPath<T> content_;
-  Matrix<T> eps_style_, z_, eps_cycle_, z_cycle_, x_cycle_, d_cycle_out_, d_z_content_;
-  RowVector<T> log_likelihood_, kl_style_;
-  StackedDense<T> heads_;  // used when stacked_heads
+  // Workspaces, resized only when the batch shape changes; the views of the last compute_step.
+  BasicContentPath<T, Ctx> content_;
+  Array z_, d_out_, d_style_out_, d_content_out_, d_features_, d_z_content_;
+  ColumnsView<T> s_mean_, s_logvar_, c_mean_, c_logvar_, eps_style_;
+  // The host's: its noise, per-column terms, stacked heads and the cycle's workspaces.
+  Matrix<T> eps_style_host_, eps_content_host_, terms_host_, eps_cycle_, z_cycle_, x_cycle_, d_cycle_out_;
+  StackedDense<T> heads_;
   Matrix<T> d_heads_out_;
-  Matrix<T> d_out_, d_style_out_, d_content_out_, d_features_;
 };
 
 }  // namespace mlvae

@@ -414,6 +414,9 @@ inline std::vector<std::string> gemm_kernel_report() {
 /// from run to run on one machine), as training checkpoints record them (io/checkpoint.hpp).
 inline std::vector<std::string> gemm_kernel_choices() { return gemm_selector().choices(); }
 
+template <typename T>
+struct ParameterStore;  // nn/layer.hpp
+
 // ---- the host as a device: what a layer written once (nn/dense.hpp) calls on the CPU ---------
 /// The CPU as the device of the layers: its arrays are Matrix<T>, its products mlvae's Gemm. The
 /// device layer's contexts (device/context.hpp, device/cuda.cuh) supply the same members and the
@@ -423,6 +426,9 @@ struct HostContext {
   /// The array a layer keeps and returns.
   template <typename T>
   using Array = Matrix<T>;
+  /// A model's parameters and gradients (nn/layer.hpp).
+  template <typename T>
+  using Parameters = ParameterStore<T>;
   /// Per call site state of a matrix product (packing buffers kept from call to call).
   template <typename T>
   using GemmSite = Gemm<T>;

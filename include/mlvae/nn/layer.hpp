@@ -117,8 +117,8 @@ struct ParameterStore {
 };
 
 /// Binds each layer in turn to consecutive slices of `store`; returns the count bound.
-template <typename T, typename... Layers>
-Index bind_layers(ParameterStore<T>& store, Layers&... layers) {
+template <typename Store, typename... Layers>
+Index bind_layers(Store& store, Layers&... layers) {
   const Index total = (Index{0} + ... + layers.parameter_count());
   store.resize(total);
   Index offset = 0;

@@ -50,20 +50,51 @@ struct AdamCoefficients {
   T c1 = T(1), c2 = T(1);  ///< bias corrections 1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ)
   T lr = T(1e-3), eps = T(1e-8), weight_decay = T(0);
 
+  /// The clipping factor min(1, clip / ‖g‖) of a gradient of norm `norm` (1 when clip is 0).
+  EIGEN_DEVICE_FUNC static T clip_factor(double clip, double norm) {
+    return (clip > 0 && norm > clip) ? T(clip / norm) : T(1);
+  }
+  /// The bias correction 1/(1 − βᵗ) of update number `step`.
+  EIGEN_DEVICE_FUNC static T bias_correction(double beta, double step) {
+    using std::pow;
+    return T(1) / T(1 - pow(beta, step));
+  }
+
   /// The coefficients of update number `step` (1-based) of a gradient whose norm is `norm`.
   static AdamCoefficients of(const AdamOptions& o, long long step, double norm) {
     AdamCoefficients k;
-    k.scale = (o.clip_norm > 0 && norm > o.clip_norm) ? T(o.clip_norm / norm) : T(1);
+    k.scale = clip_factor(o.clip_norm, norm);
     k.beta1 = T(o.beta1);
     k.beta2 = T(o.beta2);
-    k.c1 = T(1) / T(1 - std::pow(o.beta1, static_cast<double>(step)));
-    k.c2 = T(1) / T(1 - std::pow(o.beta2, static_cast<double>(step)));
+    k.c1 = bias_correction(o.beta1, static_cast<double>(step));
+    k.c2 = bias_correction(o.beta2, static_cast<double>(step));
     k.lr = T(o.learning_rate);
     k.eps = T(o.epsilon);
     k.weight_decay = T(o.weight_decay);
     return k;
   }
 };
+
+/// Adam's element-wise update, written once for every device: templates over Eigen Array
+/// expressions (the host) and Tensor expressions (a device), with the step's coefficients as
+/// scalars or as expressions read on the device (device/ops.hpp's step without the host).
+namespace adam_terms {
+/// m ← β₁ m + (1 − β₁) s g (s: the clipping factor).
+template <typename T, typename M, typename G, typename S>
+auto first_moment(const M& m, const G& g, T beta1, const S& scale) {
+  return beta1 * m + (T(1) - beta1) * scale * g;
+}
+/// v ← β₂ v + (1 − β₂) (s g)².
+template <typename T, typename V, typename G, typename S>
+auto second_moment(const V& v, const G& g, T beta2, const S& scale) {
+  return beta2 * v + (T(1) - beta2) * (scale * g).square();
+}
+/// θ ← θ − lr (m c₁ / (√(v c₂) + ε) + λ θ), from the updated moments.
+template <typename T, typename P, typename M, typename V, typename C1, typename C2>
+auto parameter(const P& p, const M& m, const V& v, const C1& c1, const C2& c2, const AdamCoefficients<T>& k) {
+  return p - k.lr * ((m * c1) / ((v * c2).sqrt() + k.eps) + k.weight_decay * p);
+}
+}  // namespace adam_terms
 
 /// The Adam optimiser (Kingma & Ba 2015) over one flat parameter vector, with optional
 /// decoupled weight decay and global-norm gradient clipping; results do not depend on the thread count.
@@ -120,9 +151,9 @@ public:
         auto m = first_moment_.segment(off, len).array();
         auto v = second_moment_.segment(off, len).array();
         auto p = values.segment(off, len).array();
-        m = k.beta1 * m + (T(1) - k.beta1) * k.scale * g;
-        v = k.beta2 * v + (T(1) - k.beta2) * (k.scale * g).square();
-        p -= k.lr * ((m * k.c1) / ((v * k.c2).sqrt() + k.eps) + k.weight_decay * p);
+        m = adam_terms::first_moment(m, g, k.beta1, k.scale);
+        v = adam_terms::second_moment(v, g, k.beta2, k.scale);
+        p = adam_terms::parameter(p, m, v, k.c1, k.c2, k);
       }
     });
     return true;
