@@ -18,5 +18,6 @@ std::string cuda_unavailable_reason(int index) {
 
 template void put_on_cuda(mlvae::Trainer<mlvae::Conv28MLVAE<float>>&, int);
 template void put_on_cuda(mlvae::Trainer<mlvae::Conv64MLVAE<float>>&, int);
+template void put_on_cuda(mlvae::Trainer<mlvae::Conv28VAE<float>>&, int);  // evaluate_mlvae's conv28 baseline
 
 }  // namespace mlvae_examples

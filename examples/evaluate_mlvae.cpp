@@ -55,7 +55,7 @@ struct Options : example::ModelOptions {  // sizes, likelihood, Adam rate, sampl
   std::string out_dir = "out/evaluate_mlvae";
   bool quiet = false;
   std::string python = "/usr/bin/python3";
-  std::string device = "cpu";  // cpu | cuda | cuda:N: where the ML-VAE trains (examples/device_backend.hpp)
+  std::string device = "cpu";  // cpu | cuda | cuda:N: where both models train (examples/device_backend.hpp)
   // Model and study options (issue 16).
   std::string model = "mlvae";      // mlvae | gvae | ada-mlvae | ada-gvae
   std::string arch = "mlp";         // mlp | conv28
@@ -229,14 +229,10 @@ std::vector<mlvae::LossTerms> train_model(const char* name, Model& model, const 
   topt.sampler = {opt.groups_per_batch, opt.min_group_size, opt.train_group_size, opt.seed + 1};
   topt.noise_seed = opt.seed + 2;
   mlvae::Trainer<Model> trainer(model, train.x, train.keys, topt);
-  // --device cuda: the ML-VAE's steps run on the GPU (the VAE has no device path yet); the
-  // evaluation below runs on the CPU model after sync_to_host().
-  if constexpr (mlvae::detail::is_grouped_model<Model>::value) {
-    mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
-    if (opt.device != "cpu") std::printf("%s: training on %s\n", name, trainer.device().c_str());
-  } else if (opt.device != "cpu") {
-    std::printf("%s: training on the CPU (the device layer has no VAE yet)\n", name);
-  }
+  // --device cuda: the ML-VAE's and the VAE's steps run on the GPU; the evaluation below runs on the
+  // CPU model after sync_to_host().
+  mlvae_examples::open_device(mlvae_examples::parse_device(opt.device), trainer);
+  if (opt.device != "cpu") std::printf("%s: training on %s\n", name, trainer.device().c_str());
   example::Progress progress(static_cast<long long>(opt.epochs) * trainer.sampler().batches_per_epoch(), opt.quiet);
   std::vector<mlvae::LossTerms> train_terms;
   for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
@@ -669,7 +665,7 @@ int main(int argc, char** argv) {
   app.add_flag("--quiet", opt.quiet, "no per-step progress");
   app.add_option("--python", opt.python, "Python with matplotlib for the figures ('none': CSV only)")
       ->capture_default_str();
-  example::add_device_option(app, opt.device, "the ML-VAE (the VAE baseline and the evaluation run on the CPU)");
+  example::add_device_option(app, opt.device, "the ML-VAE and the VAE baseline (the evaluation runs on the CPU)");
   app.add_option("--seeds", opt.seeds,
                  "comma-separated seeds, e.g. 1,2,3: the whole run once per seed (results_seed<N>.csv), then "
                  "results.csv and the printed table as mean and standard deviation over the seeds");

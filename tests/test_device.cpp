@@ -188,17 +188,17 @@ TEST_CASE("device: the content path (product and mean - Ada - per-observation sa
         o.adaptive = adaptive;
         o.sample_per_observation = per_observation;
         INFO("product ", product, " adaptive ", adaptive, " per observation ", per_observation);
-        ContentPath<double> cpu;
+        // The CPU's path (HostContext) and the devices' read the same standard normals.
         Rng rng(5);
-        const Rng start = rng;
-        Matrix<double> z(dims, n);
-        const double kl = cpu.forward(mean, logvar, offsets, o, rng, z);
-        Matrix<double> dmean(dims, n), dlogvar(dims, n);
-        cpu.backward(mean, logvar, offsets, dz, 0.3, dmean, dlogvar);
-        // The device reads the same standard normals the CPU path drew.
-        Rng replay = start;
         Matrix<double> eps(dims, ContentPath<double>::per_group_noise(o) ? Index(offsets.size()) - 1 : n);
-        replay.fill_normal(eps);
+        rng.fill_normal(eps);
+        ContentPath<double> cpu;
+        Matrix<double> z(dims, n), kls(1, n), dmean(dims, n), dlogvar(dims, n);
+        cpu.forward({mean.data(), dims}, {logvar.data(), dims}, dims, offsets, o, eps.data(), z.data(), dims,
+                    kls.data());
+        const double kl = kls.sum();
+        cpu.backward({mean.data(), dims}, {logvar.data(), dims}, {dz.data(), dims}, 0.3, dmean.data(), dlogvar.data(),
+                     dims);
         auto on_device = [&](auto& ctx) {
           using Ctx = std::decay_t<decltype(ctx)>;
           device::DeviceArray<double, Ctx> m(ctx), l(ctx), e(ctx), g(ctx), zd(ctx), kld(ctx), dm(ctx), dl(ctx);
@@ -399,6 +399,82 @@ TEST_CASE("gradient check: the device ML-VAE loss in double precision") {
   auto loss = [&] {
     dev.upload_parameters(theta);
     return dev.evaluate(offsets, es, ec).loss;
+  };
+  const GradientCheckResult result = check_gradient(loss, theta, analytic);
+  INFO(result.report());
+  CHECK(result.passed);
+  CHECK(analytic.norm() > 0);
+}
+
+TEST_CASE("device: a complete VAE step matches the CPU model on DefaultDevice and ThreadPoolDevice") {
+  const Matrix<float> x = mlvae_test::toy_data<float>(24, 7);
+  const std::vector<Index> offsets{0, 24};  // the VAE's batch: every image its own unit
+  Eigen::ThreadPool pool(2);
+  PoolContext threaded(Eigen::ThreadPoolDevice(&pool, 2));
+  DefaultContext plain;
+  const auto check = [&](auto& ctx) {
+    auto model = make_mlp_vae<float>(12, 16, 4);
+    model.set_kl_weight(2.5f);  // β-VAE
+    Rng init(3);
+    model.initialize(init);
+    auto dev = device::to_device(model, ctx);
+    Adam<float> adam(model.parameters().size(), {});
+    device::DeviceAdam<float, std::decay_t<decltype(ctx)>> dev_adam(ctx, adam);
+    const Rng noise(12);
+    for (int step = 0; step < 2; ++step) {
+      Matrix<float> eps(4, x.cols());
+      Rng replay = noise;
+      replay.fill_normal(eps);  // the CPU VAE's noise: latent x N from its Rng
+      Rng r = noise;
+      const LossTerms cpu_terms = model.forward_backward(x, r);
+      const double cpu_norm = adam.step(model.parameters().values, model.parameters().gradients);
+      dev.upload_batch(x);
+      const device::StepResult result = dev.forward_backward(offsets, eps, Matrix<float>());
+      Vector<float> g_dev, v_dev;
+      dev.download_gradients(g_dev);
+      dev_adam.step(dev.parameters(), dev.gradients(), result.gradient_norm);
+      dev.download_parameters(v_dev);
+      INFO("step ", step, " loss cpu ", cpu_terms.loss, " device ", result.terms.loss);
+      CHECK(result.terms.loss == doctest::Approx(cpu_terms.loss).epsilon(1e-5));
+      CHECK(result.terms.reconstruction == doctest::Approx(cpu_terms.reconstruction).epsilon(1e-5));
+      CHECK(result.terms.style_kl == doctest::Approx(cpu_terms.style_kl).epsilon(1e-5));
+      CHECK(result.terms.groups == cpu_terms.groups);
+      CHECK(result.gradient_norm == doctest::Approx(cpu_norm).epsilon(1e-5));
+      CHECK(relative_distance(g_dev, model.parameters().gradients) < 2e-5);
+      CHECK(relative_distance(v_dev, model.parameters().values) < 1e-5);
+    }
+    // Encodings and decodings as the CPU VAE's (the evaluation code takes either).
+    Matrix<float> m_cpu, l_cpu, m_dev, l_dev, d_cpu, d_dev;
+    model.encode(x, m_cpu, l_cpu);
+    dev.encode(x, m_dev, l_dev);
+    CHECK(relative_distance(m_dev, m_cpu) < 1e-5);
+    CHECK(relative_distance(l_dev, l_cpu) < 1e-5);
+    model.decode_mean(m_cpu, d_cpu);
+    dev.decode_mean(m_cpu, d_dev);
+    CHECK(relative_distance(d_dev, d_cpu) < 1e-5);
+  };
+  check(plain);
+  check(threaded);
+}
+
+TEST_CASE("gradient check: the device VAE loss in double precision") {
+  DefaultContext ctx;
+  auto model = make_mlp_vae<double>(12, 6, 3);
+  model.set_kl_weight(0.5);
+  Rng init(6);
+  model.initialize(init);
+  auto dev = device::to_device(model, ctx);
+  const Matrix<double> x = mlvae_test::toy_data<double>(5, 9);
+  const std::vector<Index> offsets{0, 5};
+  const Matrix<double> eps = random_matrix<double>(3, 5, 10);
+  dev.upload_batch(x);
+  dev.forward_backward(offsets, eps, Matrix<double>());
+  Vector<double> analytic;
+  dev.download_gradients(analytic);
+  Vector<double> theta = model.parameters().values;
+  auto loss = [&] {
+    dev.upload_parameters(theta);
+    return dev.evaluate(offsets, eps, Matrix<double>()).loss;
   };
   const GradientCheckResult result = check_gradient(loss, theta, analytic);
   INFO(result.report());
@@ -713,9 +789,9 @@ TEST_CASE("device: GVAE - Ada-ML-VAE - Ada-GVAE and per-observation content samp
 }
 
 TEST_CASE("device matrix: each model family on each CPU device context runs the step or is refused by name") {
-  // The ML-VAE family runs (its steps against the CPU model: the tests above); every other family is
-  // refused when put on the device, naming the family and the device, and the trainer goes on on the
-  // CPU unchanged.
+  // The ML-VAE family and the VAE run (their steps against the CPU model: the tests above); the
+  // semi-supervised model and M2 are refused when put on the device, naming the family and the
+  // device, and the trainer goes on on the CPU unchanged; so is a VAE with the KL decomposition.
   Eigen::ThreadPool pool(2);
   PoolContext pool_ctx(Eigen::ThreadPoolDevice(&pool, 2));
   DefaultContext default_ctx;
@@ -746,14 +822,15 @@ TEST_CASE("device matrix: each model family on each CPU device context runs the 
       message = e.what();
     }
     CAPTURE(message);
-    CHECK(message.rfind("the device layer has no " + family + " yet: cpu runs the ML-VAE family only", 0) == 0);
+    CHECK(message.rfind("the device layer has no " + family + " yet: cpu runs the ML-VAE family and the VAE only",
+                        0) == 0);
     CHECK(trainer.step_engine() == nullptr);
     typename std::decay_t<decltype(trainer)>::Report report;
     trainer.start_epoch();
     REQUIRE(trainer.step(report));  // still trains, on the CPU
     CHECK(trainer.model().parameters().values != before);
   };
-  on_each([&](auto& ctx) {  // the β-VAE family (β-VAE, β-TCVAE, HFVAE are one model class)
+  on_each([&](auto& ctx) {  // the β-VAE: accepted, and a step runs on the device
     auto vae = make_mlp_vae<float>(12, 16, 4);
     Rng init(2);
     vae.initialize(init);
@@ -761,7 +838,32 @@ TEST_CASE("device matrix: each model family on each CPU device context runs the 
     TrainerOptions options;
     options.sampler = {2, 4, 4, 9};
     Trainer<decltype(vae)> trainer(vae, data, mlvae_test::toy_keys(64), options);
-    refused(trainer, ctx, "VAE");
+    const auto engine = device::put_on(trainer, ctx);
+    StepReport report;
+    REQUIRE(trainer.step(report));
+    CHECK(std::isfinite(report.terms.loss));
+    CHECK(engine->step_count() == 1);
+  });
+  on_each([&](auto& ctx) {  // β-TCVAE / HFVAE (the KL decomposition): refused by name, the CPU trains on
+    auto vae = make_mlp_vae<float>(12, 16, 4);
+    Rng init(2);
+    vae.initialize(init);
+    KLDecompositionOptions tc;
+    tc.weights.between_tc = 6;
+    tc.dataset_size = 64;
+    vae.set_kl_decomposition(tc);
+    TrainerOptions options;
+    options.sampler = {2, 4, 4, 9};
+    Trainer<decltype(vae)> trainer(vae, data, mlvae_test::toy_keys(64), options);
+    const Vector<float> before = trainer.model().parameters().values;
+    CHECK_THROWS_WITH_AS(device::put_on(trainer, ctx),
+                         mlvae_test::contains("the KL decomposition (beta-TCVAE / HFVAE, --model beta-tcvae | hfvae) "
+                                              "is not supported on cpu"),
+                         ArgumentError);
+    CHECK(trainer.step_engine() == nullptr);
+    StepReport report;
+    REQUIRE(trainer.step(report));
+    CHECK(trainer.model().parameters().values != before);
   });
   for (const auto objective : {SemiSupervisedObjective::Siddharth, SemiSupervisedObjective::M2}) {
     on_each([&](auto& ctx) {  // the semi-supervised model and M2

@@ -76,18 +76,21 @@ TEST_CASE("Ada threshold shares the dimensions on which a pair agrees") {
   ContentPathOptions o;
   o.adaptive = true;
   Rng rng(1);
-  Mat z(4, 4);
-  path.forward(mean, logvar, {0, 2, 4}, o, rng, z);
+  Mat z(4, 4), eps(4, 4), kl(1, 4);
+  rng.fill_normal(eps);  // Ada reads one noise column per observation
+  const auto forward = [&](const std::vector<Index>& offsets) {
+    path.forward({mean.data(), 4}, {logvar.data(), 4}, 4, offsets, o, eps.data(), z.data(), 4, kl.data());
+  };
+  forward({0, 2, 4});
   Mat expected(4, 2);
   expected << 1, 0, 1, 1, 0, 1, 1, 0;
   CHECK(path.shared() == expected);
   // Shared dimensions of a pair get one sample; unshared ones one per member.
   CHECK(z(0, 0) == z(0, 1));
   CHECK(z(2, 0) != z(2, 1));
-  CHECK_THROWS_WITH_AS(path.forward(mean, logvar, {0, 3, 4}, o, rng, z), mlvae_test::contains("must be a pair"),
-                       ArgumentError);
+  CHECK_THROWS_WITH_AS(forward({0, 3, 4}), mlvae_test::contains("must be a pair"), ArgumentError);
   // A lone observation (a key's leftover) is a group of one: its content is its own estimate.
-  path.forward(mean, logvar, {0, 2, 3, 4}, o, rng, z);
+  forward({0, 2, 3, 4});
   CHECK(path.shared().col(1).minCoeff() == 1.0);
   CHECK(path.group_mean().col(1) == mean.col(2));
 }

@@ -1,7 +1,8 @@
 // GPU tests of the device layer (CTest label `gpu`): the CUDA context runs the same device code
 // that tests/test_device.cpp checks on Eigen's CPU devices. On a machine without a usable GPU this
 // program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
-// and conv28 ML-VAE steps (and the GVAE, Ada and per-observation content paths) against the CPU model, counter-based noise against the host, no device
+// and conv28 ML-VAE steps (and the GVAE, Ada and per-observation content paths) and MLP and conv28
+// β-VAE steps against the CPU model, counter-based noise against the host, no device
 // allocation in steady-state training, the CPU -> GPU -> CPU round trip of the training state, and
 // the host-free step captured in a CUDA graph against the synchronising step.
 // `--quick` trains 1 steady-state epoch instead of 5: the same code paths in a fifth of the steps,
@@ -74,6 +75,34 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::v
   expect(relative_distance(gpu_mean, cpu_mean) < 1e-4, "GPU decoding matches the CPU model, " + name);
 }
 
+template <typename Model>
+void vae_step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, mlvae::Index n, const std::string& name) {
+  using namespace mlvae;
+  model.set_kl_weight(2.0f);
+  Rng init(3);
+  model.initialize(init);
+  const Matrix<float> x = uniform_data(model.data_size(), n, 4);
+  Rng noise(9);
+  Rng copy = noise;
+  Matrix<float> eps(model.latent_size(), n);
+  copy.fill_normal(eps);
+  auto gpu = device::to_device(model, ctx);
+  const LossTerms cpu = model.forward_backward(x, noise);
+  gpu.upload_batch(x);
+  const device::StepResult dev = gpu.forward_backward({0, n}, eps, Matrix<float>());
+  Vector<float> g;
+  gpu.download_gradients(g);
+  expect(std::abs(dev.terms.loss - cpu.loss) <= 1e-4 * std::abs(cpu.loss), "GPU step loss matches the CPU model, " + name);
+  expect(relative_distance(g, model.parameters().gradients) < 1e-4, "GPU step gradients match the CPU model, " + name);
+  Matrix<float> m_cpu, l_cpu, m_gpu, l_gpu, d_cpu, d_gpu;
+  model.encode(x, m_cpu, l_cpu);
+  gpu.encode(x, m_gpu, l_gpu);
+  expect(relative_distance(m_gpu, m_cpu) < 1e-4, "GPU encoding matches the CPU model, " + name);
+  model.decode_mean(m_cpu, d_cpu);
+  gpu.decode_mean(m_cpu, d_gpu);
+  expect(relative_distance(d_gpu, d_cpu) < 1e-4, "GPU decoding matches the CPU model, " + name);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,6 +121,8 @@ int main(int argc, char** argv) {
     step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5), {0, 8, 16, 24, 32}, "MLP");
     step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5), {0, 3, 16, 17, 32}, "MLP");
     step_matches_cpu(ctx, make_conv28_mlvae<float>(4, 5), {0, 8, 16}, "conv28");
+    vae_step_matches_cpu(ctx, make_mlp_vae<float>(64, 48, 6), 32, "MLP beta-VAE");
+    vae_step_matches_cpu(ctx, make_conv28_vae<float>(6), 16, "conv28 beta-VAE");
     // The other content paths of the ML-VAE family (model/content_path.hpp's kernels on the GPU).
     {
       MLVAEOptions<float> gvae, ada, per_observation;

@@ -13,20 +13,37 @@
 
 namespace mlvae::device {
 
+/// The model families of the device layer: the ML-VAE family (a trunk, two heads and a decoder), the
+/// VAE (an encoder and a decoder), and the others (no device form yet).
+enum class ModelFamily { GroupModel, VAE, Other };
+
 namespace detail {
 /// Whether the device step computes `Model` trained with `Sampler`: the ML-VAE family (a model with a
-/// trunk, two heads and a decoder: DeviceMLVAE) on grouped batches.
-template <typename Model, typename Sampler, typename = void>
+/// trunk, two heads and a decoder) and the VAE (an encoder and a decoder) on grouped batches
+/// (device/mlvae.hpp, DeviceForm).
+template <typename Model, typename = void>
+struct has_content_head : std::false_type {};
+template <typename Model>
+struct has_content_head<Model, std::void_t<decltype(std::declval<Model&>().content_head())>> : std::true_type {};
+template <typename Model, typename = void>
+struct has_encoder : std::false_type {};
+template <typename Model>
+struct has_encoder<Model, std::void_t<decltype(std::declval<Model&>().encoder())>> : std::true_type {};
+/// The family of a model type (ModelFamily): by the parts it has.
+template <typename Model>
+struct family_of
+    : std::integral_constant<ModelFamily, has_content_head<Model>::value ? ModelFamily::GroupModel
+                                          : has_encoder<Model>::value    ? ModelFamily::VAE
+                                                                         : ModelFamily::Other> {};
+template <typename Model, typename Sampler>
 struct device_runs : std::false_type {};
 template <typename Model>
-struct device_runs<Model, GroupedSampler,
-                   std::void_t<decltype(std::declval<Model&>().trunk()), decltype(std::declval<Model&>().style_head()),
-                               decltype(std::declval<Model&>().content_head())>> : std::true_type {};
+struct device_runs<Model, GroupedSampler> : std::bool_constant<family_of<Model>::value != ModelFamily::Other> {};
 template <typename Model, typename Sampler>
 inline constexpr bool device_runs_v = device_runs<Model, Sampler>::value;
 
 /// The model family's name in a refusal: its model_kind() when it has one (the semi-supervised
-/// model, M2), else "VAE" (the β-VAE family).
+/// model, M2), else "VAE".
 template <typename Model, typename = void>
 struct family_name {
   static std::string of(const Model&) { return "VAE"; }
@@ -37,13 +54,14 @@ struct family_name<Model, std::void_t<decltype(std::declval<const Model&>().mode
 };
 }  // namespace detail
 
-/// Raises ArgumentError for a model family the device step does not compute yet, naming it and
+/// Raises ArgumentError for a model family the device step does not compute yet (the semi-supervised
+/// model and M2), naming it and
 /// `device` (what put_on does for it, callable where no device context exists, e.g. a CPU-only build).
 template <typename Model>
 [[noreturn]] void refuse_device(const Model& model, const std::string& device) {
   raise_error<ArgumentError>(mlvae::detail::concat(
       "the device layer has no ", detail::family_name<Model>::of(model), " yet: ", device,
-      " runs the ML-VAE family only (MLVAE with its product-of-Gaussians content); train this model on the CPU"));
+      " runs the ML-VAE family and the VAE only; train this model on the CPU"));
 }
 
 }  // namespace mlvae::device

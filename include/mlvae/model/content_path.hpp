@@ -52,6 +52,14 @@ EIGEN_DEVICE_FUNC T gaussian_kl(T m1, T l1, T m2, T l2) {
   return T(0.5) * (l2 - l1 + (exp(l1) + (m1 - m2) * (m1 - m2)) / exp(l2) - T(1));
 }
 
+/// The same value at every element (e.g. a zero row of per-column terms).
+template <typename T>
+struct ConstantKernel {
+  T value;  ///< the value
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index, Index) const { return value; }
+};
+
 /// Element (r, c) of a reparameterised diagonal Gaussian sample: mean + e^{½ logvar} · eps.
 template <typename T>
 struct GaussianSample {
@@ -356,64 +364,8 @@ private:
   IndexArray layout_;          // the same in the context's memory
 };
 
-/// The CPU's content path, with the host model's Eigen-facing calls.
+/// The CPU's content path.
 template <typename T>
-class ContentPath : public BasicContentPath<T, HostContext> {
-  using Base = BasicContentPath<T, HostContext>;
-
-public:
-  /// Forward. `mean`, `logvar`: the members' content estimates (C x N). Draws its noise from `rng`
-  /// (C x G normals when one sample per group and not adaptive, else C x N) and writes the content
-  /// sample of every observation into `z` (C x N). Returns Σ of the content KLs (shared dimensions once
-  /// per group, unshared ones once per member).
-  /// With a `shard` (model/batch_shard.hpp) the batch is a slice of a larger one: the noise drawn is
-  /// the slice's part of the whole batch's content noise, the rest of which is skipped.
-  template <typename M, typename L, typename Z>
-  double forward(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar,
-                 const std::vector<Index>& offsets, const ContentPathOptions& options, Rng& rng,
-                 Eigen::MatrixBase<Z>& z, const BatchShard& shard = {}) {
-    check_group_offsets(offsets, mean.cols(), "ContentPath");
-    const Index C = mean.rows(), n = mean.cols(), groups = static_cast<Index>(offsets.size()) - 1;
-    const bool per_group = Base::per_group_noise(options);
-    const Index units = per_group ? groups : n;
-    const Index first = per_group ? shard.first_group : shard.first_column;
-    const Index global_units = shard.whole() ? units : (per_group ? shard.global_groups : shard.global_columns);
-    ensure_shape(eps_, C, units);
-    skip_normals(rng, std::int64_t{first} * C);
-    rng.fill_normal(eps_);
-    skip_normals(rng, std::int64_t{global_units - first - units} * C);
-    ensure_shape(kl_, 1, n);
-    Base::forward({mean.derived().data(), mean.derived().outerStride()},
-                  {logvar.derived().data(), logvar.derived().outerStride()}, C, offsets, options, eps_.data(),
-                  z.derived().data(), z.derived().outerStride(), kl_.data());
-    double sum = 0;
-    for (Index i = 0; i < n; ++i) sum += static_cast<double>(kl_(i));
-    return sum;
-  }
-
-  /// Backward of the last forward (same estimates and `offsets`): `dz` = dLoss/dz (C x N), `kl_weight`
-  /// multiplies the KL sum in the loss. WRITES dLoss/dmean and dLoss/dlogvar of the members'
-  /// estimates (row blocks of one matrix, as the model's heads produce them, or matrices of their own
-  /// with one leading dimension).
-  template <typename M, typename L, typename DZ, typename DM, typename DL>
-  void backward(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar, const std::vector<Index>& offsets,
-                const Eigen::MatrixBase<DZ>& dz, T kl_weight, Eigen::MatrixBase<DM>& dmean,
-                Eigen::MatrixBase<DL>& dlogvar) {
-    require<ArgumentError>(offsets.back() == mean.cols() && dz.rows() == mean.rows() && dz.cols() == mean.cols(),
-                           "ContentPath::backward: expected the forward's ", mean.rows(), "x", mean.cols(),
-                           " layout, found offsets over ", offsets.back(), " columns and dz ", dz.rows(), "x",
-                           dz.cols());
-    require<ShapeError>(dmean.derived().outerStride() == dlogvar.derived().outerStride(),
-                        "ContentPath::backward: dmean and dlogvar must have one leading dimension");
-    Base::backward({mean.derived().data(), mean.derived().outerStride()},
-                   {logvar.derived().data(), logvar.derived().outerStride()},
-                   {dz.derived().data(), dz.derived().outerStride()}, kl_weight, dmean.derived().data(),
-                   dlogvar.derived().data(), dmean.derived().outerStride());
-  }
-
-private:
-  Matrix<T> eps_;
-  RowVector<T> kl_;
-};
+using ContentPath = BasicContentPath<T, HostContext>;
 
 }  // namespace mlvae

@@ -229,6 +229,25 @@ public:
     likelihood_.mean(decoder_.forward(z_), mean);
   }
 
+  // ---- the step, for every device: what a device's driver (device/mlvae.hpp) calls ----------------
+  /// Rows of the standard normals of noise stream `stream` the step reads (0: style, 1: content).
+  Index noise_rows(int stream) const { return stream == 0 ? style_size_ : content_size_; }
+  /// Their columns for a batch of `offsets`: one per observation, or one content column per group.
+  Index noise_columns(int stream, const std::vector<Index>& offsets) const {
+    const bool per_group = stream == 1 && BasicContentPath<T, Ctx>::per_group_noise(options_.content);
+    return per_group ? static_cast<Index>(offsets.size()) - 1 : offsets.back();
+  }
+  /// What the step divides by: the batch's group count.
+  Index normaliser(const std::vector<Index>& offsets) const { return static_cast<Index>(offsets.size()) - 1; }
+  /// The loss terms from the sums of compute_step's per-column terms over the batch of `offsets`,
+  /// a slice of a larger one with a `shard`.
+  LossTerms loss_terms(const double sums[3], const std::vector<Index>& offsets, const BatchShard& shard = {}) const {
+    const Index n = offsets.back(), groups = static_cast<Index>(offsets.size()) - 1;
+    return LossTerms::from_sums(sums[0], sums[1], sums[2], static_cast<double>(options_.style_kl_weight),
+                                static_cast<double>(options_.content_kl_weight), groups, n,
+                                shard.whole() ? groups : shard.global_groups, shard.whole() ? n : shard.global_columns);
+  }
+
   /// The step's arithmetic on the context's memory, for every device: encoder, reparameterised style
   /// samples from `eps_style` (S x N), the content path (model/content_path.hpp) from `eps_content`
   /// (C x G, or C x N with Ada or a sample per observation), decoder and likelihood; with `backward`,
@@ -351,7 +370,7 @@ private:
 
     draw_slice(rng, eps_style_host_, S, n, shard.first_column, global_n);
     const bool per_group = BasicContentPath<T, Ctx>::per_group_noise(options_.content);
-    draw_slice(rng, eps_content_host_, C, per_group ? groups : n, per_group ? shard.first_group : shard.first_column,
+    draw_slice(rng, eps_content_host_, C, noise_columns(1, offsets), per_group ? shard.first_group : shard.first_column,
                per_group ? global_groups : global_n);
     ensure_shape(terms_host_, 3 * n, 1);
     compute_step(x, offsets, eps_style_host_.data(), eps_content_host_.data(), global_groups, backward,
@@ -359,9 +378,7 @@ private:
     double sums[3] = {0, 0, 0};
     for (int k = 0; k < 3; ++k)
       for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(terms_host_(k * n + j));
-    LossTerms terms = LossTerms::from_sums(sums[0], sums[1], sums[2], static_cast<double>(options_.style_kl_weight),
-                                           static_cast<double>(options_.content_kl_weight), groups, n, global_groups,
-                                           global_n);
+    LossTerms terms = loss_terms(sums, offsets, shard);
     if (!cycle) return terms;
 
     ensure_shape(eps_cycle_, S, groups);

@@ -14,6 +14,7 @@
 #include "mlvae/dist/kl_decomposition.hpp"
 #include "mlvae/dist/likelihood.hpp"
 #include "mlvae/model/batch_shard.hpp"
+#include "mlvae/model/content_path.hpp"
 #include "mlvae/model/loss_terms.hpp"
 #include "mlvae/nn/layer.hpp"
 
@@ -21,23 +22,38 @@
 #include <type_traits>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace mlvae {
 
 /// VAE over layer stacks: `Encoder` maps an observation to [mean; log-variance] (2·latent rows),
-/// `Decoder` maps the latent to the `Likelihood`'s parameters.
-template <typename T, typename Encoder, typename Decoder, typename Likelihood = BernoulliLikelihood<T>>
+/// `Decoder` maps the latent to the `Likelihood`'s parameters. Written once for every device as
+/// MLVAE is (model/mlvae.hpp): `Ctx` is HostContext (default) or a device context; compute_step is
+/// the step on either, the host adds its driver (Rng noise, shards, the KL decomposition, bf16).
+template <typename T, typename Encoder, typename Decoder, typename Likelihood = BernoulliLikelihood<T>,
+          typename Ctx = HostContext>
 class VAE {
+  static constexpr bool on_host = std::is_same_v<Ctx, HostContext>;
+
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
+  /// The context's array: Matrix<T> on the host.
+  using Array = typename Ctx::template Array<T>;
+  /// Parameters and gradients: ParameterStore<T> on the host.
+  using Parameters = typename Ctx::template Parameters<T>;
 
   /// Takes ownership of the layers and binds them to the model's ParameterStore (uninitialised: call initialize()).
   /// Throws ShapeError when the encoder output is odd, the decoder input ≠ latent size, or the decoder output
   /// ≠ Likelihood::output_rows(data_size()). `kl_weight` scales the KL term.
   VAE(Encoder encoder, Decoder decoder, Likelihood likelihood = {}, T kl_weight = T{1})
-      : encoder_(std::move(encoder)), decoder_(std::move(decoder)), likelihood_(std::move(likelihood)),
-        kl_weight_(kl_weight) {
+      : VAE(HostContext::instance(), std::move(encoder), std::move(decoder), std::move(likelihood), kl_weight) {}
+
+  /// The same on context `ctx` (which must outlive the model), from layers on that context.
+  VAE(Ctx& ctx, Encoder encoder, Decoder decoder, Likelihood likelihood = {}, T kl_weight = T{1})
+      : ctx_(&ctx), encoder_(std::move(encoder)), decoder_(std::move(decoder)), likelihood_(std::move(likelihood)),
+        kl_weight_(kl_weight), params_(detail::make_array<Parameters>(ctx)), z_(detail::make_array<Array>(ctx)),
+        d_out_(detail::make_array<Array>(ctx)), d_enc_(detail::make_array<Array>(ctx)) {
     require<ShapeError>(encoder_.output_size() % 2 == 0, "VAE: the encoder must output [mean; log-variance] (an even ",
                         "row count), found ", encoder_.output_size());
     latent_size_ = encoder_.output_size() / 2;
@@ -62,11 +78,13 @@ public:
   /// Dimension of the latent z.
   Index latent_size() const { return latent_size_; }
   /// Every parameter and its gradient, in store order encoder, decoder.
-  ParameterStore<T>& parameters() { return params_; }
+  Parameters& parameters() { return params_; }
   /// Every parameter and its gradient (read-only).
-  const ParameterStore<T>& parameters() const { return params_; }
+  const Parameters& parameters() const { return params_; }
   /// The observation model.
   const Likelihood& likelihood() const { return likelihood_; }
+  /// The context the model runs on.
+  Ctx& context() const { return *ctx_; }
   /// The encoder, x -> [mean; log-variance] of z.
   Encoder& encoder() { return encoder_; }
   /// The decoder, z -> the likelihood's parameters.
@@ -139,6 +157,77 @@ public:
     likelihood_.mean(decoder_.forward(z), mean);
   }
 
+  // ---- the step, for every device: what a device's driver (device/mlvae.hpp) calls ----------------
+  /// Rows of the standard normals of noise stream `stream` the step reads (0: the latent; 1: none).
+  Index noise_rows(int stream) const { return stream == 0 ? latent_size_ : 0; }
+  /// Their columns for a batch of `offsets` (each image is its own unit).
+  Index noise_columns(int stream, const std::vector<Index>& offsets) const { return stream == 0 ? offsets.back() : 0; }
+  /// What the step divides by: the batch's image count.
+  Index normaliser(const std::vector<Index>& offsets) const { return offsets.back(); }
+  /// The loss terms from the sums of compute_step's per-column terms (log p, KL) over the batch of
+  /// `offsets`, a slice of a larger one with a `shard`.
+  LossTerms loss_terms(const double sums[3], const std::vector<Index>& offsets, const BatchShard& shard = {}) const {
+    const Index n = offsets.back(), global_n = shard.whole() ? n : shard.global_columns;
+    return LossTerms::from_sums(sums[0], sums[1], 0, static_cast<double>(kl_weight_), 0, n, n, global_n, global_n);
+  }
+
+  /// The step's arithmetic on the context's memory, for every device: encoder, reparameterised
+  /// samples from `eps` (latent x N), decoder and likelihood; with `backward`, OVERWRITES the
+  /// gradients with those of loss = −(1/N)[Σ log p − β Σ KL], N = `normaliser` (or, with the KL
+  /// decomposition on the host, its weighted terms instead of β KL). Writes the per-column terms at
+  /// `terms` (3N: log p, KL, 0) and queues everything; `offsets` are only counted (one unit per image).
+  void compute_step(const Array& x, const std::vector<Index>& offsets, const T* eps, const T* /*unused*/,
+                    Index normaliser, bool backward, T* terms) {
+    const Index n = x.cols(), L = latent_size_;
+    require<ShapeError>(offsets.back() == n, "VAE: expected a batch of ", offsets.back(), " images, found ", n);
+    const Array& e = encoder_.forward(x);
+    const ColumnsView<T> mean{e.data(), 2 * L}, logvar{e.data() + L, 2 * L}, noise{eps, L};
+    ensure_shape(z_, L, n);
+    generate_at(*ctx_, z_.data(), L, n, L, GaussianSample<T>{mean, logvar, noise});
+    const Array& out = decoder_.forward(z_);
+    const T w = T(1) / T(normaliser);
+    likelihood_columns(*ctx_, likelihood_, x, out, -w, terms, backward ? &d_out_ : nullptr);
+    generate_at(*ctx_, terms + n, 1, n, 1, GaussianKl<T>{mean, logvar, L});
+    generate_at(*ctx_, terms + 2 * n, 1, n, 1, ConstantKernel<T>{T(0)});
+    bool decomposed = false;
+    if constexpr (!on_host) {
+      require<ArgumentError>(!decomposition_, "VAE: the KL decomposition (beta-TCVAE / HFVAE) is not supported on ",
+                             ctx_->describe(), ": train this model on the CPU");
+    } else {
+      decomposed = decomposition_.has_value();
+      if (decomposed) {  // the batch mean of the weighted terms, and (backward) its partials wrt z, mean, logvar
+        ensure_shape(d_enc_, 2 * L, n);
+        d_enc_.setZero();
+        ensure_shape(dz_total_, L, n);
+        dz_total_.setZero();
+        auto d_mean = d_enc_.topRows(L);
+        auto d_logvar = d_enc_.bottomRows(L);
+        last_decomposition_ = decomposition_->evaluate(e.topRows(L), e.bottomRows(L), z_, backward, dz_total_,
+                                                       d_mean, d_logvar);
+      }
+    }
+    if (!backward) return;
+
+    params_.zero_gradients();
+    const Array& dz = decoder_.backward(d_out_);
+    if constexpr (on_host) {
+      if (decomposed) {  // the sample's backward adds to the decomposition's partials
+        dz_total_ += dz;
+        auto d_mean = d_enc_.topRows(L);
+        auto d_logvar = d_enc_.bottomRows(L);
+        reparameterize_backward(e.bottomRows(L), Eigen::Map<const Matrix<T>>(eps, L, n), dz_total_, d_mean, d_logvar);
+        encoder_.backward(d_enc_, false);
+        return;
+      }
+    }
+    ensure_shape(d_enc_, 2 * L, n);
+    GaussianSampleGradient<T> grad{mean, logvar, noise, {dz.data(), L}, T(w * kl_weight_), false};
+    generate_at(*ctx_, d_enc_.data(), L, n, 2 * L, grad);
+    grad.log_variance = true;
+    generate_at(*ctx_, d_enc_.data() + L, L, n, 2 * L, grad);
+    encoder_.backward(d_enc_, false);
+  }
+
 private:
   void check_input(const Matrix<T>& x) const {
     require<ShapeError>(x.rows() == data_size(), "VAE: expected observations with ", data_size(),
@@ -147,74 +236,42 @@ private:
     require<ArgumentError>(x.allFinite(), "VAE: the input batch contains NaN or infinite values");
   }
 
+  // The host's driver of compute_step: noise from `rng` (the shard's part of the stream), the totals.
   LossTerms run(const Matrix<T>& x, Rng& rng, bool backward, const BatchShard& shard) {
     check_input(x);
     const Index n = x.cols(), L = latent_size_;
     // Every image is its own group: only the column position matters.
     const Index global_n = shard.whole() ? n : shard.global_columns;
     shard.check(0, n, "VAE");
-    const Matrix<T>& e = encoder_.forward(x);
-    const auto mean = e.topRows(L);
-    const auto logvar = e.bottomRows(L);
     ensure_shape(eps_, L, n);
     skip_normals(rng, std::int64_t{shard.first_column} * L);
     rng.fill_normal(eps_);
     skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * L);
-    ensure_shape(z_, L, n);
-    reparameterize(mean, logvar, eps_, z_);
-    const Matrix<T>& out = decoder_.forward(z_);
-    likelihood_.log_likelihood(x, out, log_likelihood_);
-    kl_to_standard_normal<T>(mean, logvar, kl_);
-
-    LossTerms terms;
-    terms.groups = n;
-    terms.images = n;
-    const double N = static_cast<double>(global_n);
-    const double rec = static_cast<double>(log_likelihood_.sum());
-    const double kl = static_cast<double>(kl_.sum());
-    terms.reconstruction = rec / N;
-    terms.style_kl = kl / N;
-    terms.elbo_per_group = terms.elbo_per_image = (rec - kl) / N;
-    terms.loss = -(rec - static_cast<double>(kl_weight_) * kl) / N;
-    ensure_shape(d_enc_, 2 * L, n);
-    d_enc_.setZero();
-    auto d_mean = d_enc_.topRows(L);
-    auto d_logvar = d_enc_.bottomRows(L);
-    if (decomposition_) {
-      // The batch mean of the weighted terms, and (backward) its partials wrt z, mean, logvar.
-      ensure_shape(dz_total_, L, n);
-      dz_total_.setZero();
-      last_decomposition_ = decomposition_->evaluate(mean, logvar, z_, backward, dz_total_, d_mean, d_logvar);
-      terms.loss = -rec / N + last_decomposition_.weighted;
-    }
-    if (!backward) return terms;
-
-    params_.zero_gradients();
-    const T w = T(1) / T(global_n);
-    likelihood_.gradient(x, out, -w, d_out_);
-    const Matrix<T>& dz = decoder_.backward(d_out_);
-    if (decomposition_) {
-      dz_total_ += dz;
-      reparameterize_backward(logvar, eps_, dz_total_, d_mean, d_logvar);
-    } else {
-      reparameterize_backward(logvar, eps_, dz, d_mean, d_logvar);
-      kl_to_standard_normal_backward(mean, logvar, T(w * kl_weight_), d_mean, d_logvar);
-    }
-    encoder_.backward(d_enc_, false);
+    ensure_shape(terms_, 3 * n, 1);
+    offsets_.assign({0, n});
+    compute_step(x, offsets_, eps_.data(), nullptr, global_n, backward, terms_.data());
+    double sums[3] = {0, 0, 0};
+    for (int k = 0; k < 2; ++k)
+      for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(terms_(k * n + j));
+    LossTerms terms = loss_terms(sums, offsets_, shard);
+    if (decomposition_) terms.loss = -sums[0] / static_cast<double>(global_n) + last_decomposition_.weighted;
     return terms;
   }
 
+  Ctx* ctx_;
   Encoder encoder_;
   Decoder decoder_;
   Likelihood likelihood_;
   T kl_weight_;
   Index latent_size_ = 0;
-  ParameterStore<T> params_;
+  Parameters params_;
   Precision precision_ = Precision::Float32;
   std::optional<KLDecomposition<T>> decomposition_;
   KLDecompositionTerms last_decomposition_;
-  Matrix<T> eps_, z_, d_out_, d_enc_, dz_total_;
-  RowVector<T> log_likelihood_, kl_;
+  Array z_, d_out_, d_enc_;
+  // The host's: its noise, per-column terms, batch layout and the decomposition's partials.
+  Matrix<T> eps_, terms_, dz_total_;
+  std::vector<Index> offsets_;
 };
 
 }  // namespace mlvae
