@@ -66,6 +66,7 @@ struct Options : example::ModelOptions {  // sizes, likelihood, Adam rate, sampl
   std::string accumulate = "1,2,4,8,16";
   std::string baseline = "vae";  // vae | none
   bool grids = true;
+  bool save_codes = false;  // write every split's codes and classes as .npy (scripts/code_probes.py)
   std::string preset;  // "" | disentangled
 };
 
@@ -415,6 +416,31 @@ std::vector<Row> run_seed(const Options& opt, example::LoadedData& all, MLModel&
       if (c < 0) c = static_cast<int>(classes);
     const auto fit_codes = mlvae::encode_mlvae(mlvae_model, sp.fit->x);
     const auto eval_codes = mlvae::encode_mlvae(mlvae_model, sp.eval->x);
+    if (opt.save_codes) {  // one observation per row: a dims x N column-major matrix is N x dims row-major
+      const auto save = [&](const std::string& name, const Mat& m) {
+        mlvae::write_npy(opt.out_dir + "/codes_seed" + std::to_string(opt.seed) + "_" + sp.name + "_" + name + ".npy",
+                         {static_cast<std::size_t>(m.cols()), static_cast<std::size_t>(m.rows())},
+                         std::vector<T>(m.data(), m.data() + m.size()));
+      };
+      const auto save_classes = [&](const std::string& name, const std::vector<int>& c) {
+        mlvae::write_npy(opt.out_dir + "/codes_seed" + std::to_string(opt.seed) + "_" + sp.name + "_" + name + ".npy",
+                         {c.size()},
+                         std::vector<std::uint8_t>(c.begin(), c.end()));
+      };
+      save("fit_style", fit_codes.style_mean);
+      save("fit_content", fit_codes.content_mean);
+      save("eval_style", eval_codes.style_mean);
+      save("eval_content", eval_codes.content_mean);
+      save_classes("fit_classes", fit_classes);
+      save_classes("eval_classes", eval_truth);  // `classes` marks a class absent from the fitting set
+      if (with_vae) {
+        Mat vm, vl;
+        mlvae::encode_vae(vae_model, sp.fit->x, vm, vl);
+        save("fit_vae", vm);
+        mlvae::encode_vae(vae_model, sp.eval->x, vm, vl);
+        save("eval_vae", vm);
+      }
+    }
     const Index knn = std::min<Index>(opt.knn_k, sp.fit->size());
     for (Index k : sizes) {
       std::vector<int> fl, el;
@@ -694,6 +720,9 @@ int main(int argc, char** argv) {
   app.add_option("--baseline", opt.baseline, "train the VAE baseline (vae) or not (none)")
       ->check(CLI::IsMember({"vae", "none"}))->capture_default_str();
   app.add_flag("!--no-grids", opt.grids, "skip the swap / interpolation / generation grids");
+  app.add_flag("--save-codes", opt.save_codes,
+               "also write each split's posterior means (style, content, the VAE's z) and classes as .npy "
+               "(codes_seed<S>_<split>_<fit|eval>_<part>.npy in --out; scripts/code_probes.py fits probes on them)");
   app.add_option("--preset", opt.preset,
                  "disentangled: the recommended setting of docs/results.md (style 2 dimensions with KL weight 16, "
                  "content 18, training groups of 8; overrides --beta-style, --style, --content, --train-group-size)")

@@ -56,7 +56,7 @@ public:
     return true;
   }
   /// The update without the host (for capture in a CUDA graph): ‖g‖ from the `chunks`
-  /// squared-norm partial sums at `norm_partials` (DeviceMLVAE::gradient_norm_partials()), the
+  /// squared-norm partial sums at `norm_partials` (DeviceModel::gradient_norm_partials()), the
   /// step count, clipping and bias corrections all computed on the device, then the update, which
   /// leaves everything unchanged when the norm is not finite (try_step's contract; the device
   /// step count does not advance then either). Queued only: no synchronisation, and no allocation
@@ -193,7 +193,7 @@ public:
   bool data_resident() const { return resident_source_ != nullptr; }
 
   /// The device model.
-  DeviceMLVAE<Model, Ctx>& model() { return model_; }
+  DeviceModel<Model, Ctx>& model() { return model_; }
   /// The device optimiser.
   DeviceAdam<T, Ctx>& optimizer() { return optimizer_; }
 
@@ -213,7 +213,7 @@ private:
   }
 
   std::shared_ptr<Ctx> ctx_;  // owning when the engine keeps the context alive (before model_: built first)
-  DeviceMLVAE<Model, Ctx> model_;
+  DeviceModel<Model, Ctx> model_;
   DeviceAdam<T, Ctx> optimizer_;
   DeviceArray<T, Ctx> resident_{*ctx_};  // the training set, when it lives on the device
   const T* resident_source_ = nullptr;   // the host data it was uploaded from
