@@ -19,5 +19,7 @@ mkdir -p "$OUT" docs/data/budget
   --threads 2 --quiet --no-grids --python none --save-codes --out "$OUT" | tee "$OUT/run.log"
 /usr/bin/python3 "$(dirname "$0")/code_probes.py" "$OUT" --seeds "$SEEDS" > "$OUT/code_probes.csv"
 cp "$OUT/code_probes.csv" docs/data/budget/
+mkdir -p docs/data/budget/code_probes_runs
+cp "$OUT"/results_seed*.csv docs/data/budget/code_probes_runs/
 (cd "$(dirname "$0")" && /usr/bin/python3 code_probe_table.py ../docs/data/budget/code_probes.csv \
   ../docs/data/budget/pixel_baselines.csv)

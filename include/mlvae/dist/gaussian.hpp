@@ -2,9 +2,9 @@
 /// mlvae/dist/gaussian.hpp — diagonal Gaussians parameterised by mean and log-variance:
 /// reparameterised sampling z = μ + exp(½ log σ²) ⊙ ε, and the closed-form
 /// KL(N(μ, diag σ²) ‖ N(0, I)) = ½ Σ_d (μ² + σ² − 1 − log σ²), each with its backward pass.
-/// docs/elbo.md, sections "Reparameterisation" and "KL to the prior". The element-wise formulas
-/// (gaussian_terms) are written once, for the CPU's Array expressions and a device's Tensor
-/// expressions (device/ops.hpp); the functions here reduce them on the CPU.
+/// docs/elbo.md, sections "Reparameterisation" and "KL to the prior". The formulas of one element
+/// (namespace gaussian) are written once for the host and every device: kernels (GaussianSample,
+/// GaussianKl, GaussianSampleGradient, evaluated by a context's generate_at) and the host helpers.
 #pragma once
 
 #include "mlvae/core/elementwise.hpp"
@@ -13,39 +13,82 @@
 
 namespace mlvae {
 
-/// The diagonal Gaussian's element-wise formulas, on Array or Tensor expressions.
-namespace gaussian_terms {
-/// The summands of KL(N(μ, σ²) ‖ N(0, 1)): ½ (μ² + σ² − 1 − log σ²).
-template <typename M, typename L>
-auto kl_to_standard_normal(const M& mean, const L& logvar) {
-  using T = ew::scalar_t<M>;
-  return T(0.5) * (mean.square() + logvar.exp() - T(1) - logvar);
+/// Read-only view of a column-major matrix in any device's memory (a pointer and its leading
+/// dimension), usable in kernels written once for every device.
+template <typename T>
+struct ColumnsView {
+  const T* data = nullptr;  ///< element (0, 0)
+  Index ld = 0;             ///< distance between columns
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const { return data[r + c * ld]; }
+};
+
+/// The diagonal Gaussian's formulas of one element, written once for the host and every device:
+/// the kernels below (evaluated by a context's generate_at), the content path's kernels
+/// (model/content_path.hpp) and the host helpers further down all use these.
+namespace gaussian {
+/// KL(N(m, e^l) ‖ N(0, 1)) = ½ (m² + e^l − 1 − l).
+template <typename T>
+EIGEN_DEVICE_FUNC T kl(T m, T l) {
+  return T(0.5) * (m * m + Eigen::numext::exp(l) - T(1) - l);
 }
-/// weight · d KL / d log σ² = weight ½ (σ² − 1) (d KL / dμ is μ).
-template <typename L, typename T>
-auto kl_logvar_gradient(const L& logvar, T weight) {
-  return weight * T(0.5) * (logvar.exp() - T(1));
+/// The reparameterised sample z = m + e^{½ l} ε.
+template <typename T>
+EIGEN_DEVICE_FUNC T sample(T m, T l, T eps) {
+  return m + Eigen::numext::exp(T(0.5) * l) * eps;
 }
-/// The reparameterised sample z = μ + e^{½ log σ²} ε.
-template <typename M, typename L, typename E>
-auto sample(const M& mean, const L& logvar, const E& eps) {
-  using T = ew::scalar_t<M>;
-  return mean + (T(0.5) * logvar).exp() * eps;
+/// dLoss/dl of a sample and its KL weighted by w, given dz = dLoss/dz:
+/// dz ε ½ e^{½ l} + w ½ (e^l − 1) (dLoss/dm is dz + w m).
+template <typename T>
+EIGEN_DEVICE_FUNC T logvar_gradient(T l, T eps, T dz, T w) {
+  using Eigen::numext::exp;
+  return dz * eps * T(0.5) * exp(T(0.5) * l) + w * T(0.5) * (exp(l) - T(1));
 }
-/// dz · dz/d log σ² = dz ε ½ e^{½ log σ²} (dz/dμ is 1).
-template <typename L, typename E, typename DZ>
-auto sample_logvar_gradient(const L& logvar, const E& eps, const DZ& dz) {
-  using T = ew::scalar_t<L>;
-  return dz * eps * T(0.5) * (T(0.5) * logvar).exp();
-}
-/// The summands of log N(x; μ, σ²): −½ ((x − μ)²/σ² + log σ² + log 2π).
+/// The summands of log N(x; μ, σ²) on Array or Tensor expressions: −½ ((x − μ)²/σ² + log σ² + log 2π).
 template <typename X, typename M, typename L>
 auto log_density(const X& x, const M& mean, const L& logvar) {
   using T = ew::scalar_t<X>;
   constexpr T log_two_pi = T(1.8378770664093454835606594728112);
   return T(-0.5) * ((x - mean).square() * (-logvar).exp() + logvar + log_two_pi);
 }
-}  // namespace gaussian_terms
+}  // namespace gaussian
+
+/// Element (r, c) of a reparameterised diagonal Gaussian sample: mean + e^{½ logvar} · eps.
+template <typename T>
+struct GaussianSample {
+  ColumnsView<T> mean, logvar, eps;  ///< dims x N each
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const { return gaussian::sample(mean(r, c), logvar(r, c), eps(r, c)); }
+};
+
+/// KL(N(mean, diag e^{logvar}) ‖ N(0, I)) of column c (a 1 x N kernel), summed over the dimensions.
+template <typename T>
+struct GaussianKl {
+  ColumnsView<T> mean, logvar;  ///< dims x N each
+  Index dims;                   ///< rows summed
+  /// Element (0, c).
+  EIGEN_DEVICE_FUNC T operator()(Index, Index c) const {
+    T sum = 0;
+    for (Index d = 0; d < dims; ++d) sum += gaussian::kl(mean(d, c), logvar(d, c));
+    return sum;
+  }
+};
+
+/// Backward of a reparameterised sample and its weighted KL together: dLoss/dmean (or, with
+/// `log_variance`, dLoss/dlogvar) of element (r, c), given dz = dLoss/dz.
+template <typename T>
+struct GaussianSampleGradient {
+  ColumnsView<T> mean, logvar, eps, dz;  ///< dims x N each
+  T kl_weight;                           ///< w, the KL's weight in the loss
+  bool log_variance;                     ///< which output
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
+    return log_variance ? gaussian::logvar_gradient(logvar(r, c), eps(r, c), dz(r, c), kl_weight)
+                        : dz(r, c) + kl_weight * mean(r, c);
+  }
+};
+
+// ---- the host's helpers over Eigen matrices (other models' steps, evaluation) -----------------
 
 /// Per-column KL(N(mean, diag exp(logvar)) ‖ N(0, I)), summed over rows: `kl(j)` for column j.
 template <typename T, typename M, typename L>
@@ -54,7 +97,7 @@ void kl_to_standard_normal(const Eigen::MatrixBase<M>& mean, const Eigen::Matrix
                       "kl_to_standard_normal: mean is ", mean.rows(), "x", mean.cols(), " but logvar is ",
                       logvar.rows(), "x", logvar.cols());
   ensure_shape(kl, 1, mean.cols());
-  kl = gaussian_terms::kl_to_standard_normal(mean.array(), logvar.array()).colwise().sum();
+  kl = mean.binaryExpr(logvar, [](T m, T l) { return gaussian::kl(m, l); }).colwise().sum();
 }
 
 /// Backward of `weight(j) · kl(j)` summed over columns: ADDS weight·μ to `dmean` and
@@ -63,14 +106,15 @@ template <typename T, typename M, typename L, typename DM, typename DL>
 void kl_to_standard_normal_backward(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar, T weight,
                                     Eigen::MatrixBase<DM>& dmean, Eigen::MatrixBase<DL>& dlogvar) {
   dmean.array() += weight * mean.array();
-  dlogvar.array() += gaussian_terms::kl_logvar_gradient(logvar.array(), weight);
+  dlogvar += logvar.unaryExpr([weight](T l) { return gaussian::logvar_gradient(l, T(0), T(0), weight); });
 }
 
 /// z = mean + exp(½ logvar) ⊙ eps (the reparameterisation trick). All arguments dims x batch.
 template <typename M, typename L, typename E, typename Z>
 void reparameterize(const Eigen::MatrixBase<M>& mean, const Eigen::MatrixBase<L>& logvar,
                     const Eigen::MatrixBase<E>& eps, Eigen::MatrixBase<Z>& z) {
-  z.array() = gaussian_terms::sample(mean.array(), logvar.array(), eps.array());
+  for (Index c = 0; c < z.cols(); ++c)
+    for (Index r = 0; r < z.rows(); ++r) z(r, c) = gaussian::sample(mean(r, c), logvar(r, c), eps(r, c));
 }
 
 /// Backward of `reparameterize`: given dz, ADDS dz to dmean and dz ⊙ eps ⊙ ½ exp(½ logvar) to dlogvar.
@@ -78,8 +122,11 @@ template <typename L, typename E, typename DZ, typename DM, typename DL>
 void reparameterize_backward(const Eigen::MatrixBase<L>& logvar, const Eigen::MatrixBase<E>& eps,
                              const Eigen::MatrixBase<DZ>& dz, Eigen::MatrixBase<DM>& dmean,
                              Eigen::MatrixBase<DL>& dlogvar) {
+  using T = typename DL::Scalar;
   dmean += dz;
-  dlogvar.array() += gaussian_terms::sample_logvar_gradient(logvar.array(), eps.array(), dz.array());
+  for (Index c = 0; c < dlogvar.cols(); ++c)
+    for (Index r = 0; r < dlogvar.rows(); ++r)
+      dlogvar(r, c) += gaussian::logvar_gradient(T(logvar(r, c)), T(eps(r, c)), T(dz(r, c)), T(0));
 }
 
 /// log N(x; mean, diag exp(logvar)) per column, summed over rows.
@@ -87,7 +134,7 @@ template <typename T, typename X, typename M, typename L>
 void log_normal_density(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<M>& mean,
                         const Eigen::MatrixBase<L>& logvar, RowVector<T>& out) {
   ensure_shape(out, 1, x.cols());
-  out = gaussian_terms::log_density(x.array(), mean.array(), logvar.array()).colwise().sum();
+  out = gaussian::log_density(x.array(), mean.array(), logvar.array()).colwise().sum();
 }
 
 /// log N(x; 0, I) per column, summed over rows.

@@ -10,6 +10,7 @@
 
 #include "mlvae/core/error.hpp"
 #include "mlvae/core/types.hpp"
+#include "mlvae/dist/gaussian.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -29,16 +30,6 @@ inline void check_group_offsets(const std::vector<Index>& offsets, Index columns
   require<ShapeError>(offsets.back() == columns, where, ": group offsets cover ", offsets.back(),
                       " observations but the batch has ", columns);
 }
-
-/// Read-only view of a column-major matrix in any device's memory (a pointer and its leading
-/// dimension), usable in kernels written once for every device.
-template <typename T>
-struct ColumnsView {
-  const T* data = nullptr;  ///< element (0, 0)
-  Index ld = 0;             ///< distance between columns
-  /// Element (r, c).
-  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const { return data[r + c * ld]; }
-};
 
 /// The aggregate posterior of a group, one element per (dimension d, group g) — a kernel for
 /// generate_at (nn/gemm.hpp), written once for every device. Members of group g are columns

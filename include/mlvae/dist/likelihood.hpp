@@ -195,7 +195,7 @@ struct GaussianLearnedVarianceLikelihood {
   /// log-density of dist/gaussian.hpp.
   template <typename X, typename M, typename L>
   static auto log_p_terms(const X& x, const M& mu, const L& logvar) {
-    return gaussian_terms::log_density(x, mu, logvar);
+    return gaussian::log_density(x, mu, logvar);
   }
   /// weight · d log p / dμ = weight (x − μ)/σ², element-wise.
   template <typename X, typename M, typename L>

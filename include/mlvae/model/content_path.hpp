@@ -60,50 +60,6 @@ struct ConstantKernel {
   EIGEN_DEVICE_FUNC T operator()(Index, Index) const { return value; }
 };
 
-/// Element (r, c) of a reparameterised diagonal Gaussian sample: mean + e^{½ logvar} · eps.
-template <typename T>
-struct GaussianSample {
-  ColumnsView<T> mean, logvar, eps;  ///< dims x N each
-  /// Element (r, c).
-  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
-    return mean(r, c) + Eigen::numext::exp(T(0.5) * logvar(r, c)) * eps(r, c);
-  }
-};
-
-/// KL(N(mean, diag e^{logvar}) ‖ N(0, I)) of column c (a 1 x N kernel) = ½ Σ_d (μ² + e^l − 1 − l).
-template <typename T>
-struct GaussianKl {
-  ColumnsView<T> mean, logvar;  ///< dims x N each
-  Index dims;                   ///< rows summed
-  /// KL of one dimension.
-  EIGEN_DEVICE_FUNC static T term(T m, T l) { return T(0.5) * (m * m + Eigen::numext::exp(l) - T(1) - l); }
-  /// Element (0, c).
-  EIGEN_DEVICE_FUNC T operator()(Index, Index c) const {
-    T sum = 0;
-    for (Index d = 0; d < dims; ++d) sum += term(mean(d, c), logvar(d, c));
-    return sum;
-  }
-};
-
-/// Backward of a reparameterised sample and its weighted KL together: dLoss/dmean (or, with
-/// `log_variance`, dLoss/dlogvar) of element (r, c), given dz = dLoss/dz:
-///   dmean = dz + w μ,   dlogvar = dz · eps · ½ e^{½ logvar} + w · ½ (e^{logvar} − 1).
-template <typename T>
-struct GaussianSampleGradient {
-  ColumnsView<T> mean, logvar, eps, dz;  ///< dims x N each
-  T kl_weight;                           ///< w, the KL's weight in the loss
-  bool log_variance;                     ///< which output
-  /// The gradient at one element from its values (also used by the content path's unshared dimensions).
-  EIGEN_DEVICE_FUNC static T of(T m, T l, T e, T g, T w, bool log_variance) {
-    using Eigen::numext::exp;
-    return log_variance ? g * e * T(0.5) * exp(T(0.5) * l) + w * T(0.5) * (exp(l) - T(1)) : g + w * m;
-  }
-  /// Element (r, c).
-  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
-    return of(mean(r, c), logvar(r, c), eps(r, c), dz(r, c), kl_weight, log_variance);
-  }
-};
-
 // The content path's kernels: functors of plain values and pointers into one device's memory, each
 // computing one element from what it reads, evaluated by generate_at (nn/gemm.hpp on the host,
 // device/layers.hpp on a device). Written once: the CPU model and every device run these.
@@ -165,7 +121,7 @@ struct ContentSample {
     const Index g = noise.group_of[i];
     const bool sh = shared(d, g) > T(0);
     const T m = sh ? group_mean(d, g) : mean(d, i), l = sh ? group_logvar(d, g) : logvar(d, i);
-    return m + Eigen::numext::exp(T(0.5) * l) * noise(d, i);
+    return gaussian::sample(m, l, noise(d, i));
   }
 };
 
@@ -184,9 +140,9 @@ struct ContentKl {
     T sum = 0;
     for (Index d = 0; d < dims; ++d) {
       if (shared(d, g) > T(0)) {
-        if (first) sum += GaussianKl<T>::term(group_mean(d, g), group_logvar(d, g));
+        if (first) sum += gaussian::kl(group_mean(d, g), group_logvar(d, g));
       } else {
-        sum += GaussianKl<T>::term(mean(d, i), logvar(d, i));
+        sum += gaussian::kl(mean(d, i), logvar(d, i));
       }
     }
     return sum;
@@ -203,7 +159,6 @@ struct ContentGroupGradient {
   bool log_variance;                                    ///< which output
   /// Element (d, g).
   EIGEN_DEVICE_FUNC T operator()(Index d, Index g) const {
-    using Eigen::numext::exp;
     if (!(shared(d, g) > T(0))) return T(0);
     const Index b = noise.offsets[g], e = noise.offsets[g + 1];
     T acc = 0;
@@ -211,9 +166,10 @@ struct ContentGroupGradient {
       for (Index i = b; i < e; ++i) acc += dz(d, i);
       return acc + kl_weight * group_mean(d, g);
     }
-    const T half_sd = T(0.5) * exp(T(0.5) * group_logvar(d, g));
-    for (Index i = b; i < e; ++i) acc += dz(d, i) * noise(d, i) * half_sd;
-    return acc + kl_weight * T(0.5) * (exp(group_logvar(d, g)) - T(1));
+    // The members' samples share the group's log-variance: their terms, then the KL's.
+    const T l = group_logvar(d, g);
+    for (Index i = b; i < e; ++i) acc += gaussian::logvar_gradient(l, noise(d, i), dz(d, i), T(0));
+    return acc + gaussian::logvar_gradient(l, T(0), T(0), kl_weight);
   }
 };
 
@@ -229,7 +185,8 @@ struct ContentMemberGradient {
   /// Element (d, i).
   EIGEN_DEVICE_FUNC T operator()(Index d, Index i) const {
     if (shared(d, noise.group_of[i]) > T(0)) return aggregate(d, i);
-    return GaussianSampleGradient<T>::of(mean(d, i), logvar(d, i), noise(d, i), dz(d, i), kl_weight, log_variance);
+    return log_variance ? gaussian::logvar_gradient(logvar(d, i), noise(d, i), dz(d, i), kl_weight)
+                        : dz(d, i) + kl_weight * mean(d, i);
   }
 };
 

@@ -434,8 +434,12 @@ private:
     auto d_mean = d_u_.topRows(Z);
     auto d_logvar = d_u_.bottomRows(Z);
     reparameterize_backward(logvar, eps_, d_dec_in.bottomRows(Z), d_mean, d_logvar);
-    d_mean.array() += mean.array().rowwise() * (s * column_weight_.array());
-    d_logvar.array() += (T(0.5) * (logvar.array().exp() - T(1))).rowwise() * (s * column_weight_.array());
+    for (Index c = 0; c < M; ++c) {  // each column's KL, weighted by s w_c
+      const T w = s * column_weight_(c);
+      auto dm = d_mean.col(c);
+      auto dl = d_logvar.col(c);
+      kl_to_standard_normal_backward(mean.col(c), logvar.col(c), w, dm, dl);
+    }
     const Matrix<T>& d_style_in = style_head_.backward(d_u_, true);
 
     ensure_shape(d_h_, F, n);
