@@ -155,8 +155,8 @@ public:
   /// Builds the model of `cpu` in `ctx` (which must outlive this) and uploads its parameters.
   /// Throws ArgumentError naming the option when the device cannot compute one (DeviceForm::check).
   DeviceModel(Ctx& ctx, CpuModel& cpu)
-      : model_(Form::make(ctx, cpu)), x_(ctx), eps0_(ctx), eps1_(ctx), z_(ctx), readback_(ctx), staging_(ctx),
-        readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
+      : model_(Form::make(ctx, cpu)), x_(ctx), eps0_(ctx), eps1_(ctx), z_(ctx), mean_(ctx), readback_(ctx),
+        staging_(ctx), readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
     require<ShapeError>(model_.parameters().size() == cpu.parameters().size(), "DeviceModel: the device layers hold ",
                         model_.parameters().size(), " parameters, the model ", cpu.parameters().size());
     upload_parameters(cpu.parameters().values);
@@ -321,9 +321,9 @@ public:
   /// The likelihood's mean for host latent codes z (the decoder's inputs x N; VAE::decode_mean's signature).
   void decode_mean(const Matrix<T>& z, Matrix<T>& mean) {
     const auto& out = decode(z);
-    eps0_.resize(data_size(), z.cols());  // scratch for the mean
-    TensorLikelihood<Likelihood>::mean(context().device(), likelihood(), out.tensor(), eps0_.tensor());
-    eps0_.download(mean);
+    mean_.resize(data_size(), z.cols());
+    TensorLikelihood<Likelihood>::mean(context().device(), likelihood(), out.tensor(), mean_.tensor());
+    mean_.download(mean);
   }
 
   /// The decoder as the evaluation code uses it (eval/likelihood.hpp): forward(z) of host codes
@@ -431,7 +431,7 @@ private:
   }
 
   Model model_;
-  DeviceArray<T, Ctx> x_, eps0_, eps1_, z_, readback_;
+  DeviceArray<T, Ctx> x_, eps0_, eps1_, z_, mean_, readback_;  // mean_: decode_mean's, not the step's noise
   HostStaging<T, Ctx> staging_, readback_host_;
   HostStaging<Index, Ctx> index_staging_;  // gather_batch's column indices on their way to the device
   DeviceArray<Index, Ctx> index_dev_;
