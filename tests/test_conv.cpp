@@ -309,7 +309,7 @@ TEST_CASE("conv layers: chunked and whole-batch workspaces give the same gradien
 }
 
 TEST_CASE("Conv2d fused with a following ReLU equals the two layers run one after the other") {
-  // Sequential<Conv2d, Relu> runs Conv2d::forward_relu / backward_relu (one pass instead of three);
+  // Sequential<Conv2d, Relu> runs Conv2d::forward_activation / backward_activation (one pass instead of three);
   // outputs, parameter gradients and input gradients must be bit-identical to the unfused layers.
   Rng rng(12);
   for (const Index limit : {Index{0}, Index{1}}) {  // whole batch in one chunk, and one image per chunk

@@ -12,6 +12,7 @@
 #include "mlvae/nn/dense.hpp"
 #include "mlvae/nn/gradient_check.hpp"
 #include "mlvae/nn/sequential.hpp"
+#include "mlvae/core/threads.hpp"
 
 using namespace mlvae;
 using Mat = Matrix<double>;
@@ -68,6 +69,55 @@ TEST_CASE("stacked dense heads equal the two layers run one after the other") {
   CHECK((dx - dx_separate).cwiseAbs().maxCoeff() <= 1e-12);
   CHECK((grads - store.gradients).cwiseAbs().maxCoeff() <= 1e-12);
   CHECK(grads.cwiseAbs().minCoeff() > 0);
+}
+
+namespace {
+// Sequential<Dense, A> runs Dense::forward_activation / backward_activation (bias and f in one pass,
+// f' and db in one pass); compared with the two layers run one after the other, over several
+// thread counts, and through finite differences as a layer of its own.
+template <typename Act>
+void check_fused_dense(Act fused_act, Act act) {
+  static_assert(detail::fuses_with_v<Dense<double>, Act>, "Dense fuses this activation");
+  Rng rng(21);
+  Sequential<Dense<double>, Act> fused(Dense<double>(300, 200), fused_act);  // large enough for 2 threads
+  Dense<double> dense(300, 200);
+  ParameterStore<double> sf, su;
+  bind_layers(sf, fused);
+  bind_layers(su, dense);
+  fused.initialize(rng);
+  rng.fill_normal(sf.values);  // a nonzero bias too
+  su.values = sf.values;
+  Mat x(300, 130), dy(200, 130);
+  rng.fill_normal(x);
+  rng.fill_normal(dy);
+  const int threads_before = Eigen::nbThreads();
+  for (const int threads : {1, 2}) {
+    set_threads(threads);
+    sf.zero_gradients();
+    su.zero_gradients();
+    const Mat yf = fused.forward(x);
+    const Mat& yu = act.forward(dense.forward(x));
+    CHECK((yf - yu).cwiseAbs().maxCoeff() <= 1e-12 * (1 + yu.cwiseAbs().maxCoeff()));
+    CHECK(fused.output().data() == fused.template layer<1>().output().data());
+    const Mat dxf = fused.backward(dy);
+    const Mat& dxu = dense.backward(act.backward(dy));
+    CHECK((dxf - dxu).cwiseAbs().maxCoeff() <= 1e-12 * (1 + dxu.cwiseAbs().maxCoeff()));
+    CHECK((sf.gradients - su.gradients).cwiseAbs().maxCoeff() <= 1e-12 * (1 + su.gradients.cwiseAbs().maxCoeff()));
+  }
+  set_threads(threads_before);
+  Sequential<Dense<double>, Act> small(Dense<double>(5, 4), Act(4));
+  check_layer(small);
+}
+}  // namespace
+
+TEST_CASE("Dense fused with a following activation equals the two layers run one after the other") {
+  check_fused_dense(Tanh<double>(200), Tanh<double>(200));
+  check_fused_dense(Sigmoid<double>(200), Sigmoid<double>(200));
+  check_fused_dense(Relu<double>(200), Relu<double>(200));
+  check_fused_dense(Identity<double>(200), Identity<double>(200));
+  // Activations whose derivative needs the input are not fused.
+  static_assert(!detail::fuses_with_v<Dense<double>, Softplus<double>>);
+  static_assert(!detail::fuses_with_v<Dense<double>, LeakyRelu<double>>);
 }
 
 TEST_CASE("gradient check: activations") {

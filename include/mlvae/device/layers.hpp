@@ -40,6 +40,22 @@ void add_row_sums(Ctx& ctx, T* acc, const DeviceArray<T, Ctx>& dy, DeviceArray<T
   assign(ctx.device(), sum, sum + scratch.tensor());
 }
 
+/// out = f(out + b) element-wise, the vector at `b` (rows) added to every column: the device's
+/// bias_activation (nn/gemm.hpp has the host's), for Dense fused with its activation (nn/dense.hpp).
+template <typename T, typename Ctx, typename F>
+void bias_activation(Ctx& ctx, DeviceArray<T, Ctx>& out, const T* b, F f) {
+  assign(ctx.device(), out.tensor(),
+         f(out.tensor() + TensorMatrix<const T>(b, out.rows(), 1).broadcast(Dims2{1, out.cols()})));
+}
+/// dx = f(dy, y) element-wise, then acc (rows) += the row sums of dx: the device's
+/// activation_gradient (nn/gemm.hpp has the host's, in one pass).
+template <typename T, typename Ctx, typename F>
+void activation_gradient(Ctx& ctx, DeviceArray<T, Ctx>& dx, T* acc, F f, const DeviceArray<T, Ctx>& dy,
+                         const DeviceArray<T, Ctx>& y, DeviceArray<T, Ctx>& scratch) {
+  assign(ctx.device(), dx.tensor(), f(dy.tensor(), y.tensor()));
+  add_row_sums(ctx, acc, dx, scratch);
+}
+
 /// out = f(ins...) element by element on the device, `f` taking and returning Tensor expressions:
 /// the device's elementwise (nn/gemm.hpp has the host's), for layers written once (nn/activations.hpp).
 template <typename T, typename Ctx, typename F, typename... In>

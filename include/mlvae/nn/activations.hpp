@@ -29,6 +29,9 @@ struct IdentityOp {
   /// dx = dy, given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X&, const Y&) const { return dy; }
+  /// dx = dy from the output alone.
+  template <typename DY, typename Y>
+  auto gradient_at_output(const DY& dy, const Y&) const { return dy; }
 };
 
 /// f(x) = tanh x, f' = 1 - y².
@@ -39,9 +42,10 @@ struct TanhOp {
   template <typename X> auto value(const X& x) const { return x.tanh(); }
   /// dx = dy ⊙ (1 − y²), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
-  auto gradient(const DY& dy, const X&, const Y& y) const {
-    return dy * (ew::scalar_t<Y>(1) - y.square());
-  }
+  auto gradient(const DY& dy, const X&, const Y& y) const { return gradient_at_output(dy, y); }
+  /// dx = dy ⊙ (1 − y²) from the output alone.
+  template <typename DY, typename Y>
+  auto gradient_at_output(const DY& dy, const Y& y) const { return dy * (ew::scalar_t<Y>(1) - y.square()); }
 };
 
 /// f(x) = max(x, 0), f' = [x > 0].
@@ -53,6 +57,9 @@ struct ReluOp {
   /// dx = dy ⊙ [x > 0], given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X& x, const Y&) const { return ew::where_positive_else_zero(x, dy); }
+  /// dx = dy ⊙ [y > 0] from the output alone (y > 0 exactly where x > 0: the same values).
+  template <typename DY, typename Y>
+  auto gradient_at_output(const DY& dy, const Y& y) const { return ew::where_positive_else_zero(y, dy); }
 };
 
 /// f(x) = x for x > 0, slope·x otherwise.
@@ -80,9 +87,10 @@ struct SigmoidOp {
   template <typename X> auto value(const X& x) const { return ew::sigmoid(x); }
   /// dx = dy ⊙ y ⊙ (1 − y), given dy, the input x and the output y.
   template <typename DY, typename X, typename Y>
-  auto gradient(const DY& dy, const X&, const Y& y) const {
-    return dy * y * (ew::scalar_t<Y>(1) - y);
-  }
+  auto gradient(const DY& dy, const X&, const Y& y) const { return gradient_at_output(dy, y); }
+  /// dx = dy ⊙ y ⊙ (1 − y) from the output alone.
+  template <typename DY, typename Y>
+  auto gradient_at_output(const DY& dy, const Y& y) const { return dy * y * (ew::scalar_t<Y>(1) - y); }
 };
 
 /// f(x) = log(1 + e^x), computed as max(x, 0) + log1p(e^{-|x|}); f' = sigmoid(x).
@@ -97,6 +105,20 @@ struct SoftplusOp {
   template <typename DY, typename X, typename Y>
   auto gradient(const DY& dy, const X& x, const Y&) const { return dy * ew::sigmoid(x); }
 };
+
+/// Whether Op's derivative is a function of its output alone (Op::gradient_at_output): a layer
+/// before it can then apply f in its own output pass and f' in its own backward pass (Dense,
+/// nn/dense.hpp; fused by nn/sequential.hpp), keeping no copy of the activation's input.
+template <typename Op>
+inline constexpr bool gradient_from_output_v = false;
+template <>
+inline constexpr bool gradient_from_output_v<IdentityOp> = true;
+template <>
+inline constexpr bool gradient_from_output_v<TanhOp> = true;
+template <>
+inline constexpr bool gradient_from_output_v<ReluOp> = true;
+template <>
+inline constexpr bool gradient_from_output_v<SigmoidOp> = true;
 
 }  // namespace activation
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/activations.hpp"
 #include "mlvae/nn/conv_ops.hpp"
 #include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/im2col.hpp"
@@ -120,21 +121,24 @@ public:
     return output_;
   }
 
-  /// Marks the layer as able to write a following ReLU itself (nn/sequential.hpp fuses the pair).
-  static constexpr bool fuses_relu = true;
+  /// Whether the layer applies a following activation Op itself (nn/sequential.hpp fuses the pair): ReLU.
+  template <typename Op>
+  static constexpr bool fuses_activation = std::is_same_v<Op, activation::ReluOp>;
   /// Fused with a following ReLU: writes max(conv(x), 0) into `out` (shaped by the caller,
   /// output_size() x batch) in the pass that adds the bias, where the two layers would make three
   /// passes. output() is not written. Throws ShapeError on a wrong row count.
-  void forward_relu(const Array& x, Array& out) { run_forward(x, out, true); }
+  void forward_activation(const Array& x, Array& out, const activation::ReluOp&) { run_forward(x, out, true); }
 
   /// Adds dW and db to the gradients; returns dx (C·H·W x batch; empty unless need_input_gradient).
   /// Throws ShapeError before forward() or when dy is not output_size() x batch.
   const Array& backward(const Array& dy, bool need_input_gradient = true) {
     return run_backward(dy, nullptr, need_input_gradient);
   }
-  /// Backward of forward_relu: dy is the gradient at the ReLU's output y (the `out` of forward_relu);
-  /// the ReLU's derivative [y > 0] is applied as dy is read. Same results as the two layers' backward.
-  const Array& backward_relu(const Array& dy, const Array& y, bool need_input_gradient = true) {
+  /// Backward of forward_activation: dy is the gradient at the ReLU's output y (the `out` of
+  /// forward_activation); the ReLU's derivative [y > 0] is applied as dy is read. Same results as the
+  /// two layers' backward.
+  const Array& backward_activation(const Array& dy, const Array& y, const activation::ReluOp&,
+                                   bool need_input_gradient = true) {
     require<ShapeError>(y.rows() == output_size() && y.cols() == dy.cols(), described(*this),
                         ": expected the ReLU output ", output_size(), "x", dy.cols(), ", found ", y.rows(), "x",
                         y.cols());

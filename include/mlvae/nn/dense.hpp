@@ -2,9 +2,13 @@
 /// mlvae/nn/dense.hpp — fully connected layer y = W x + b over a batch of columns (one GEMM), on
 /// the CPU or any device (one definition).
 /// Backward (docs/elbo.md, "Dense layer"): dW += dy x^T, db += sum over columns of dy, dx = W^T dy.
+/// Followed by an activation whose derivative comes from its output (tanh, ReLU, sigmoid), the pair
+/// runs fused (nn/sequential.hpp): the bias and f in one pass after the product, f' and db in one
+/// pass before the backward products.
 #pragma once
 
 #include "mlvae/core/error.hpp"
+#include "mlvae/nn/activations.hpp"
 #include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/layer.hpp"
 
@@ -69,33 +73,48 @@ public:
 
   /// y = W x + b for x of in x batch; returns the out x batch output. Throws ShapeError on a wrong row count.
   const Array& forward(const Array& x) {
-    require<ShapeError>(x.rows() == in_, described(*this), ": expected input with ", in_, " rows, found ", x.rows(),
-                        " (x is ", x.rows(), "x", x.cols(), ")");
-    input_ = &x;
-    const Index n = x.cols();
-    ensure_shape(output_, out_, n);
+    check_input(x);
+    ensure_shape(output_, out_, x.cols());
     set_columns(*ctx_, output_, bias_.data());  // y = b
-    ctx_->gemm(products_.forward, Transpose::No, Transpose::No, out_, n, in_, weight_.data(), out_, x.data(), in_,
-               output_.data(), out_, true);  // y += W x
+    product(x, output_, true);                  // y += W x
     return output_;
+  }
+
+  /// Whether the layer applies a following activation Op itself (nn/sequential.hpp fuses the pair):
+  /// any Op whose derivative is a function of its output (activation::gradient_from_output_v).
+  template <typename Op>
+  static constexpr bool fuses_activation = activation::gradient_from_output_v<Op>;
+  /// Fused with the activation f after it: writes f(W x + b) into `out` (out x batch): the product,
+  /// then the bias and f in one pass, where the two layers make three. output() is not written.
+  /// Throws ShapeError on a wrong row count.
+  template <typename Op>
+  void forward_activation(const Array& x, Array& out, const Op& op) {
+    check_input(x);
+    ensure_shape(out, out_, x.cols());
+    product(x, out, false);  // y = W x
+    bias_activation(*ctx_, out, bias_.data(), [&op](const auto& v) { return op.value(v); });  // y = f(y + b)
   }
 
   /// Adds dW = dy xᵀ and db = Σ dy to the gradients; returns dx = Wᵀ dy (empty unless need_input_gradient).
   /// Throws ShapeError before forward() or when dy is not out x batch.
   const Array& backward(const Array& dy, bool need_input_gradient = true) {
-    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
-    require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), described(*this), ": expected gradient ", out_,
-                        "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
-    const Index n = dy.cols();
-    ctx_->gemm(products_.weight_grad, Transpose::No, Transpose::Yes, out_, in_, n, dy.data(), out_, input_->data(), in_,
-               weight_grad_.data(), out_, true);  // dW += dy xᵀ
+    check_gradient(dy);
     add_row_sums(*ctx_, bias_grad_.data(), dy, bias_sum_);  // db += Σ_columns dy
-    if (need_input_gradient) {
-      ensure_shape(input_grad_, in_, n);
-      ctx_->gemm(products_.input_grad, Transpose::Yes, Transpose::No, in_, n, out_, weight_.data(), out_, dy.data(), out_,
-                 input_grad_.data(), in_, false);  // dx = Wᵀ dy
-    }
-    return input_grad_;
+    return backward_products(dy, need_input_gradient);
+  }
+  /// Backward of forward_activation: dy is the gradient at the activation's output y. One pass
+  /// forms the gradient at W x + b, dy ⊙ f'(y), and adds its row sums to db; then the products as
+  /// in backward(). Throws ShapeError before forward_activation() or on a wrong shape.
+  template <typename Op>
+  const Array& backward_activation(const Array& dy, const Array& y, const Op& op, bool need_input_gradient = true) {
+    check_gradient(dy);
+    require<ShapeError>(y.rows() == out_ && y.cols() == dy.cols(), described(*this), ": expected the activation's output ",
+                        out_, "x", dy.cols(), ", found ", y.rows(), "x", y.cols());
+    ensure_shape(output_, out_, dy.cols());  // holds dLoss/d(W x + b): the fused forward does not use it
+    activation_gradient(
+        *ctx_, output_, bias_grad_.data(), [&op](const auto& g, const auto& v) { return op.gradient_at_output(g, v); },
+        dy, y, bias_sum_);
+    return backward_products(output_, need_input_gradient);
   }
 
   /// The output of the last forward() (out x batch).
@@ -114,6 +133,34 @@ public:
   VectorMap<T>& bias_gradient() { return bias_grad_; }
 
 private:
+  void check_input(const Array& x) {
+    require<ShapeError>(x.rows() == in_, described(*this), ": expected input with ", in_, " rows, found ", x.rows(),
+                        " (x is ", x.rows(), "x", x.cols(), ")");
+    input_ = &x;
+  }
+  void check_gradient(const Array& dy) const {
+    require<ShapeError>(input_ != nullptr, described(*this), ": backward called before forward");
+    require<ShapeError>(dy.rows() == out_ && dy.cols() == input_->cols(), described(*this), ": expected gradient ", out_,
+                        "x", input_->cols(), ", found ", dy.rows(), "x", dy.cols());
+  }
+  // y (out x batch) = W x, or += when `accumulate`.
+  void product(const Array& x, Array& y, bool accumulate) {
+    ctx_->gemm(products_.forward, Transpose::No, Transpose::No, out_, x.cols(), in_, weight_.data(), out_, x.data(), in_,
+               y.data(), out_, accumulate);
+  }
+  // dW += g xᵀ; dx = Wᵀ g (when asked) for g, the gradient at W x + b.
+  const Array& backward_products(const Array& g, bool need_input_gradient) {
+    const Index n = g.cols();
+    ctx_->gemm(products_.weight_grad, Transpose::No, Transpose::Yes, out_, in_, n, g.data(), out_, input_->data(), in_,
+               weight_grad_.data(), out_, true);
+    if (need_input_gradient) {
+      ensure_shape(input_grad_, in_, n);
+      ctx_->gemm(products_.input_grad, Transpose::Yes, Transpose::No, in_, n, out_, weight_.data(), out_, g.data(), out_,
+                 input_grad_.data(), in_, false);
+    }
+    return input_grad_;
+  }
+
   BasicDense(Ctx& ctx, Index in, Index out, Init init)
       : ctx_(&ctx), in_(in), out_(out), init_(init), output_(detail::make_array<Array>(ctx)),
         input_grad_(detail::make_array<Array>(ctx)), bias_sum_(detail::make_array<Array>(ctx)) {

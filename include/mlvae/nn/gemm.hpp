@@ -502,5 +502,44 @@ template <typename T>
 void add_row_sums(HostContext&, T* acc, const Matrix<T>& dy, Matrix<T>& /*scratch*/) {
   VectorMap<T>(acc, dy.rows()) += dy.rowwise().sum();
 }
+/// Columns per block of the fused passes below (bias_activation, activation_gradient): a block stays
+/// in cache between its two steps; the blocks' partial row sums are added in block order, so
+/// results do not depend on the thread count.
+inline constexpr Index fused_block_columns = 32;
+/// out = f(out + b) element-wise, the vector at `b` (rows) added to every column: a bias and an
+/// activation in one pass over memory after a product (nn/dense.hpp; the bias is added to a block
+/// of columns, then f runs over the block while it is in cache). `f` takes and returns Array expressions.
+template <typename T, typename F>
+void bias_activation(HostContext&, Matrix<T>& out, const T* b, F f) {
+  const Eigen::Map<const Vector<T>> bias(b, out.rows());
+  const Index cols = out.cols(), blocks = (cols + fused_block_columns - 1) / fused_block_columns;
+  parallel_columns(blocks, out.rows() * fused_block_columns, [&](Index begin, Index end) {
+    for (Index k = begin; k < end; ++k) {
+      const Index c0 = k * fused_block_columns;
+      auto block = out.middleCols(c0, std::min(fused_block_columns, cols - c0));
+      block.colwise() += bias;
+      block.array() = f(block.array());
+    }
+  });
+}
+/// dx = f(dy, y) element-wise and acc (rows) += the row sums of dx, in one pass over dy and y: a
+/// fused activation's derivative and the bias gradient of the layer before it (nn/dense.hpp). `f`
+/// takes and returns Array expressions. Threads take blocks of fused_block_columns columns, each
+/// summed into its own column of `scratch` while in cache; the blocks' sums are then added in order.
+template <typename T, typename F>
+void activation_gradient(HostContext&, Matrix<T>& dx, T* acc, F f, const Matrix<T>& dy, const Matrix<T>& y,
+                         Matrix<T>& scratch) {
+  const Index rows = dx.rows(), cols = dx.cols(), blocks = (cols + fused_block_columns - 1) / fused_block_columns;
+  ensure_shape(scratch, rows, blocks);
+  parallel_columns(blocks, rows * fused_block_columns, [&](Index begin, Index end) {
+    for (Index k = begin; k < end; ++k) {
+      const Index c0 = k * fused_block_columns, width = std::min(fused_block_columns, cols - c0);
+      dx.middleCols(c0, width).array() = f(dy.middleCols(c0, width).array(), y.middleCols(c0, width).array());
+      scratch.col(k) = dx.middleCols(c0, width).rowwise().sum();
+    }
+  });
+  VectorMap<T> total(acc, rows);
+  for (Index k = 0; k < blocks; ++k) total += scratch.col(k);
+}
 
 }  // namespace mlvae

@@ -2,8 +2,9 @@
 /// mlvae/nn/sequential.hpp — a compile-time stack of layers: Sequential<Dense<T>, Tanh<T>, ...>.
 /// The whole stack is one type (no virtual dispatch); it follows the layer contract itself, so
 /// stacks nest. Backward runs the layers in reverse, chaining dLoss/dInput. A layer that can apply
-/// a following ReLU in its own output pass (Conv2d) is fused with it: one pass over the activations
-/// instead of three, results bit-identical to running the two layers one after the other.
+/// the activation after it in its own passes (Dense: bias and f in one pass after the product, f'
+/// and the bias gradient in one pass before it; Conv2d: ReLU) is fused with it: fewer passes over the
+/// activations, the same values as running the two layers one after the other.
 #pragma once
 
 #include "mlvae/core/error.hpp"
@@ -19,19 +20,17 @@
 namespace mlvae {
 
 namespace detail {
-/// Whether layer P writes max(·, 0) of its output into a following ReLU itself
-/// (P::forward_relu / P::backward_relu, marked by P::fuses_relu).
-template <typename P, typename = void>
-struct has_fused_relu : std::false_type {};
-template <typename P>
-struct has_fused_relu<P, std::enable_if_t<P::fuses_relu>> : std::true_type {};
-/// Whether layer A is a ReLU (on any context).
-template <typename A>
-struct is_relu : std::false_type {};
-template <typename T, typename Ctx>
-struct is_relu<BasicElementwise<T, activation::ReluOp, Ctx>> : std::true_type {};
+/// Whether layer P applies the activation layer A (an Elementwise of any context) in its own passes:
+/// P declares `template <typename Op> static constexpr bool fuses_activation` and has
+/// forward_activation / backward_activation (Dense for activations whose derivative comes from the
+/// output, Conv2d for ReLU).
+template <typename P, typename A, typename = void>
+struct fuses_with : std::false_type {};
+template <typename P, typename T, typename Op, typename Ctx>
+struct fuses_with<P, BasicElementwise<T, Op, Ctx>, std::enable_if_t<P::template fuses_activation<Op>>>
+    : std::true_type {};
 template <typename P, typename A>
-inline constexpr bool fuses_with_v = has_fused_relu<P>::value && is_relu<A>::value;
+inline constexpr bool fuses_with_v = fuses_with<P, A>::value;
 
 /// The array a layer takes and returns: its `Array` when it names one (a device layer's
 /// DeviceArray, device/layers.hpp), else Matrix<Scalar>.
@@ -157,7 +156,7 @@ private:
       check_sizes<I + 1>();
     }
   }
-  // Whether layer I writes the Relu at I + 1 itself.
+  // Whether layer I applies the activation at I + 1 itself.
   template <std::size_t I>
   static constexpr bool fused() {
     if constexpr (I + 1 < count)
@@ -166,7 +165,7 @@ private:
     else
       return false;
   }
-  // Whether layer I is a Relu written by layer I - 1.
+  // Whether layer I is an activation applied by layer I - 1.
   template <std::size_t I>
   static constexpr bool written_by_previous() {
     if constexpr (I > 0) return fused<I - 1>();
@@ -175,10 +174,10 @@ private:
   template <std::size_t I>
   const Array& forward_from(const Array& x) {
     if constexpr (fused<I>()) {
-      auto& relu = std::get<I + 1>(layers_);
-      std::get<I>(layers_).forward_relu(x, relu.fused_output(x.cols()));
-      if constexpr (I + 2 < count) return forward_from<I + 2>(relu.output());
-      else return relu.output();
+      auto& activation = std::get<I + 1>(layers_);
+      std::get<I>(layers_).forward_activation(x, activation.fused_output(x.cols()), activation.op());
+      if constexpr (I + 2 < count) return forward_from<I + 2>(activation.output());
+      else return activation.output();
     } else {
       const Array& y = std::get<I>(layers_).forward(x);
       if constexpr (I + 1 < count) return forward_from<I + 1>(y);
@@ -189,7 +188,8 @@ private:
   const Array& backward_from(const Array& dy, bool need_input_gradient) {
     if constexpr (written_by_previous<I>()) {
       const bool need = I - 1 == 0 ? need_input_gradient : true;
-      const Array& dx = std::get<I - 1>(layers_).backward_relu(dy, std::get<I>(layers_).output(), need);
+      const auto& activation = std::get<I>(layers_);
+      const Array& dx = std::get<I - 1>(layers_).backward_activation(dy, activation.output(), activation.op(), need);
       if constexpr (I - 1 == 0) return dx;
       else return backward_from<I - 2>(dx, need_input_gradient);
     } else if constexpr (I == 0) {
