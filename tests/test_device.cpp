@@ -45,12 +45,16 @@ Matrix<T> random_matrix(Index rows, Index cols, std::uint64_t seed, double scale
 /// The noise a CPU MLVAE draws from `rng` for N observations in G groups (style first).
 template <typename T>
 void cpu_noise(const Rng& rng, Index style, Index content, Index n, Index groups, Matrix<T>& eps_style,
-               Matrix<T>& eps_content) {
+               Matrix<T>& eps_content, Matrix<T>* eps_cycle = nullptr, Index cycle_columns = 0) {
   Rng r = rng;
   eps_style.resize(style, n);
   eps_content.resize(content, groups);
   r.fill_normal(eps_style);
   r.fill_normal(eps_content);
+  if (eps_cycle != nullptr) {  // the reverse cycle's styles come last (MLVAE's host driver)
+    eps_cycle->resize(style, cycle_columns);
+    r.fill_normal(*eps_cycle);
+  }
 }
 
 template <typename Ctx, typename Layer>
@@ -266,16 +270,17 @@ void check_step_matches(Ctx& ctx, Model& model, const Matrix<float>& x, const st
 
   const Rng noise(21);
   for (int step = 0; step < 2; ++step) {
-    Matrix<float> es, ec;
+    Matrix<float> es, ec, ey;
     const bool per_group = ContentPath<float>::per_group_noise(model.options().content);
     cpu_noise(noise, model.style_size(), model.content_size(), x.cols(),
-              per_group ? static_cast<Index>(offsets.size()) - 1 : x.cols(), es, ec);
+              per_group ? static_cast<Index>(offsets.size()) - 1 : x.cols(), es, ec, &ey,
+              model.noise_columns(2, offsets));
     Rng r = noise;
     const LossTerms cpu_terms = model.forward_backward(x, offsets, r);
     const double cpu_norm = adam.step(model.parameters().values, model.parameters().gradients);
 
     dev.upload_batch(x);
-    const device::StepResult result = dev.forward_backward(offsets, es, ec);
+    const device::StepResult result = dev.forward_backward(offsets, es, ec, ey);
     Vector<float> g_dev;
     dev.download_gradients(g_dev);
     dev_adam.step(dev.parameters(), dev.gradients(), result.gradient_norm);
@@ -723,33 +728,101 @@ TEST_CASE("examples --device: parsing and a clear message when CUDA is not avail
 }
 
 TEST_CASE("device: options the device step does not compute are refused by name when the model is put on it") {
+  // bf16 products are the one ML-VAE option the device step does not compute: the message names
+  // the option first, then the device.
+  std::string message;
+  try {
+    device::require_device_supports(MLVAEOptions<float>{}, Precision::BFloat16, "cpu");
+  } catch (const ArgumentError& e) {
+    message = e.what();
+  }
+  CAPTURE(message);
+  CHECK(message.rfind("bfloat16 products", 0) == 0);
+  CHECK(message.find(") is not supported on cpu: ") != std::string::npos);
+  CHECK_NOTHROW(device::require_device_supports(MLVAEOptions<float>{}, Precision::Float32, "cpu"));
   DefaultContext ctx;
-  const auto refused = [&](auto configure, const char* option) {
+  if (bfloat16_available()) {  // a bf16 model is refused when put on the device
     auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
-    configure(model);
-    using Model = decltype(model);
-    std::string message;
-    try {
-      device::DeviceMLVAE<Model, DefaultContext> dev(ctx, model);
-    } catch (const ArgumentError& e) {
-      message = e.what();
-    }
-    CAPTURE(message);
-    CHECK(message.rfind(option, 0) == 0);  // the option first, then the device
-    CHECK(message.find(") is not supported on cpu: ") != std::string::npos);
-  };
-  refused([](auto& m) { m.options().cycle_weight = 1.0f; }, "the reverse-cycle loss");
-  // The ML-VAE family is accepted; an option switched on after the model was put on the device is
-  // refused at the next step, never computed as something else.
-  auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
+    model.set_precision(Precision::BFloat16);
+    CHECK_THROWS_WITH_AS(device::to_device(model, ctx), mlvae_test::contains("bfloat16 products"), ArgumentError);
+  }
+  // The reverse cycle needs the Bernoulli likelihood, on the device as on the CPU.
+  using Trunk = Sequential<Dense<float>, Tanh<float>>;
+  using Head = Sequential<Dense<float>>;
+  using Decoder = Sequential<Dense<float>, Tanh<float>, Dense<float>>;
+  MLVAEOptions<float> o;
+  o.cycle_weight = 0.5f;
+  MLVAE<float, Trunk, Head, Head, Decoder, GaussianLearnedVarianceLikelihood<float>> gaussian(
+      Trunk(Dense<float>(12, 10), Tanh<float>(10)), Head(Dense<float>(10, 4)), Head(Dense<float>(10, 6)),
+      Decoder(Dense<float>(5, 10), Tanh<float>(10), Dense<float>(10, 24)), {}, o);
   Rng rng(1);
-  model.initialize(rng);
-  device::DeviceMLVAE<decltype(model), DefaultContext> dev(ctx, model);
+  gaussian.initialize(rng);
+  auto dev = device::to_device(gaussian, ctx);
   dev.upload_batch(mlvae_test::toy_data<float>(8, 2));
-  CHECK(std::isfinite(dev.forward_backward({0, 4, 8}, 1).terms.loss));
-  dev.options().cycle_weight = 0.5f;
-  CHECK_THROWS_WITH_AS(dev.forward_backward({0, 4, 8}, 1), mlvae_test::contains("the reverse-cycle loss"),
+  CHECK_THROWS_WITH_AS(dev.forward_backward({0, 4, 8}, 1), mlvae_test::contains("needs the Bernoulli likelihood"),
                        ArgumentError);
+}
+
+TEST_CASE("device: the reverse-cycle loss steps as the CPU model") {
+  // The cycle (MLVAE::cycle_step) is one definition run by both: two complete steps with Adam on
+  // DefaultDevice and ThreadPoolDevice equal the CPU model's, for equal and unequal groups and the
+  // GVAE's content path.
+  const Matrix<float> x = mlvae_test::toy_data<float>(12, 5);
+  Eigen::ThreadPool pool(2);
+  for (const bool mean : {false, true}) {
+    for (const std::vector<Index>& offsets : {std::vector<Index>{0, 4, 8, 12}, std::vector<Index>{0, 5, 6, 12}}) {
+      INFO((mean ? "GVAE" : "ML-VAE"), ", groups of ", offsets[1], " then ", offsets[2] - offsets[1]);
+      MLVAEOptions<float> o;
+      o.cycle_weight = 0.7f;
+      if (mean) o.content.aggregation = ContentAggregation::Mean;
+      {
+        DefaultContext ctx;
+        auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
+        check_step_matches(ctx, model, x, offsets);
+      }
+      {
+        PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
+        auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
+        check_step_matches(ctx, model, x, offsets);
+      }
+    }
+  }
+}
+
+TEST_CASE("gradient check: the device ML-VAE loss with the reverse cycle in double precision") {
+  // As on the CPU (test_group_models.cpp): the cycle trains the encoder through the decoder, so the
+  // encoder's gradient is the full loss's and the decoder's is the loss's without the cycle term.
+  DefaultContext ctx;
+  MLVAEOptions<double> o{0.7, 1.3};
+  o.cycle_weight = 5.0;
+  auto model = make_mlp_mlvae<double>(12, 6, 2, 3, o);
+  Rng init(5);
+  model.initialize(init);
+  auto dev = device::to_device(model, ctx);
+  const Matrix<double> x = mlvae_test::toy_data<double>(7, 9);
+  const std::vector<Index> offsets{0, 3, 4, 7};
+  Matrix<double> es, ec, ey;
+  cpu_noise(Rng(8), 2, 3, 7, 3, es, ec, &ey, 3);
+  dev.upload_batch(x);
+  const device::StepResult with = dev.forward_backward(offsets, es, ec, ey);
+  Vector<double> analytic;
+  dev.download_gradients(analytic);
+  const Index decoder = model.decoder().parameter_count(), encoder = model.parameters().size() - decoder;
+  Vector<double> theta = model.parameters().values;
+  auto loss = [&](double cycle) {
+    dev.upload_parameters(theta);
+    dev.options().cycle_weight = cycle;
+    return dev.evaluate(offsets, es, ec, cycle > 0 ? ey : Matrix<double>()).loss;
+  };
+  Eigen::Ref<Vector<double>> enc_theta = theta.head(encoder), dec_theta = theta.tail(decoder);
+  const GradientCheckResult enc = check_gradient([&] { return loss(5.0); }, enc_theta, analytic.head(encoder));
+  INFO("encoder: ", enc.report());
+  CHECK(enc.passed);
+  const GradientCheckResult dec = check_gradient([&] { return loss(0.0); }, dec_theta, analytic.tail(decoder));
+  INFO("decoder: ", dec.report());
+  CHECK(dec.passed);
+  // The cycle's term is in the loss: the same step without it is lower.
+  CHECK(loss(0.0) < with.terms.loss - 1e-6);
 }
 
 TEST_CASE("device: GVAE - Ada-ML-VAE - Ada-GVAE and per-observation content samples step as the CPU model") {

@@ -1,10 +1,10 @@
 // GPU tests of the device layer (CTest label `gpu`): the CUDA context runs the same device code
 // that tests/test_device.cpp checks on Eigen's CPU devices. On a machine without a usable GPU this
 // program prints one line saying so and exits 77 (CTest: skipped). With a GPU it checks complete MLP
-// and conv28 ML-VAE steps (and the GVAE, Ada and per-observation content paths) and MLP and conv28
-// β-VAE steps against the CPU model, counter-based noise against the host, no device
-// allocation in steady-state training, the CPU -> GPU -> CPU round trip of the training state, and
-// the host-free step captured in a CUDA graph against the synchronising step.
+// and conv28 ML-VAE steps (and the GVAE, Ada and per-observation content paths and the reverse
+// cycle) and MLP and conv28 β-VAE steps against the CPU model, counter-based noise against the
+// host, no device allocation in steady-state training, the CPU -> GPU -> CPU round trip of the
+// training state, and the host-free step captured in a CUDA graph against the synchronising step.
 // `--quick` trains 1 steady-state epoch instead of 5: the same code paths in a fifth of the steps,
 // for the runs under compute-sanitizer (scripts/run_gpu.sh), which are 10-100x slower.
 #include "mlvae/device/cuda.cuh"  // first: defines EIGEN_USE_GPU
@@ -54,12 +54,14 @@ void step_matches_cpu(mlvae::device::CudaContext& ctx, Model model, const std::v
   Rng copy = noise;
   const bool per_group = ContentPath<float>::per_group_noise(model.options().content);
   Matrix<float> es(model.style_size(), x.cols()), ec(model.content_size(), per_group ? groups : x.cols());
+  Matrix<float> ey(model.noise_rows(2), model.noise_columns(2, offsets));  // the reverse cycle's, when on
   copy.fill_normal(es);
   copy.fill_normal(ec);
+  copy.fill_normal(ey);
   auto gpu = device::to_device(model, ctx);
   const LossTerms cpu = model.forward_backward(x, offsets, noise);
   gpu.upload_batch(x);
-  const device::StepResult dev = gpu.forward_backward(offsets, es, ec);
+  const device::StepResult dev = gpu.forward_backward(offsets, es, ec, ey);
   Vector<float> g;
   gpu.download_gradients(g);
   const std::string what = name + ", groups of " + std::to_string(offsets[1]) + ".. (" + std::to_string(groups) + ")";
@@ -125,10 +127,12 @@ int main(int argc, char** argv) {
     vae_step_matches_cpu(ctx, make_conv28_vae<float>(6), 16, "conv28 beta-VAE");
     // The other content paths of the ML-VAE family (model/content_path.hpp's kernels on the GPU).
     {
-      MLVAEOptions<float> gvae, ada, per_observation;
+      MLVAEOptions<float> gvae, ada, per_observation, cycle;
       gvae.content.aggregation = ContentAggregation::Mean;
       ada.content.adaptive = true;
       per_observation.content.sample_per_observation = true;
+      cycle.cycle_weight = 0.7f;
+      step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, cycle), {0, 3, 16, 17, 32}, "MLP reverse cycle");
       step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, gvae), {0, 3, 16, 17, 32}, "MLP GVAE");
       step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, ada), {0, 2, 4, 5, 7, 9, 11, 13, 15, 16}, "MLP Ada");
       step_matches_cpu(ctx, make_mlp_mlvae<float>(64, 48, 4, 5, per_observation), {0, 8, 16, 24, 32},

@@ -38,23 +38,17 @@ struct StepResult {
 
 /// Refuses, with an error naming the option and the device, every ML-VAE option the device step
 /// does not compute: the device layer runs the ML-VAE family (every content path of
-/// model/content_path.hpp: product or mean, Ada, one content sample per group or per observation)
-/// without the cycle loss, in float32. Called when a model is put on a device and at every step, so
+/// model/content_path.hpp: product or mean, Ada, one content sample per group or per observation;
+/// the reverse-cycle loss) in float32. Called when a model is put on a device and at every step, so
 /// a model is never trained as something other than what was asked for.
 /// @throws ArgumentError "<option> is not supported on <device>: ...".
 template <typename T>
-void require_device_supports(const MLVAEOptions<T>& o, Precision precision, const std::string& device) {
-  const char* refused = nullptr;
-  if (o.cycle_weight != T(0))
-    refused = "the reverse-cycle loss (cycle_weight != 0, --cycle)";
-  else if (precision != Precision::Float32)
-    refused = "bfloat16 products (--precision bf16)";
-  if (refused != nullptr)
-    raise_error<ArgumentError>(mlvae::detail::concat(refused, " is not supported on ", device,
-                                      ": the device step computes the ML-VAE family (ML-VAE, GVAE, Ada, content "
-                                      "samples per group or per observation) without the cycle loss, in float32; "
-                                      "train this model on the CPU (--device cpu)"))
-    ;
+void require_device_supports(const MLVAEOptions<T>& /*options*/, Precision precision, const std::string& device) {
+  if (precision != Precision::Float32)
+    raise_error<ArgumentError>(mlvae::detail::concat(
+        "bfloat16 products (--precision bf16) is not supported on ", device,
+        ": the device step computes the ML-VAE family (ML-VAE, GVAE, Ada, content samples per group or per "
+        "observation, the reverse-cycle loss) in float32; train this model on the CPU (--device cpu)"));
 }
 
 /// Column j of a gathered batch is column index[j] of the data (both in device memory).
@@ -87,7 +81,7 @@ struct DeviceForm {
 template <typename Part, typename Ctx>
 using device_part_t = device_layer_t<std::decay_t<Part>, Ctx>;
 
-/// The ML-VAE family (MLVAE: every content path; the cycle loss and bf16 are refused).
+/// The ML-VAE family (MLVAE: every content path and the cycle loss; bf16 is refused).
 template <typename CpuModel, typename Ctx>
 struct DeviceForm<CpuModel, Ctx, ModelFamily::GroupModel> {
   /// The model on the device.
@@ -155,7 +149,7 @@ public:
   /// Builds the model of `cpu` in `ctx` (which must outlive this) and uploads its parameters.
   /// Throws ArgumentError naming the option when the device cannot compute one (DeviceForm::check).
   DeviceModel(Ctx& ctx, CpuModel& cpu)
-      : model_(Form::make(ctx, cpu)), x_(ctx), eps0_(ctx), eps1_(ctx), z_(ctx), mean_(ctx), readback_(ctx),
+      : model_(Form::make(ctx, cpu)), x_(ctx), eps0_(ctx), eps1_(ctx), eps2_(ctx), z_(ctx), mean_(ctx), readback_(ctx),
         staging_(ctx), readback_host_(ctx), index_staging_(ctx), index_dev_(ctx) {
     require<ShapeError>(model_.parameters().size() == cpu.parameters().size(), "DeviceModel: the device layers hold ",
                         model_.parameters().size(), " parameters, the model ", cpu.parameters().size());
@@ -248,17 +242,20 @@ public:
 
   /// Forward and backward pass on the uploaded batch (groups `offsets`; one image per group for the
   /// VAE) with counter-based noise of key `noise_key` (device/ops.hpp, CounterNormal: noise stream 0
-  /// from stream key 0 — the style or the VAE's latent —, stream 1 — the content — from key 1).
+  /// from stream key 0 — the style or the VAE's latent —, stream 1 — the content — from key 1, the
+  /// reverse cycle's styles from key 2).
   /// Overwrites gradients(); returns the loss terms and the gradient norm.
   StepResult forward_backward(const std::vector<Index>& offsets, std::uint64_t noise_key) {
     draw_noise(offsets, noise_key);
     return run(offsets, true);
   }
-  /// Forward and backward pass with given noise (the model's noise_rows x noise_columns of streams 0
-  /// and 1: style S x N and content C x G, or C x N with Ada or one sample per observation; the
-  /// VAE's latent L x N and an empty matrix), e.g. the noise a CPU model draws from its Rng.
-  StepResult forward_backward(const std::vector<Index>& offsets, const Matrix<T>& eps0, const Matrix<T>& eps1) {
-    set_noise(offsets, eps0, eps1);
+  /// Forward and backward pass with given noise (the model's noise_rows x noise_columns of streams 0,
+  /// 1 and 2: style S x N, content C x G, or C x N with Ada or one sample per observation, and the
+  /// cycle's S x G when it runs; the VAE's latent L x N and empty matrices), e.g. the noise a CPU
+  /// model draws from its Rng.
+  StepResult forward_backward(const std::vector<Index>& offsets, const Matrix<T>& eps0, const Matrix<T>& eps1,
+                              const Matrix<T>& eps2 = {}) {
+    set_noise(offsets, eps0, eps1, eps2);
     return run(offsets, true);
   }
   /// Forward pass only (gradients untouched), counter-based noise.
@@ -267,8 +264,9 @@ public:
     return run(offsets, false).terms;
   }
   /// Forward pass only, given noise.
-  LossTerms evaluate(const std::vector<Index>& offsets, const Matrix<T>& eps0, const Matrix<T>& eps1) {
-    set_noise(offsets, eps0, eps1);
+  LossTerms evaluate(const std::vector<Index>& offsets, const Matrix<T>& eps0, const Matrix<T>& eps1,
+                     const Matrix<T>& eps2 = {}) {
+    set_noise(offsets, eps0, eps1, eps2);
     return run(offsets, false).terms;
   }
 
@@ -282,6 +280,7 @@ public:
     shape_noise(offsets);
     if (eps0_.size() > 0) fill_normal_at(context().device(), device_key, 0, eps0_.tensor());
     if (eps1_.size() > 0) fill_normal_at(context().device(), device_key, 1, eps1_.tensor());
+    if (eps2_.size() > 0) fill_normal_at(context().device(), device_key, 2, eps2_.tensor());
     queue_run(offsets, true);
   }
   /// Waits for the device and returns the loss terms and gradient norm of the last queued step.
@@ -291,7 +290,7 @@ public:
   }
   /// The squared-gradient-norm partial sums of the last queued step (device memory), for
   /// DeviceAdam::queue_step; gradient_norm_partial_count() of them.
-  const T* gradient_norm_partials() const { return readback_.data() + 3 * last_n_; }
+  const T* gradient_norm_partials() const { return readback_.data() + 3 * last_n_ + last_cycle_; }
   /// How many partial sums gradient_norm_partials() holds (0 before a backward pass).
   Index gradient_norm_partial_count() const { return last_chunks_; }
 
@@ -373,23 +372,27 @@ private:
     check_group_offsets(offsets, x_.cols(), "DeviceModel");
     eps0_.resize(model_.noise_rows(0), model_.noise_columns(0, offsets));
     eps1_.resize(model_.noise_rows(1), model_.noise_columns(1, offsets));
+    eps2_.resize(model_.noise_rows(2), model_.noise_columns(2, offsets));
   }
 
   void draw_noise(const std::vector<Index>& offsets, std::uint64_t key) {
     shape_noise(offsets);
     if (eps0_.size() > 0) fill_normal(context().device(), stream_key(key, 0), eps0_.tensor());
     if (eps1_.size() > 0) fill_normal(context().device(), stream_key(key, 1), eps1_.tensor());
+    if (eps2_.size() > 0) fill_normal(context().device(), stream_key(key, 2), eps2_.tensor());
   }
 
-  void set_noise(const std::vector<Index>& offsets, const Matrix<T>& eps0, const Matrix<T>& eps1) {
+  void set_noise(const std::vector<Index>& offsets, const Matrix<T>& eps0, const Matrix<T>& eps1,
+                 const Matrix<T>& eps2) {
     shape_noise(offsets);
     require<ShapeError>(eps0.rows() == eps0_.rows() && eps0.cols() == eps0_.cols() && eps1.rows() == eps1_.rows() &&
-                            eps1.cols() == eps1_.cols(),
-                        "DeviceModel: expected noise ", eps0_.rows(), "x", eps0_.cols(), " and ", eps1_.rows(), "x",
-                        eps1_.cols(), ", found ", eps0.rows(), "x", eps0.cols(), " and ", eps1.rows(), "x",
-                        eps1.cols());
+                            eps1.cols() == eps1_.cols() && eps2.size() == eps2_.size(),
+                        "DeviceModel: expected noise ", eps0_.rows(), "x", eps0_.cols(), ", ", eps1_.rows(), "x",
+                        eps1_.cols(), " and ", eps2_.rows(), "x", eps2_.cols(), ", found ", eps0.rows(), "x",
+                        eps0.cols(), ", ", eps1.rows(), "x", eps1.cols(), " and ", eps2.rows(), "x", eps2.cols());
     if (eps0_.size() > 0) eps0_.upload(eps0);
     if (eps1_.size() > 0) eps1_.upload(eps1);
+    if (eps2_.size() > 0) eps2_.upload(eps2);
   }
 
   StepResult run(const std::vector<Index>& offsets, bool backward) {
@@ -398,45 +401,50 @@ private:
   }
 
   // Queues the model's step (noise already drawn) and the gradient-norm partial sums into the
-  // readback block [log p (N) | KL (N) | content KL (N) | norm partials]; no host synchronisation.
+  // readback block [log p (N) | KL (N) | content KL (N) | cycle (G, when it runs) | norm partials];
+  // no host synchronisation.
   void queue_run(const std::vector<Index>& offsets, bool backward) {
     Form::check(model_, Precision::Float32, context().describe());
-    const Index n = x_.cols();
+    const Index n = x_.cols(), cycle = eps2_.cols();
     const Index chunks = backward ? norm_partial_count(parameter_count()) : 0;
-    readback_.resize(3 * n + chunks, 1);
-    model_.compute_step(x_, offsets, eps0_.data(), eps1_.data(), model_.normaliser(offsets), backward,
+    readback_.resize(3 * n + cycle + chunks, 1);
+    model_.compute_step(x_, offsets, eps0_.data(), eps1_.data(), eps2_.data(), model_.normaliser(offsets), backward,
                         readback_.data());
     if (backward)
-      squared_norm_partials(context().device(), gradients().data(), parameter_count(), readback_.data() + 3 * n);
+      squared_norm_partials(context().device(), gradients().data(), parameter_count(),
+                            readback_.data() + 3 * n + cycle);
     last_offsets_ = offsets;
     last_n_ = n;
+    last_cycle_ = cycle;
     last_chunks_ = chunks;
   }
 
   // The one download of the step, then the totals on the host in a fixed order.
   StepResult finish() {
-    const Index n = last_n_, chunks = last_chunks_;
+    const Index n = last_n_, cycle = last_cycle_, chunks = last_chunks_;
     readback_host_.resize(readback_.rows(), 1);
     context().download(readback_host_.data(), readback_.data(), static_cast<std::size_t>(readback_.rows()) * sizeof(T));
     context().synchronize();
     const T* host = readback_host_.data();
-    double sums[3] = {0, 0, 0}, norm2 = 0;
+    double sums[3] = {0, 0, 0}, cycle_sum = 0, norm2 = 0;
     for (int k = 0; k < 3; ++k)
       for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(host[k * n + j]);
-    for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[3 * n + c]);
+    for (Index g = 0; g < cycle; ++g) cycle_sum += static_cast<double>(host[3 * n + g]);
+    for (Index c = 0; c < chunks; ++c) norm2 += static_cast<double>(host[3 * n + cycle + c]);
     StepResult result;
     result.terms = model_.loss_terms(sums, last_offsets_);
+    result.terms.loss += cycle_sum;
     result.gradient_norm = std::sqrt(norm2);
     return result;
   }
 
   Model model_;
-  DeviceArray<T, Ctx> x_, eps0_, eps1_, z_, mean_, readback_;  // mean_: decode_mean's, not the step's noise
+  DeviceArray<T, Ctx> x_, eps0_, eps1_, eps2_, z_, mean_, readback_;  // mean_: decode_mean's, not the step's noise
   HostStaging<T, Ctx> staging_, readback_host_;
   HostStaging<Index, Ctx> index_staging_;  // gather_batch's column indices on their way to the device
   DeviceArray<Index, Ctx> index_dev_;
   std::vector<Index> last_offsets_;      // the groups of the last queued step
-  Index last_n_ = 0, last_chunks_ = 0;   // the shape of its readback
+  Index last_n_ = 0, last_cycle_ = 0, last_chunks_ = 0;  // the shape of its readback
   Matrix<T> host_out_, decoded_;         // results on their way to the caller
 };
 

@@ -279,10 +279,13 @@ public:
   /// 1 where dimension d of group g was shared in the last forward, else 0 (C x G).
   const Array& shared() const { return shared_; }
 
+  /// The last forward's group offsets (G + 1) in the context's memory, for kernels over the groups.
+  const Index* offsets_on_context() const { return layout_.data(); }
+  /// The group of every column of the last forward (N) in the context's memory.
+  const Index* group_of_on_context() const { return layout_.data() + group_count_ + 1; }
+
 private:
   static ColumnsView<T> view(const Array& a) { return {a.data(), a.rows()}; }
-  const Index* offsets_on_context() const { return layout_.data(); }
-  const Index* group_of_on_context() const { return layout_.data() + group_count_ + 1; }
   ContentNoise<T> noise() const {
     return {eps_, view(shared_), offsets_on_context(), group_of_on_context(), per_group_noise(options_),
             options_.sample_per_observation};

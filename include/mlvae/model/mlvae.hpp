@@ -60,6 +60,85 @@ struct MLVAEOptions {
   T cycle_weight = T(0);
 };
 
+// The reverse-cycle loss's kernels (MLVAEOptions::cycle_weight): functors of plain values and
+// pointers evaluated by a context's generate_at, written once for the CPU and every device. Groups
+// pair with the next one of the batch (g with (g + 1) mod G); the codes' columns [0, G) decode
+// (ε_g, c_g) and [G, 2G) decode (ε_g, c_{g+1}).
+
+/// The 2G codes [ε; c] of the cycle: style rows from `eps` (S x G), content rows from the content
+/// sample of each group's first member in `z` (rows [S, S + C) of the (S + C) x N codes).
+template <typename T>
+struct CycleCodes {
+  const T* eps;            ///< S x G standard normals
+  ColumnsView<T> content;  ///< the content rows of the step's codes (C x N)
+  const Index* offsets;    ///< the groups (G + 1)
+  Index style, groups;     ///< S, G
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
+    const Index g = c < groups ? c : c - groups;
+    if (r < style) return eps[r + g * style];
+    const Index source = c < groups ? g : (g + 1) % groups;
+    return content(r - style, offsets[source]);
+  }
+};
+
+/// The cycle's term of group g: weight · Σ_r |s(r, g) − s(r, G + g)| over the style means s
+/// (rows [0, S) of the style head's output on the 2G decoded images).
+template <typename T>
+struct CycleDistance {
+  ColumnsView<T> style_mean;  ///< S x 2G
+  Index style, groups;        ///< S, G
+  T weight;                   ///< λ / G
+  /// Element (0, g).
+  EIGEN_DEVICE_FUNC T operator()(Index, Index g) const {
+    T sum(0);
+    for (Index r = 0; r < style; ++r) sum += Eigen::numext::abs(style_mean(r, g) - style_mean(r, groups + g));
+    return weight * sum;
+  }
+};
+
+/// d(cycle term)/d(style head output) on the 2G decoded images (2S x 2G): ±weight · sign(Δ) on the
+/// mean rows, 0 on the log-variance rows.
+template <typename T>
+struct CycleSign {
+  ColumnsView<T> style_mean;  ///< S x 2G
+  Index style, groups;        ///< S, G
+  T weight;                   ///< λ / G
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
+    if (r >= style) return T(0);
+    const Index g = c < groups ? c : c - groups;
+    const T d = style_mean(r, g) - style_mean(r, groups + g);
+    const T s = d > T(0) ? weight : (d < T(0) ? -weight : T(0));
+    return c < groups ? s : -s;
+  }
+};
+
+/// dLoss/d(content sample) of every column (C x N) from the gradient at the cycle's codes `dz`
+/// ((S + C) x 2G): a group's content sample entered codes g and G + (g − 1 mod G), and its gradient
+/// goes to the group's first member (the content path sums a group's members).
+template <typename T>
+struct CycleContentGradient {
+  ColumnsView<T> dz;      ///< (S + C) x 2G
+  const Index* offsets;   ///< the groups (G + 1)
+  const Index* group_of;  ///< the group of every column (N)
+  Index style, groups;    ///< S, G
+  /// Element (r, j).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index j) const {
+    const Index g = group_of[j];
+    if (offsets[g] != j) return T(0);
+    return dz(style + r, g) + dz(style + r, groups + (g + groups - 1) % groups);
+  }
+};
+
+/// Copies n values from `from` (a column kernel: element (r, 0) = from[r]).
+template <typename T>
+struct CopyKernel {
+  const T* from;  ///< the source
+  /// Element (r, c).
+  EIGEN_DEVICE_FUNC T operator()(Index r, Index) const { return from[r]; }
+};
+
 /// ML-VAE over layer stacks: `Trunk` maps an observation to features, `StyleHead` and `ContentHead`
 /// map features to [mean; log-variance] (2·style and 2·content rows), `Decoder` maps
 /// [style; content] to the `Likelihood`'s parameters. All four follow the layer contract
@@ -108,7 +187,12 @@ public:
         d_style_out_(detail::make_array<Array>(ctx)),
         d_content_out_(detail::make_array<Array>(ctx)),
         d_features_(detail::make_array<Array>(ctx)),
-        d_z_content_(detail::make_array<Array>(ctx)) {
+        d_z_content_(detail::make_array<Array>(ctx)),
+        z_cycle_(detail::make_array<Array>(ctx)),
+        x_cycle_(detail::make_array<Array>(ctx)),
+        d_cycle_out_(detail::make_array<Array>(ctx)),
+        d_x_cycle_(detail::make_array<Array>(ctx)),
+        saved_gradients_(detail::make_array<Array>(ctx)) {
     require<ShapeError>(style_head_.input_size() == trunk_.output_size() &&
                             content_head_.input_size() == trunk_.output_size(),
                         "MLVAE: the trunk outputs ", trunk_.output_size(), " features but the style head expects ",
@@ -230,12 +314,18 @@ public:
   }
 
   // ---- the step, for every device: what a device's driver (device/mlvae.hpp) calls ----------------
-  /// Rows of the standard normals of noise stream `stream` the step reads (0: style, 1: content).
-  Index noise_rows(int stream) const { return stream == 0 ? style_size_ : content_size_; }
-  /// Their columns for a batch of `offsets`: one per observation, or one content column per group.
+  /// Rows of the standard normals of noise stream `stream` the step reads (0: style, 1: content,
+  /// 2: the reverse cycle's styles, none unless cycle_weight > 0).
+  Index noise_rows(int stream) const {
+    return stream == 0 ? style_size_ : stream == 1 ? content_size_ : (options_.cycle_weight > T(0) ? style_size_ : 0);
+  }
+  /// Their columns for a batch of `offsets`: one per observation, or one content column per group;
+  /// one cycle column per group when the cycle runs (cycle_weight > 0 and more than one group).
   Index noise_columns(int stream, const std::vector<Index>& offsets) const {
+    const Index groups = static_cast<Index>(offsets.size()) - 1;
+    if (stream == 2) return options_.cycle_weight > T(0) && groups > 1 ? groups : 0;
     const bool per_group = stream == 1 && BasicContentPath<T, Ctx>::per_group_noise(options_.content);
-    return per_group ? static_cast<Index>(offsets.size()) - 1 : offsets.back();
+    return per_group ? groups : offsets.back();
   }
   /// What the step divides by: the batch's group count.
   Index normaliser(const std::vector<Index>& offsets) const { return static_cast<Index>(offsets.size()) - 1; }
@@ -256,8 +346,10 @@ public:
   /// context's memory at `terms` (3N: log p of each column, then its style KL, then its content KL)
   /// and queues everything: no host synchronisation (the drivers read `terms`). `x` and the noise
   /// are the caller's and must stay valid until the step has run; the batch layout is checked here.
+  /// With the reverse cycle (noise_columns(2, offsets) > 0, `eps_cycle` its S x G normals) the step
+  /// adds its term and gradient (cycle_step) and writes each group's term after the 3N (G more).
   void compute_step(const Array& x, const std::vector<Index>& offsets, const T* eps_style, const T* eps_content,
-                    Index normaliser_groups, bool backward, T* terms) {
+                    const T* eps_cycle, Index normaliser_groups, bool backward, T* terms) {
     check_group_offsets(offsets, x.cols(), "MLVAE");
     const Index n = x.cols(), S = style_size_, C = content_size_;
 
@@ -290,7 +382,11 @@ public:
     const T w = T(1) / T(normaliser_groups);
     likelihood_columns(*ctx_, likelihood_, x, out, -w, terms, backward ? &d_out_ : nullptr);
     generate_at(*ctx_, terms + n, 1, n, 1, GaussianKl<T>{s_mean_, s_logvar_, S});
-    if (!backward) return;
+    const bool cycle = noise_columns(2, offsets) > 0;
+    if (!backward) {
+      if (cycle) cycle_step(x, offsets, eps_cycle, false, terms + 3 * n);
+      return;
+    }
 
     // Backward: through the decoder, the style samples and KLs, the content path, the heads, the trunk.
     params_.zero_gradients();
@@ -328,6 +424,7 @@ public:
       elementwise(*ctx_, d_features_, [](const auto& a, const auto& b) { return a + b; }, ds, dc);
       trunk_.backward(d_features_, false);
     }
+    if (cycle) cycle_step(x, offsets, eps_cycle, true, terms + 3 * n);
   }
 
 private:
@@ -372,73 +469,65 @@ private:
     const bool per_group = BasicContentPath<T, Ctx>::per_group_noise(options_.content);
     draw_slice(rng, eps_content_host_, C, noise_columns(1, offsets), per_group ? shard.first_group : shard.first_column,
                per_group ? global_groups : global_n);
-    ensure_shape(terms_host_, 3 * n, 1);
-    compute_step(x, offsets, eps_style_host_.data(), eps_content_host_.data(), global_groups, backward,
-                 terms_host_.data());
-    double sums[3] = {0, 0, 0};
+    ensure_shape(eps_cycle_, noise_rows(2), noise_columns(2, offsets));
+    rng.fill_normal(eps_cycle_);
+    ensure_shape(terms_host_, 3 * n + eps_cycle_.cols(), 1);
+    compute_step(x, offsets, eps_style_host_.data(), eps_content_host_.data(), eps_cycle_.data(), global_groups,
+                 backward, terms_host_.data());
+    double sums[3] = {0, 0, 0}, cycle_sum = 0;
     for (int k = 0; k < 3; ++k)
       for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(terms_host_(k * n + j));
+    for (Index g = 0; g < eps_cycle_.cols(); ++g) cycle_sum += static_cast<double>(terms_host_(3 * n + g));
     LossTerms terms = loss_terms(sums, offsets, shard);
-    if (!cycle) return terms;
-
-    ensure_shape(eps_cycle_, S, groups);
-    rng.fill_normal(eps_cycle_);
-    terms.loss += cycle_loss(groups, n, offsets, backward);
-    if (!backward) return terms;
-    // The cycle's gradient reaches the content samples (d_z_content_, C x N): once more through the
-    // content path (the encoder re-run on x for its caches).
-    const Matrix<T>& co2 = content_head_.forward(trunk_.forward(x));
-    ensure_shape(d_content_out_, 2 * C, n);
-    content_.backward({co2.data(), co2.rows()}, {co2.data() + C, co2.rows()}, {d_z_content_.data(), C}, T(0),
-                      d_content_out_.data(), d_content_out_.data() + C, 2 * C);
-    trunk_.backward(content_head_.backward(d_content_out_), false);
+    terms.loss += cycle_sum;
     return terms;
   }
 
-  // The reverse-cycle term (see MLVAEOptions::cycle_weight) on the content samples in z_ and the styles
-  // eps_cycle_. With `backward`, ADDS its gradient to the encoder's parameters and writes dLoss/d(content
-  // sample) of every observation into d_z_content_ (a member's content sample is its group's in the cycle;
-  // the gradient goes to the group's first member, so that the content path sums it correctly).
-  double cycle_loss(Index groups, Index n, const std::vector<Index>& offsets, bool backward) {
+  // The reverse-cycle term (see MLVAEOptions::cycle_weight) of the step just computed, for every
+  // device: the 2G codes from the content samples in z_ and the styles `eps_cycle`, decoded to their
+  // means, re-encoded; each group's term at `terms` (G). With `backward`, ADDS its gradient to the
+  // encoder's parameters (the decoder's own gradients are kept: the cycle trains the encoder) and,
+  // through the decoder to the content samples, once more through the content path (the encoder
+  // re-run on x for its caches).
+  void cycle_step(const Array& x, const std::vector<Index>& offsets, const T* eps_cycle, bool backward, T* terms) {
     if constexpr (!std::is_same_v<Likelihood, BernoulliLikelihood<T>>) {
-      (void)groups, (void)n, (void)offsets, (void)backward;
+      (void)x, (void)offsets, (void)eps_cycle, (void)backward, (void)terms;
       raise_error<ArgumentError>("MLVAE: the cycle-consistency loss (cycle_weight > 0) needs the Bernoulli likelihood, found " +
-                          likelihood_.describe());
+                                 likelihood_.describe());
     } else {
-      const Index S = style_size_, C = content_size_;
-      ensure_shape(z_cycle_, S + C, 2 * groups);
-      for (Index g = 0; g < groups; ++g) {
-        const Index partner = (g + 1) % groups;
-        z_cycle_.col(g).topRows(S) = eps_cycle_.col(g);
-        z_cycle_.col(groups + g).topRows(S) = eps_cycle_.col(g);
-        z_cycle_.col(g).bottomRows(C) = z_.bottomRows(C).col(offsets[static_cast<std::size_t>(g)]);
-        z_cycle_.col(groups + g).bottomRows(C) = z_.bottomRows(C).col(offsets[static_cast<std::size_t>(partner)]);
-      }
-      likelihood_.mean(decoder_.forward(z_cycle_), x_cycle_);
-      const Matrix<T>& so = style_head_.forward(trunk_.forward(x_cycle_));
-      const auto diff = (so.topRows(S).leftCols(groups) - so.topRows(S).rightCols(groups)).eval();
-      const T weight = options_.cycle_weight / T(groups);
-      const double loss = static_cast<double>(weight) * static_cast<double>(diff.cwiseAbs().sum());
-      if (!backward) return loss;
-      ensure_shape(d_cycle_out_, 2 * S, 2 * groups);
-      d_cycle_out_.setZero();
-      const Matrix<T> sign = diff.unaryExpr([weight](T v) { return v > T(0) ? weight : (v < T(0) ? -weight : T(0)); });
-      d_cycle_out_.topLeftCorner(S, groups) = sign;
-      d_cycle_out_.topRightCorner(S, groups) = -sign;
-      Matrix<T> dx = trunk_.backward(style_head_.backward(d_cycle_out_), true);
-      dx.array() *= x_cycle_.array() * (T(1) - x_cycle_.array());  // through the sigmoid mean
+      const Index S = style_size_, C = content_size_, n = x.cols(), G = static_cast<Index>(offsets.size()) - 1;
+      const Index* offs = content_.offsets_on_context();
+      ensure_shape(z_cycle_, S + C, 2 * G);
+      generate_at(*ctx_, z_cycle_.data(), S + C, 2 * G, S + C,
+                  CycleCodes<T>{eps_cycle, {z_.data() + S, S + C}, offs, S, G});
+      const Array& logits = decoder_.forward(z_cycle_);
+      ensure_shape(x_cycle_, logits.rows(), 2 * G);
+      elementwise(*ctx_, x_cycle_, [](const auto& l) { return ew::sigmoid(l); }, logits);  // the Bernoulli means
+      const Array& so = style_head_.forward(trunk_.forward(x_cycle_));
+      const T weight = options_.cycle_weight / T(G);
+      generate_at(*ctx_, terms, 1, G, 1, CycleDistance<T>{{so.data(), so.rows()}, S, G, weight});
+      if (!backward) return;
+      ensure_shape(d_cycle_out_, 2 * S, 2 * G);
+      generate_at(*ctx_, d_cycle_out_.data(), 2 * S, 2 * G, 2 * S, CycleSign<T>{{so.data(), so.rows()}, S, G, weight});
+      const Array& dx = trunk_.backward(style_head_.backward(d_cycle_out_), true);
+      ensure_shape(d_x_cycle_, dx.rows(), 2 * G);
+      elementwise(  // through the sigmoid mean
+          *ctx_, d_x_cycle_, [](const auto& d, const auto& m) { return d * m * (T(1) - m); }, dx, x_cycle_);
       // Through the decoder to its inputs, keeping the decoder's own parameter gradients unchanged.
-      const Index dec = decoder_.parameter_count(), total = params_.size();
-      const Vector<T> saved = params_.gradients.segment(total - dec, dec);
-      const Matrix<T>& dzc = decoder_.backward(dx, true);
-      params_.gradients.segment(total - dec, dec) = saved;
-      d_z_content_.setZero(C, n);
-      for (Index g = 0; g < groups; ++g) {
-        const Index partner = (g + 1) % groups;
-        d_z_content_.col(offsets[static_cast<std::size_t>(g)]) += dzc.col(g).bottomRows(C);
-        d_z_content_.col(offsets[static_cast<std::size_t>(partner)]) += dzc.col(groups + g).bottomRows(C);
-      }
-      return loss;
+      const Index dec = decoder_.parameter_count();
+      T* decoder_gradients = params_.gradients.data() + params_.size() - dec;
+      ensure_shape(saved_gradients_, dec, 1);
+      generate_at(*ctx_, saved_gradients_.data(), dec, 1, dec, CopyKernel<T>{decoder_gradients});
+      const Array& dz = decoder_.backward(d_x_cycle_, true);
+      generate_at(*ctx_, decoder_gradients, dec, 1, dec, CopyKernel<T>{saved_gradients_.data()});
+      ensure_shape(d_z_content_, C, n);
+      generate_at(*ctx_, d_z_content_.data(), C, n, C,
+                  CycleContentGradient<T>{{dz.data(), dz.rows()}, offs, content_.group_of_on_context(), S, G});
+      const Array& co = content_head_.forward(trunk_.forward(x));
+      ensure_shape(d_content_out_, 2 * C, n);
+      content_.backward({co.data(), co.rows()}, {co.data() + C, co.rows()}, {d_z_content_.data(), C}, T(0),
+                        d_content_out_.data(), d_content_out_.data() + C, 2 * C);
+      trunk_.backward(content_head_.backward(d_content_out_), false);
     }
   }
 
@@ -460,9 +549,10 @@ private:
   // Workspaces, resized only when the batch shape changes; the views of the last compute_step.
   BasicContentPath<T, Ctx> content_;
   Array z_, d_out_, d_style_out_, d_content_out_, d_features_, d_z_content_;
+  Array z_cycle_, x_cycle_, d_cycle_out_, d_x_cycle_, saved_gradients_;  // the reverse cycle's
   ColumnsView<T> s_mean_, s_logvar_, c_mean_, c_logvar_, eps_style_;
-  // The host's: its noise, per-column terms, stacked heads and the cycle's workspaces.
-  Matrix<T> eps_style_host_, eps_content_host_, terms_host_, eps_cycle_, z_cycle_, x_cycle_, d_cycle_out_;
+  // The host's: its noise and per-column terms, and the stacked heads.
+  Matrix<T> eps_style_host_, eps_content_host_, eps_cycle_, terms_host_;
   StackedDense<T> heads_;
   Matrix<T> d_heads_out_;
 };

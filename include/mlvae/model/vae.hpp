@@ -158,7 +158,7 @@ public:
   }
 
   // ---- the step, for every device: what a device's driver (device/mlvae.hpp) calls ----------------
-  /// Rows of the standard normals of noise stream `stream` the step reads (0: the latent; 1: none).
+  /// Rows of the standard normals of noise stream `stream` the step reads (0: the latent; 1, 2: none).
   Index noise_rows(int stream) const { return stream == 0 ? latent_size_ : 0; }
   /// Their columns for a batch of `offsets` (each image is its own unit).
   Index noise_columns(int stream, const std::vector<Index>& offsets) const { return stream == 0 ? offsets.back() : 0; }
@@ -177,7 +177,7 @@ public:
   /// decomposition on the host, its weighted terms instead of β KL). Writes the per-column terms at
   /// `terms` (3N: log p, KL, 0) and queues everything; `offsets` are only counted (one unit per image).
   void compute_step(const Array& x, const std::vector<Index>& offsets, const T* eps, const T* /*unused*/,
-                    Index normaliser, bool backward, T* terms) {
+                    const T* /*unused*/, Index normaliser, bool backward, T* terms) {
     const Index n = x.cols(), L = latent_size_;
     require<ShapeError>(offsets.back() == n, "VAE: expected a batch of ", offsets.back(), " images, found ", n);
     const Array& e = encoder_.forward(x);
@@ -249,7 +249,7 @@ private:
     skip_normals(rng, std::int64_t{global_n - shard.first_column - n} * L);
     ensure_shape(terms_, 3 * n, 1);
     offsets_.assign({0, n});
-    compute_step(x, offsets_, eps_.data(), nullptr, global_n, backward, terms_.data());
+    compute_step(x, offsets_, eps_.data(), nullptr, nullptr, global_n, backward, terms_.data());
     double sums[3] = {0, 0, 0};
     for (int k = 0; k < 2; ++k)
       for (Index j = 0; j < n; ++j) sums[k] += static_cast<double>(terms_(k * n + j));
