@@ -299,23 +299,30 @@ void check_step_matches(Ctx& ctx, Model& model, const Matrix<float>& x, const st
   }
 }
 
+// The MLP ML-VAE (12 -> 16 -> style 3, content 4) with options `o` steps as the CPU model on
+// DefaultDevice and on a two-thread ThreadPoolDevice.
+void check_mlp_step_on_cpu_devices(const MLVAEOptions<float>& o, const Matrix<float>& x,
+                                   const std::vector<Index>& offsets) {
+  Eigen::ThreadPool pool(2);
+  {
+    DefaultContext ctx;
+    auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
+    check_step_matches(ctx, model, x, offsets);
+  }
+  {
+    PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
+    auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
+    check_step_matches(ctx, model, x, offsets);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("device: a complete MLP ML-VAE step matches the CPU model on DefaultDevice and ThreadPoolDevice") {
   const Matrix<float> x = mlvae_test::toy_data<float>(24, 5);
-  Eigen::ThreadPool pool(2);
   for (const std::vector<Index>& offsets : {std::vector<Index>{0, 8, 16, 24}, std::vector<Index>{0, 5, 6, 24}}) {
     INFO("groups of ", offsets[1], " then ", offsets[2] - offsets[1]);
-    {
-      DefaultContext ctx;
-      auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
-      check_step_matches(ctx, model, x, offsets);
-    }
-    {
-      PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
-      auto model = make_mlp_mlvae<float>(12, 16, 3, 4);
-      check_step_matches(ctx, model, x, offsets);
-    }
+    check_mlp_step_on_cpu_devices({}, x, offsets);
   }
   // A different likelihood and activation through the same code path.
   DefaultContext ctx;
@@ -768,23 +775,13 @@ TEST_CASE("device: the reverse-cycle loss steps as the CPU model") {
   // DefaultDevice and ThreadPoolDevice equal the CPU model's, for equal and unequal groups and the
   // GVAE's content path.
   const Matrix<float> x = mlvae_test::toy_data<float>(12, 5);
-  Eigen::ThreadPool pool(2);
   for (const bool mean : {false, true}) {
     for (const std::vector<Index>& offsets : {std::vector<Index>{0, 4, 8, 12}, std::vector<Index>{0, 5, 6, 12}}) {
       INFO((mean ? "GVAE" : "ML-VAE"), ", groups of ", offsets[1], " then ", offsets[2] - offsets[1]);
       MLVAEOptions<float> o;
       o.cycle_weight = 0.7f;
       if (mean) o.content.aggregation = ContentAggregation::Mean;
-      {
-        DefaultContext ctx;
-        auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
-        check_step_matches(ctx, model, x, offsets);
-      }
-      {
-        PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
-        auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
-        check_step_matches(ctx, model, x, offsets);
-      }
+      check_mlp_step_on_cpu_devices(o, x, offsets);
     }
   }
 }
@@ -829,7 +826,6 @@ TEST_CASE("device: GVAE - Ada-ML-VAE - Ada-GVAE and per-observation content samp
   // The content path is one definition (model/content_path.hpp) run by both: one complete step of
   // each variant on DefaultDevice and ThreadPoolDevice equals the CPU model's.
   const Matrix<float> x = mlvae_test::toy_data<float>(12, 5);
-  Eigen::ThreadPool pool(2);
   struct Variant {
     const char* name;
     ContentAggregation aggregation;
@@ -848,16 +844,7 @@ TEST_CASE("device: GVAE - Ada-ML-VAE - Ada-GVAE and per-observation content samp
     // Pairs and one lone observation for Ada; groups of 4 and 3 otherwise.
     const std::vector<Index> offsets = v.adaptive ? std::vector<Index>{0, 2, 4, 5, 7, 9, 11, 12}
                                                   : std::vector<Index>{0, 4, 8, 12};
-    {
-      DefaultContext ctx;
-      auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
-      check_step_matches(ctx, model, x, offsets);
-    }
-    {
-      PoolContext ctx(Eigen::ThreadPoolDevice(&pool, 2));
-      auto model = make_mlp_mlvae<float>(12, 16, 3, 4, o);
-      check_step_matches(ctx, model, x, offsets);
-    }
+    check_mlp_step_on_cpu_devices(o, x, offsets);
   }
 }
 

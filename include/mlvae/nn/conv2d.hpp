@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
-#include <new>
 #include <string>
 #include <type_traits>
 
@@ -37,12 +36,12 @@ namespace mlvae {
 /// Written once for every device: `Ctx` supplies the arrays, the products and the operations of
 /// nn/conv_ops.hpp (HostContext; a device context, device/conv.hpp). Conv2d<T> is the CPU layer.
 template <typename T, typename Ctx = HostContext>
-class BasicConv2d {
+class BasicConv2d : public detail::ConvLayerBase<T, Ctx> {
+  using Base = detail::ConvLayerBase<T, Ctx>;
+
 public:
-  /// The floating-point type of parameters and activations.
-  using Scalar = T;
   /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
-  using Array = typename Ctx::template Array<T>;
+  using typename Base::Array;
 
   /// A convolution of `in` images to `out_channels` channels with a kernel × kernel kernel, on the host.
   /// Throws ShapeError when a size is not positive or the output would be empty.
@@ -71,42 +70,9 @@ public:
   ImageShape input_shape() const { return geom_.input; }
   /// The output image shape out_channels × OH × OW.
   ImageShape output_shape() const { return {out_channels_, geom_.out_height, geom_.out_width}; }
-  /// Kernel side k.
-  Index kernel() const { return geom_.kernel; }
-  /// Stride s.
-  Index stride() const { return geom_.stride; }
-  /// Zero padding p on each side.
-  Index padding() const { return geom_.padding; }
-  /// The initialisation scheme of W.
-  Init init() const { return init_; }
-  /// The full geometry (input shape, k, s, p, OH, OW).
-  const ConvGeometry& geometry() const { return geom_; }
-
-  /// Bound on the workspace bytes (at least one observation's worth is always used).
-  std::size_t workspace_limit() const { return workspace_limit_; }
-  /// Sets the workspace bound in bytes; the chunk is re-planned on the next call.
-  void set_workspace_limit(std::size_t bytes) {
-    workspace_limit_ = bytes;
-    batch_ = -1;  // re-plan on the next call
-  }
-  /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
-  /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
-  void set_precision(Precision p) { products_.set_precision(p); }
-  /// The arithmetic of the layer's products.
-  Precision precision() const { return products_.precision(); }
-
-  /// Observations per chunk chosen for the current batch size (0 before the first forward).
-  Index chunk_size() const { return chunk_; }
-
-  /// Maps W (out_channels x C·k·k) then b (out_channels), and their gradients, onto `values` /
-  /// `gradients` (in the context's memory).
-  void bind(T* values, T* gradients) {
-    const Index rows = out_channels_, cols = geom_.patch_size();
-    new (&weight_) MatrixMap<T>(values, rows, cols);
-    new (&bias_) VectorMap<T>(values + rows * cols, rows);
-    new (&weight_grad_) MatrixMap<T>(gradients, rows, cols);
-    new (&bias_grad_) VectorMap<T>(gradients + rows * cols, rows);
-  }
+  /// Maps W (out_channels x C·k·k, see weight()) then b (out_channels), and their gradients, onto
+  /// `values` / `gradients` (in the context's memory).
+  void bind(T* values, T* gradients) { this->bind_parameters(values, gradients, out_channels_); }
 
   /// Fan-in C·k·k, fan-out out_channels·k·k; the bias starts at zero (host memory).
   void initialize(Rng& rng) {
@@ -145,23 +111,14 @@ public:
     return run_backward(dy, &y, need_input_gradient);
   }
 
-  /// The output of the last forward() (output_size() x batch; not written by forward_relu).
-  const Array& output() const { return output_; }
-  /// The kernels W (out_channels x C·k·k; column (c·k + i)·k + j), a view into the parameter store.
-  MatrixMap<T>& weight() { return weight_; }
-  /// The per-channel bias b (out_channels), a view into the parameter store.
-  VectorMap<T>& bias() { return bias_; }
-  /// The kernels W (out_channels x C·k·k).
-  const MatrixMap<T>& weight() const { return weight_; }
-  /// The per-channel bias b (out_channels).
-  const VectorMap<T>& bias() const { return bias_; }
-
 private:
+  using Base::batch_, Base::bias_, Base::bias_grad_, Base::bias_sum_, Base::chunk_, Base::cols_, Base::ctx_,
+      Base::geom_, Base::init_, Base::input_, Base::input_grad_, Base::out_channels_, Base::output_,
+      Base::products_, Base::rows_, Base::weight_, Base::weight_grad_, Base::workspace_limit_;
+
   BasicConv2d(Ctx& ctx, ImageShape in, Index out_channels, Index kernel, Index stride, Index padding, Init init)
-      : ctx_(&ctx), geom_(make_conv_geometry(in, kernel, stride, padding, "Conv2d")), out_channels_(out_channels),
-        init_(init), output_(detail::make_array<Array>(ctx)), input_grad_(detail::make_array<Array>(ctx)),
-        cols_(detail::make_array<Array>(ctx)), dcols_(detail::make_array<Array>(ctx)),
-        rows_(detail::make_array<Array>(ctx)), bias_sum_(detail::make_array<Array>(ctx)) {
+      : Base(ctx, make_conv_geometry(in, kernel, stride, padding, "Conv2d"), out_channels, init),
+        dcols_(detail::make_array<Array>(ctx)) {
     require<ShapeError>(out_channels > 0, "Conv2d: out_channels must be positive, found ", out_channels);
   }
 
@@ -224,24 +181,10 @@ private:
     cols_hold_batch_ = false;
   }
 
-  Ctx* ctx_;
-  ConvGeometry geom_;
-  Index out_channels_;
-  Init init_;
-  MatrixMap<T> weight_{nullptr, 0, 0};
-  VectorMap<T> bias_{nullptr, 0};
-  MatrixMap<T> weight_grad_{nullptr, 0, 0};
-  VectorMap<T> bias_grad_{nullptr, 0};
-  const Array* input_ = nullptr;
-  LayerProducts<T, Ctx> products_;
-  Array output_;
-  Array input_grad_;
-
-  // Workspaces: patch matrix and its gradient ((chunk·P) × C·k·k), per-position rows (chunk·P × OC).
-  std::size_t workspace_limit_ = detail::conv_workspace_limit<Ctx>();
-  Index batch_ = -1, chunk_ = 0;
+  // Workspaces (with the base's patch matrix cols_, (chunk·P) × C·k·k, and per-position rows rows_,
+  // chunk·P × OC): the patch matrix's gradient.
   bool cols_hold_batch_ = false;
-  Array cols_, dcols_, rows_, bias_sum_;
+  Array dcols_;
 };
 
 /// The CPU's 2-D convolution layer.

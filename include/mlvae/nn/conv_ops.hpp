@@ -9,10 +9,12 @@
 #include "mlvae/core/types.hpp"
 #include "mlvae/nn/gemm.hpp"
 #include "mlvae/nn/im2col.hpp"
+#include "mlvae/nn/layer.hpp"
 
 #include <algorithm>
 #include <cstddef>
 #include <limits>
+#include <new>
 #include <type_traits>
 
 namespace mlvae {
@@ -24,6 +26,86 @@ template <typename Ctx>
 constexpr std::size_t conv_workspace_limit() {
   return std::is_same_v<Ctx, HostContext> ? default_conv_workspace_bytes : std::numeric_limits<std::size_t>::max();
 }
+
+/// What Conv2d and ConvTranspose2d share; each adds its shapes, forward and backward. The geometry
+/// is the convolution's (for the transposed layer, that of the convolution it is the adjoint of);
+/// W is `weight_rows` x geometry().patch_size(), then the bias, one per output channel.
+template <typename T, typename Ctx>
+class ConvLayerBase {
+public:
+  /// The floating-point type of parameters and activations.
+  using Scalar = T;
+  /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
+  using Array = typename Ctx::template Array<T>;
+
+  /// Kernel side k.
+  Index kernel() const { return geom_.kernel; }
+  /// Stride s.
+  Index stride() const { return geom_.stride; }
+  /// Zero padding p on each side (the transposed layer removes it from each side of its output).
+  Index padding() const { return geom_.padding; }
+  /// The initialisation scheme of W.
+  Init init() const { return init_; }
+  /// The geometry of the convolution (the transposed layer's: of its adjoint, output image → input grid).
+  const ConvGeometry& geometry() const { return geom_; }
+
+  /// Bound on the workspace bytes (at least one observation's worth is always used).
+  std::size_t workspace_limit() const { return workspace_limit_; }
+  /// Sets the workspace bound in bytes; the chunk is re-planned on the next call.
+  void set_workspace_limit(std::size_t bytes) {
+    workspace_limit_ = bytes;
+    batch_ = -1;
+  }
+  /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
+  /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
+  void set_precision(Precision p) { products_.set_precision(p); }
+  /// The arithmetic of the layer's products.
+  Precision precision() const { return products_.precision(); }
+  /// Observations per chunk chosen for the current batch size (0 before the first forward).
+  Index chunk_size() const { return chunk_; }
+
+  /// The output of the last forward() (output_size() x batch).
+  const Array& output() const { return output_; }
+  /// The weight W, a view into the parameter store.
+  MatrixMap<T>& weight() { return weight_; }
+  /// The per-channel bias b, a view into the parameter store.
+  VectorMap<T>& bias() { return bias_; }
+  /// The weight W.
+  const MatrixMap<T>& weight() const { return weight_; }
+  /// The per-channel bias b.
+  const VectorMap<T>& bias() const { return bias_; }
+
+protected:
+  ConvLayerBase(Ctx& ctx, const ConvGeometry& geom, Index out_channels, Init init)
+      : ctx_(&ctx), geom_(geom), out_channels_(out_channels), init_(init), output_(make_array<Array>(ctx)),
+        input_grad_(make_array<Array>(ctx)), cols_(make_array<Array>(ctx)), rows_(make_array<Array>(ctx)),
+        bias_sum_(make_array<Array>(ctx)) {}
+
+  /// Maps W (`weight_rows` x patch_size()) then b (out_channels), and their gradients, onto
+  /// `values` / `gradients` (in the context's memory).
+  void bind_parameters(T* values, T* gradients, Index weight_rows) {
+    const Index cols = geom_.patch_size();
+    new (&weight_) MatrixMap<T>(values, weight_rows, cols);
+    new (&bias_) VectorMap<T>(values + weight_rows * cols, out_channels_);
+    new (&weight_grad_) MatrixMap<T>(gradients, weight_rows, cols);
+    new (&bias_grad_) VectorMap<T>(gradients + weight_rows * cols, out_channels_);
+  }
+
+  Ctx* ctx_;
+  ConvGeometry geom_;
+  Index out_channels_;
+  Init init_;
+  MatrixMap<T> weight_{nullptr, 0, 0};
+  VectorMap<T> bias_{nullptr, 0};
+  MatrixMap<T> weight_grad_{nullptr, 0, 0};
+  VectorMap<T> bias_grad_{nullptr, 0};
+  const Array* input_ = nullptr;
+  LayerProducts<T, Ctx> products_;
+  Array output_, input_grad_;
+  std::size_t workspace_limit_ = conv_workspace_limit<Ctx>();
+  Index batch_ = -1, chunk_ = 0;  // the batch size the workspaces are planned for, and its chunk
+  Array cols_, rows_, bias_sum_;  // the patch matrix, the per-position rows, the bias sums' scratch
+};
 }  // namespace detail
 
 /// im2col of `count` images at `images` into `cols` ((count·P) × (C·k·k), nn/im2col.hpp).

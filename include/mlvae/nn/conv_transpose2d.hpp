@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <new>
 #include <string>
 
 namespace mlvae {
@@ -33,12 +32,12 @@ namespace mlvae {
 /// Written once for every device: `Ctx` supplies the arrays, the products and the operations of
 /// nn/conv_ops.hpp (HostContext; a device context, device/conv.hpp). ConvTranspose2d<T> is the CPU layer.
 template <typename T, typename Ctx = HostContext>
-class BasicConvTranspose2d {
+class BasicConvTranspose2d : public detail::ConvLayerBase<T, Ctx> {
+  using Base = detail::ConvLayerBase<T, Ctx>;
+
 public:
-  /// The floating-point type of parameters and activations.
-  using Scalar = T;
   /// What the layer takes and returns: Matrix<T> on the host, the context's DeviceArray on a device.
-  using Array = typename Ctx::template Array<T>;
+  using typename Base::Array;
 
   /// The layer on the host. Throws ShapeError when a size is not positive, output_padding is not in
   /// [0, stride), or the output would be empty.
@@ -70,43 +69,11 @@ public:
   ImageShape input_shape() const { return in_; }
   /// The output image shape C_out × OH × OW.
   ImageShape output_shape() const { return geom_.input; }
-  /// Kernel side k.
-  Index kernel() const { return geom_.kernel; }
-  /// Stride s.
-  Index stride() const { return geom_.stride; }
-  /// Padding p removed from each side of the full output.
-  Index padding() const { return geom_.padding; }
   /// Extra rows/columns added at the bottom/right of the output.
   Index output_padding() const { return output_padding_; }
-  /// The initialisation scheme of W.
-  Init init() const { return init_; }
-  /// The geometry of the adjoint convolution (output image → input grid).
-  const ConvGeometry& geometry() const { return geom_; }
 
-  /// Bound on the workspace bytes (at least one observation's worth is always used).
-  std::size_t workspace_limit() const { return workspace_limit_; }
-  /// Sets the workspace bound in bytes; the chunk is re-planned on the next call.
-  void set_workspace_limit(std::size_t bytes) {
-    workspace_limit_ = bytes;
-    batch_ = -1;
-  }
-  /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
-  /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
-  void set_precision(Precision p) { products_.set_precision(p); }
-  /// The arithmetic of the layer's products.
-  Precision precision() const { return products_.precision(); }
-
-  /// Observations per chunk chosen for the current batch size (0 before the first forward).
-  Index chunk_size() const { return chunk_; }
-
-  /// Maps W (C_in x C_out·k·k) then b (C_out), and their gradients, onto `values` / `gradients`.
-  void bind(T* values, T* gradients) {
-    const Index rows = in_.channels, cols = geom_.patch_size();
-    new (&weight_) MatrixMap<T>(values, rows, cols);
-    new (&bias_) VectorMap<T>(values + rows * cols, out_channels_);
-    new (&weight_grad_) MatrixMap<T>(gradients, rows, cols);
-    new (&bias_grad_) VectorMap<T>(gradients + rows * cols, out_channels_);
-  }
+  /// Maps W (C_in x C_out·k·k, see weight()) then b (C_out), and their gradients, onto `values` / `gradients`.
+  void bind(T* values, T* gradients) { this->bind_parameters(values, gradients, in_.channels); }
 
   /// Fan-in = contributions per output pixel, C_in·k²/s² (at least 1); fan-out C_out·k²/s². Bias zero.
   void initialize(Rng& rng) {
@@ -166,24 +133,15 @@ public:
     return input_grad_;
   }
 
-  /// The output of the last forward() (output_size() x batch).
-  const Array& output() const { return output_; }
-  /// The weight W (C_in x C_out·k·k), a view into the parameter store.
-  MatrixMap<T>& weight() { return weight_; }
-  /// The per-channel bias b (C_out), a view into the parameter store.
-  VectorMap<T>& bias() { return bias_; }
-  /// The weight W (C_in x C_out·k·k).
-  const MatrixMap<T>& weight() const { return weight_; }
-  /// The per-channel bias b (C_out).
-  const VectorMap<T>& bias() const { return bias_; }
-
 private:
+  using Base::batch_, Base::bias_, Base::bias_grad_, Base::bias_sum_, Base::chunk_, Base::cols_, Base::ctx_,
+      Base::geom_, Base::init_, Base::input_, Base::input_grad_, Base::out_channels_, Base::output_,
+      Base::products_, Base::rows_, Base::weight_, Base::weight_grad_, Base::workspace_limit_;
+
   BasicConvTranspose2d(Ctx& ctx, ImageShape in, Index out_channels, Index kernel, Index stride, Index padding,
                        Index output_padding, Init init)
-      : ctx_(&ctx), in_(in), out_channels_(out_channels), output_padding_(output_padding), init_(init),
-        output_(detail::make_array<Array>(ctx)), input_grad_(detail::make_array<Array>(ctx)),
-        cols_(detail::make_array<Array>(ctx)), rows_(detail::make_array<Array>(ctx)),
-        drows_(detail::make_array<Array>(ctx)), bias_sum_(detail::make_array<Array>(ctx)) {
+      : Base(ctx, ConvGeometry{}, out_channels, init), in_(in), output_padding_(output_padding),
+        drows_(detail::make_array<Array>(ctx)) {
     require<ShapeError>(in.channels > 0 && in.height > 0 && in.width > 0,
                         "ConvTranspose2d: the input image shape must be positive, found ", in.channels, "x",
                         in.height, "x", in.width);
@@ -218,26 +176,13 @@ private:
     rows_hold_batch_ = false;
   }
 
-  Ctx* ctx_;
   ImageShape in_;
-  ConvGeometry geom_;
-  Index out_channels_, output_padding_;
-  Init init_;
-  MatrixMap<T> weight_{nullptr, 0, 0};
-  VectorMap<T> bias_{nullptr, 0};
-  MatrixMap<T> weight_grad_{nullptr, 0, 0};
-  VectorMap<T> bias_grad_{nullptr, 0};
-  const Array* input_ = nullptr;
-  LayerProducts<T, Ctx> products_;
-  Array output_;
-  Array input_grad_;
+  Index output_padding_;
 
-  // Workspaces: patch matrix ((chunk·H·W) × C_out·k·k, reused for its gradient in backward), the
-  // stacked input and its gradient ((chunk·H·W) × C_in).
-  std::size_t workspace_limit_ = detail::conv_workspace_limit<Ctx>();
-  Index batch_ = -1, chunk_ = 0;
+  // Workspaces (with the base's patch matrix cols_, (chunk·H·W) × C_out·k·k, reused for its gradient
+  // in backward, and the stacked input rows_, (chunk·H·W) × C_in): the stacked input's gradient.
   bool rows_hold_batch_ = false;
-  Array cols_, rows_, drows_, bias_sum_;
+  Array drows_;
 };
 
 /// The CPU's transposed 2-D convolution layer.
