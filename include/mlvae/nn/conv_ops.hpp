@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
-#include <new>
 #include <type_traits>
 
 namespace mlvae {
@@ -31,7 +30,7 @@ constexpr std::size_t conv_workspace_limit() {
 /// is the convolution's (for the transposed layer, that of the convolution it is the adjoint of);
 /// W is `weight_rows` x geometry().patch_size(), then the bias, one per output channel.
 template <typename T, typename Ctx>
-class ConvLayerBase {
+class ConvLayerBase : public WeightAndBias<T> {
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
@@ -66,14 +65,6 @@ public:
 
   /// The output of the last forward() (output_size() x batch).
   const Array& output() const { return output_; }
-  /// The weight W, a view into the parameter store.
-  MatrixMap<T>& weight() { return weight_; }
-  /// The per-channel bias b, a view into the parameter store.
-  VectorMap<T>& bias() { return bias_; }
-  /// The weight W.
-  const MatrixMap<T>& weight() const { return weight_; }
-  /// The per-channel bias b.
-  const VectorMap<T>& bias() const { return bias_; }
 
 protected:
   ConvLayerBase(Ctx& ctx, const ConvGeometry& geom, Index out_channels, Init init)
@@ -84,21 +75,13 @@ protected:
   /// Maps W (`weight_rows` x patch_size()) then b (out_channels), and their gradients, onto
   /// `values` / `gradients` (in the context's memory).
   void bind_parameters(T* values, T* gradients, Index weight_rows) {
-    const Index cols = geom_.patch_size();
-    new (&weight_) MatrixMap<T>(values, weight_rows, cols);
-    new (&bias_) VectorMap<T>(values + weight_rows * cols, out_channels_);
-    new (&weight_grad_) MatrixMap<T>(gradients, weight_rows, cols);
-    new (&bias_grad_) VectorMap<T>(gradients + weight_rows * cols, out_channels_);
+    this->bind_weight_and_bias(values, gradients, weight_rows, geom_.patch_size(), out_channels_);
   }
 
   Ctx* ctx_;
   ConvGeometry geom_;
   Index out_channels_;
   Init init_;
-  MatrixMap<T> weight_{nullptr, 0, 0};
-  VectorMap<T> bias_{nullptr, 0};
-  MatrixMap<T> weight_grad_{nullptr, 0, 0};
-  VectorMap<T> bias_grad_{nullptr, 0};
   const Array* input_ = nullptr;
   LayerProducts<T, Ctx> products_;
   Array output_, input_grad_;

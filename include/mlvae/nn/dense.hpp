@@ -22,7 +22,7 @@ namespace mlvae {
 /// products and two reductions (HostContext, nn/gemm.hpp: Matrix and mlvae's Gemm; a device
 /// context, device/context.hpp: DeviceArray, cuBLAS on a GPU). Dense<T> is the CPU layer.
 template <typename T, typename Ctx = HostContext>
-class BasicDense {
+class BasicDense : public detail::WeightAndBias<T> {
 public:
   /// The floating-point type of parameters and activations.
   using Scalar = T;
@@ -50,14 +50,9 @@ public:
   /// The initialisation scheme of W.
   Init init() const { return init_; }
 
-  /// Maps W and b (and their gradients) onto parameter_count() scalars at `values` / `gradients`
-  /// (in the context's memory).
-  void bind(T* values, T* gradients) {
-    new (&weight_) MatrixMap<T>(values, out_, in_);
-    new (&bias_) VectorMap<T>(values + out_ * in_, out_);
-    new (&weight_grad_) MatrixMap<T>(gradients, out_, in_);
-    new (&bias_grad_) VectorMap<T>(gradients + out_ * in_, out_);
-  }
+  /// Maps W (out x in, weight()) and b (out, bias()), and their gradients, onto parameter_count()
+  /// scalars at `values` / `gradients` (in the context's memory).
+  void bind(T* values, T* gradients) { this->bind_weight_and_bias(values, gradients, out_, in_, out_); }
 
   /// Arithmetic of the layer's products, forward and backward: Float32 (default) or BFloat16
   /// (nn/gemm_bf16.hpp). Raises ArgumentError for BFloat16 unless T is float and the CPU has AMX-BF16.
@@ -119,20 +114,10 @@ public:
 
   /// The output of the last forward() (out x batch).
   const Array& output() const { return output_; }
-  /// The weight matrix W (out x in), a view into the parameter store.
-  MatrixMap<T>& weight() { return weight_; }
-  /// The bias b (out), a view into the parameter store.
-  VectorMap<T>& bias() { return bias_; }
-  /// The weight matrix W (out x in).
-  const MatrixMap<T>& weight() const { return weight_; }
-  /// The bias b (out).
-  const VectorMap<T>& bias() const { return bias_; }
-  /// dLoss/dW (out x in), a view into the gradient store.
-  MatrixMap<T>& weight_gradient() { return weight_grad_; }
-  /// dLoss/db (out), a view into the gradient store.
-  VectorMap<T>& bias_gradient() { return bias_grad_; }
-
 private:
+  using detail::WeightAndBias<T>::weight_, detail::WeightAndBias<T>::bias_, detail::WeightAndBias<T>::weight_grad_,
+      detail::WeightAndBias<T>::bias_grad_;
+
   void check_input(const Array& x) {
     require<ShapeError>(x.rows() == in_, described(*this), ": expected input with ", in_, " rows, found ", x.rows(),
                         " (x is ", x.rows(), "x", x.cols(), ")");
@@ -170,10 +155,6 @@ private:
   Ctx* ctx_;
   Index in_, out_;
   Init init_;
-  MatrixMap<T> weight_{nullptr, 0, 0};
-  VectorMap<T> bias_{nullptr, 0};
-  MatrixMap<T> weight_grad_{nullptr, 0, 0};
-  VectorMap<T> bias_grad_{nullptr, 0};
   const Array* input_ = nullptr;
   Array output_, input_grad_, bias_sum_;
   LayerProducts<T, Ctx> products_;

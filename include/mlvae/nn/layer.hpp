@@ -8,6 +8,7 @@
 #include "mlvae/nn/gemm_bf16.hpp"
 
 #include <cmath>
+#include <new>
 #include <ostream>
 #include <string>
 #include <type_traits>
@@ -115,6 +116,41 @@ struct ParameterStore {
   /// Sets every gradient to zero (before a backward pass).
   void zero_gradients() { gradients.setZero(); }
 };
+
+namespace detail {
+/// A layer's weight matrix W and bias b, laid out W (column-major) then b in the parameter store,
+/// and their gradients: views bound by bind_weight_and_bias. Dense and the convolutions derive from it.
+template <typename T>
+class WeightAndBias {
+public:
+  /// The weight matrix W, a view into the parameter store.
+  MatrixMap<T>& weight() { return weight_; }
+  /// The bias b, a view into the parameter store.
+  VectorMap<T>& bias() { return bias_; }
+  /// The weight matrix W.
+  const MatrixMap<T>& weight() const { return weight_; }
+  /// The bias b.
+  const VectorMap<T>& bias() const { return bias_; }
+  /// dLoss/dW, a view into the gradient store.
+  MatrixMap<T>& weight_gradient() { return weight_grad_; }
+  /// dLoss/db, a view into the gradient store.
+  VectorMap<T>& bias_gradient() { return bias_grad_; }
+
+protected:
+  /// Maps W (rows x cols) then b (bias_size), and their gradients, onto `values` / `gradients`.
+  void bind_weight_and_bias(T* values, T* gradients, Index rows, Index cols, Index bias_size) {
+    new (&weight_) MatrixMap<T>(values, rows, cols);
+    new (&bias_) VectorMap<T>(values + rows * cols, bias_size);
+    new (&weight_grad_) MatrixMap<T>(gradients, rows, cols);
+    new (&bias_grad_) VectorMap<T>(gradients + rows * cols, bias_size);
+  }
+
+  MatrixMap<T> weight_{nullptr, 0, 0};
+  VectorMap<T> bias_{nullptr, 0};
+  MatrixMap<T> weight_grad_{nullptr, 0, 0};
+  VectorMap<T> bias_grad_{nullptr, 0};
+};
+}  // namespace detail
 
 /// Binds each layer in turn to consecutive slices of `store`; returns the count bound.
 template <typename Store, typename... Layers>
