@@ -44,6 +44,12 @@ EIGEN_DEVICE_FUNC T logvar_gradient(T l, T eps, T dz, T w) {
   using Eigen::numext::exp;
   return dz * eps * T(0.5) * exp(T(0.5) * l) + w * T(0.5) * (exp(l) - T(1));
 }
+/// The backward of a sample and its KL weighted by w at one element, given dz = dLoss/dz: dLoss/dm
+/// = dz + w m, or with `log_variance` dLoss/dl (logvar_gradient).
+template <typename T>
+EIGEN_DEVICE_FUNC T sample_gradient(T m, T l, T eps, T dz, T w, bool log_variance) {
+  return log_variance ? logvar_gradient(l, eps, dz, w) : dz + w * m;
+}
 /// The summands of log N(x; μ, σ²) on Array or Tensor expressions: −½ ((x − μ)²/σ² + log σ² + log 2π).
 template <typename X, typename M, typename L>
 auto log_density(const X& x, const M& mean, const L& logvar) {
@@ -83,8 +89,7 @@ struct GaussianSampleGradient {
   bool log_variance;                     ///< which output
   /// Element (r, c).
   EIGEN_DEVICE_FUNC T operator()(Index r, Index c) const {
-    return log_variance ? gaussian::logvar_gradient(logvar(r, c), eps(r, c), dz(r, c), kl_weight)
-                        : dz(r, c) + kl_weight * mean(r, c);
+    return gaussian::sample_gradient(mean(r, c), logvar(r, c), eps(r, c), dz(r, c), kl_weight, log_variance);
   }
 };
 

@@ -185,8 +185,7 @@ struct ContentMemberGradient {
   /// Element (d, i).
   EIGEN_DEVICE_FUNC T operator()(Index d, Index i) const {
     if (shared(d, noise.group_of[i]) > T(0)) return aggregate(d, i);
-    return log_variance ? gaussian::logvar_gradient(logvar(d, i), noise(d, i), dz(d, i), kl_weight)
-                        : dz(d, i) + kl_weight * mean(d, i);
+    return gaussian::sample_gradient(mean(d, i), logvar(d, i), noise(d, i), dz(d, i), kl_weight, log_variance);
   }
 };
 
