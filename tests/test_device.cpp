@@ -739,14 +739,14 @@ TEST_CASE("device: options the device step does not compute are refused by name 
   // the option first, then the device.
   std::string message;
   try {
-    device::require_device_supports(MLVAEOptions<float>{}, Precision::BFloat16, "cpu");
+    device::require_device_supports(Precision::BFloat16, "cpu");
   } catch (const ArgumentError& e) {
     message = e.what();
   }
   CAPTURE(message);
   CHECK(message.rfind("bfloat16 products", 0) == 0);
   CHECK(message.find(") is not supported on cpu: ") != std::string::npos);
-  CHECK_NOTHROW(device::require_device_supports(MLVAEOptions<float>{}, Precision::Float32, "cpu"));
+  CHECK_NOTHROW(device::require_device_supports(Precision::Float32, "cpu"));
   DefaultContext ctx;
   if (bfloat16_available()) {  // a bf16 model is refused when put on the device
     auto model = make_mlp_mlvae<float>(12, 16, 3, 4);

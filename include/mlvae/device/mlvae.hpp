@@ -42,8 +42,7 @@ struct StepResult {
 /// the reverse-cycle loss) in float32. Called when a model is put on a device and at every step, so
 /// a model is never trained as something other than what was asked for.
 /// @throws ArgumentError "<option> is not supported on <device>: ...".
-template <typename T>
-void require_device_supports(const MLVAEOptions<T>& /*options*/, Precision precision, const std::string& device) {
+inline void require_device_supports(Precision precision, const std::string& device) {
   if (precision != Precision::Float32)
     raise_error<ArgumentError>(mlvae::detail::concat(
         "bfloat16 products (--precision bf16) is not supported on ", device,
@@ -92,8 +91,8 @@ struct DeviceForm<CpuModel, Ctx, ModelFamily::GroupModel> {
                      std::decay_t<decltype(std::declval<const CpuModel&>().likelihood())>, Ctx>;
   /// Refuses the options the device step does not compute (require_device_supports).
   template <typename Model>
-  static void check(const Model& model, Precision precision, const std::string& device) {
-    require_device_supports(model.options(), precision, device);
+  static void check(const Model& /*model*/, Precision precision, const std::string& device) {
+    require_device_supports(precision, device);
   }
   /// The model of `cpu` on `ctx`.
   static type make(Ctx& ctx, CpuModel& cpu) {
